@@ -49,15 +49,19 @@ type cliEnv struct {
 	stdout, stderr io.Writer
 }
 
-var commands = map[string]command{
-	"serve":   {"run the DNS server and summon unikernels", runServe},
-	"check":   {"validate a config file and print every error", runCheck},
-	"doctor":  {"check that this host can run jitsu, with a fix for each failure", runDoctor},
-	"status":  {"list the unikernels of a running daemon", runStatus},
-	"start":   {"boot a unikernel now", runStart},
-	"stop":    {"stop a unikernel now", runStop},
-	"reload":  {"make a running daemon re-read its config", runReload},
-	"version": {"print the version", runVersion},
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"serve":   {"run the DNS server and summon unikernels", runServe},
+		"check":   {"validate a config file and print every error", runCheck},
+		"doctor":  {"check that this host can run jitsu, with a fix for each failure", runDoctor},
+		"status":  {"list the unikernels of a running daemon", runStatus},
+		"start":   {"boot a unikernel now", runStart},
+		"stop":    {"stop a unikernel now", runStop},
+		"reload":  {"make a running daemon re-read its config", runReload},
+		"version": {"print the version", runVersion},
+	}
 }
 
 func main() {

@@ -80,8 +80,8 @@ func TestLifecycle(t *testing.T) {
 			}
 		}
 	}
-	if got := f.Starts("web"); got != 4 {
-		t.Fatalf("Starts = %d, want 4 (boot, restore, boot, boot)", got)
+	if got := f.Starts("web"); got != 3 {
+		t.Fatalf("Starts = %d, want 3 (boot, restore, boot)", got)
 	}
 	select {
 	case ev := <-f.Events():

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/control"
+	"github.com/jitsu-unikernel/jitsu/dnsserver"
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	hvlibvirt "github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
+	"github.com/jitsu-unikernel/jitsu/summoner"
+	"github.com/jitsu-unikernel/jitsu/synproxy"
+	"github.com/jitsu-unikernel/jitsu/web"
+)
+
+func runServe(ctx context.Context, env *cliEnv, args []string) int {
+	fs := newFlagSet(env, "serve", "")
+	path := fs.String("config", defaultConfig, "config file")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logJSON := fs.Bool("log-json", false, "log JSON even on a terminal")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(env, err)
+		return exitUsage
+	}
+	log, err := newLogger(*level, *logJSON)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "jitsu serve: %v\n", err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	if err := serve(ctx, cfg, log, hup); err != nil {
+		log.Error("jitsu stopped", zap.Error(err))
+		return exitFail
+	}
+	log.Info("jitsu stopped")
+	return exitOK
+}
+
+// daemon is the running jitsu: the parts wired together, and the control
+// socket's view of them.
+type daemon struct {
+	log *zap.Logger
+	sum *summoner.Summoner
+	dns *dnsserver.Server
+
+	reloadMu sync.Mutex // serializes reloads
+	cfgMu    sync.Mutex
+	cfg      *config.Config
+
+	// replays records, per address held by the SYN proxy, whether a SYN was
+	// held during the current boot, and when it was replayed.
+	replayMu sync.Mutex
+	heldSYN  map[netip.Addr]bool
+	replayed map[string]time.Time // unikernel name -> first replay of its last boot
+	addrName map[netip.Addr]string
+}
+
+// serve runs jitsu until ctx is done. hup delivers reload requests.
+func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan os.Signal) error {
+	log.Info("jitsu starting", zap.String("version", version), zap.String("config", cfg.File),
+		zap.Int("zones", len(cfg.Zones)), zap.Int("unikernels", len(cfg.Unikernels)))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	d := &daemon{log: log, cfg: cfg, heldSYN: map[netip.Addr]bool{}, replayed: map[string]time.Time{}}
+	d.indexAddrs(cfg)
+
+	if err := os.MkdirAll(cfg.Hypervisor.ConsoleDir, 0o755); err != nil {
+		return fmt.Errorf("console dir: %w", err)
+	}
+	hv, err := hvlibvirt.New(ctx, hvlibvirt.Options{
+		URI:             cfg.Hypervisor.URI,
+		Logger:          log.Named("hypervisor"),
+		ConsoleDir:      cfg.Hypervisor.ConsoleDir,
+		ShutdownTimeout: cfg.Hypervisor.ShutdownTimeout,
+		Registerer:      reg,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to libvirt at %s: %w", cfg.Hypervisor.URI, err)
+	}
+	defer hv.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+
+	var gate summoner.Gate
+	var proxy *synproxy.Proxy
+	if cfg.SynProxy.Enabled {
+		if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
+			log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
+		}
+		proxy, err = synproxy.New(synproxy.Options{
+			Bridge:     cfg.Network.Bridge,
+			Logger:     log.Named("synproxy"),
+			Registerer: reg,
+			Limits:     synLimits(cfg),
+			OnSYN:      d.onSYN,
+		})
+		if err != nil {
+			return fmt.Errorf("SYN proxy: %w", err)
+		}
+		gate = &timelineGate{Gate: proxy, d: d}
+		g.Go(func() error {
+			if err := proxy.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("SYN proxy: %w", err)
+			}
+			return nil
+		})
+	}
+
+	sum, err := summoner.New(summoner.Options{
+		Hypervisor:    hv,
+		Gate:          gate,
+		Logger:        log.Named("summoner"),
+		Registerer:    reg,
+		MaxRunning:    cfg.Budget.MaxRunning,
+		MaxBooting:    cfg.Budget.MaxBooting,
+		MemoryBudget:  cfg.Budget.Memory,
+		ResponseDelay: responseDelay(cfg),
+	}, unikernels(cfg))
+	if err != nil {
+		return fmt.Errorf("summoner: %w", err)
+	}
+	d.sum = sum
+	g.Go(func() error {
+		if err := sum.Run(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("summoner: %w", err)
+		}
+		return nil
+	})
+	select {
+	case <-sum.Running():
+	case <-gctx.Done():
+		return g.Wait()
+	}
+
+	dns, err := dnsserver.New(dnsConfig(cfg), dnsserver.Options{
+		Listen:     cfg.DNS.Listen,
+		Summoner:   sum,
+		Logger:     log.Named("dns"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("DNS server: %w", err)
+	}
+	if err := dns.Start(gctx); err != nil {
+		return errors.Join(fmt.Errorf("DNS server: %w", err), stopAll(g, nil, nil))
+	}
+	d.dns = dns
+	log.Info("DNS listening", zap.Stringers("addrs", dns.Addrs()))
+
+	var ctl *control.Server
+	if cfg.Control.Socket != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
+			return errors.Join(fmt.Errorf("control socket dir: %w", err), stopAll(g, dns, nil))
+		}
+		ctl, err = control.Listen(cfg.Control.Socket, cfg.Control.Mode, d, log.Named("control"))
+		if err != nil {
+			return errors.Join(fmt.Errorf("control socket: %w", err), stopAll(g, dns, nil))
+		}
+		g.Go(func() error { return ctl.Serve(gctx) })
+	}
+	if cfg.Metrics.Listen != "" {
+		ws := web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: d, Logger: log.Named("web")})
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return errors.Join(fmt.Errorf("metrics listen on %s: %w", cfg.Metrics.Listen, err), stopAll(g, dns, ctl))
+		}
+		log.Info("metrics and status page", zap.String("url", "http://"+ln.Addr().String()+"/"))
+		g.Go(func() error { return ws.ServeListener(gctx, ln) })
+	}
+
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				if err := d.Reload(gctx); err != nil {
+					log.Error("reload refused, the running config stays", zap.Error(err))
+				}
+			}
+		}
+	})
+	log.Info("jitsu ready")
+	<-gctx.Done()
+	return stopAll(g, dns, ctl)
+}
+
+// stopAll closes the servers and waits for every goroutine of g; it returns
+// the first real error.
+func stopAll(g *errgroup.Group, dns *dnsserver.Server, ctl *control.Server) error {
+	var errs []error
+	if dns != nil {
+		errs = append(errs, dns.Close())
+	}
+	if ctl != nil {
+		errs = append(errs, ctl.Close())
+	}
+	errs = append(errs, g.Wait())
+	return errors.Join(errs...)
+}
+
+// responseDelay is Jitsu's response delay: without the SYN proxy, the DNS
+// answer waits for the unikernel to be ready, up to this long.
+func responseDelay(cfg *config.Config) time.Duration {
+	if cfg.SynProxy.Enabled {
+		return 0
+	}
+	return cfg.DNS.ResponseDelay
+}
+
+// indexAddrs maps each unikernel address to its name, for the timeline.
+func (d *daemon) indexAddrs(cfg *config.Config) {
+	m := make(map[netip.Addr]string, len(cfg.Unikernels))
+	for _, u := range cfg.Unikernels {
+		m[u.IP] = u.Name
+		if u.IP6.IsValid() {
+			m[u.IP6] = u.Name
+		}
+	}
+	d.replayMu.Lock()
+	d.addrName = m
+	d.replayMu.Unlock()
+}
+
+// onSYN is called by the SYN proxy for each SYN held for addr.
+func (d *daemon) onSYN(addr netip.Addr) {
+	d.replayMu.Lock()
+	d.heldSYN[addr] = true
+	d.replayMu.Unlock()
+	if d.sum != nil {
+		d.sum.Touch(addr)
+	}
+}
+
+// timelineGate passes the summoner's gate calls to the SYN proxy and notes
+// when held SYNs were replayed, for the status timeline.
+type timelineGate struct {
+	summoner.Gate
+	d *daemon
+}
+
+// Hold forgets the previous boot's SYNs, then holds.
+func (g *timelineGate) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
+	g.d.replayMu.Lock()
+	for _, a := range addrs {
+		delete(g.d.heldSYN, a)
+	}
+	g.d.replayMu.Unlock()
+	return g.Gate.Hold(addrs, mac)
+}
+
+// Release replays, and records the replay time if any SYN was held.
+func (g *timelineGate) Release(addrs []netip.Addr) error {
+	err := g.Gate.Release(addrs)
+	now := time.Now()
+	g.d.replayMu.Lock()
+	for _, a := range addrs {
+		if g.d.heldSYN[a] {
+			if name, ok := g.d.addrName[a]; ok {
+				g.d.replayed[name] = now
+				g.d.log.Info("held SYNs replayed", zap.String("unikernel", name), zap.Stringer("addr", a))
+			}
+		}
+		delete(g.d.heldSYN, a)
+	}
+	g.d.replayMu.Unlock()
+	return err
+}
+
+// Status implements control.Daemon.
+func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
+	sts := d.sum.Status()
+	out := make([]control.UnikernelStatus, 0, len(sts))
+	d.replayMu.Lock()
+	defer d.replayMu.Unlock()
+	for _, s := range sts {
+		us := control.UnikernelStatus{
+			Name:             s.Name,
+			State:            s.State.String(),
+			Since:            s.Since,
+			LastActivity:     s.LastActivity,
+			Boots:            s.Boots,
+			LastBootDuration: s.LastBootDuration,
+			LastError:        s.LastError,
+		}
+		for _, a := range s.Addrs {
+			us.Addrs = append(us.Addrs, a.String())
+		}
+		if !s.LastBoot.Start.IsZero() {
+			tl := &control.BootTimeline{Query: s.LastBoot.Query, Start: s.LastBoot.Start, Ready: s.LastBoot.Ready}
+			if r := d.replayed[s.Name]; !r.Before(s.LastBoot.Start) {
+				tl.FirstReplay = r
+			}
+			us.LastBoot = tl
+		}
+		out = append(out, us)
+	}
+	return out, nil
+}
+
+// Start implements control.Daemon.
+func (d *daemon) Start(ctx context.Context, name string) error {
+	return controlErr(d.sum.Start(ctx, name))
+}
+
+// Stop implements control.Daemon.
+func (d *daemon) Stop(ctx context.Context, name, mode string) error {
+	var m hypervisor.StopMode
+	if mode != "" {
+		var err error
+		if m, err = hypervisor.ParseStopMode(mode); err != nil {
+			return fmt.Errorf("%w: %v", control.ErrInvalid, err)
+		}
+	}
+	return controlErr(d.sum.Stop(ctx, name, m))
+}
+
+// controlErr maps the summoner's errors to the control protocol's.
+func controlErr(err error) error {
+	if errors.Is(err, summoner.ErrUnknown) {
+		return fmt.Errorf("%w: %v", control.ErrUnknown, err)
+	}
+	return err
+}
+
+// Reload implements control.Daemon: it re-reads the config file and applies
+// zones and unikernels live. An invalid file changes nothing.
+func (d *daemon) Reload(context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.cfgMu.Lock()
+	old := d.cfg
+	d.cfgMu.Unlock()
+
+	cfg, err := config.Load(old.File)
+	if err != nil {
+		return fmt.Errorf("%w: %s", control.ErrConfig, err.Error())
+	}
+	for _, w := range restartOnly(old, cfg) {
+		d.log.Warn("config change needs a restart to take effect", zap.String("key", w))
+	}
+	if err := d.sum.Update(unikernels(cfg)); err != nil {
+		return fmt.Errorf("reload unikernels: %w", err)
+	}
+	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
+		return fmt.Errorf("reload zones: %w", err)
+	}
+	d.indexAddrs(cfg)
+	d.cfgMu.Lock()
+	d.cfg = cfg
+	d.cfgMu.Unlock()
+	d.log.Info("config reloaded", zap.String("config", cfg.File),
+		zap.Int("zones", len(cfg.Zones)), zap.Int("unikernels", len(cfg.Unikernels)))
+	return nil
+}
+
+// restartOnly lists the keys that changed but take effect only at the next
+// start of jitsu.
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	if fmt.Sprint(a.DNS.Listen) != fmt.Sprint(b.DNS.Listen) {
+		out = append(out, "dns.listen")
+	}
+	if a.Hypervisor != b.Hypervisor {
+		out = append(out, "hypervisor")
+	}
+	if a.Network != b.Network {
+		out = append(out, "network")
+	}
+	if a.SynProxy != b.SynProxy {
+		out = append(out, "synproxy")
+	}
+	if a.Budget != b.Budget {
+		out = append(out, "budget")
+	}
+	if a.Metrics != b.Metrics {
+		out = append(out, "metrics")
+	}
+	if a.Control != b.Control {
+		out = append(out, "control")
+	}
+	return out
+}

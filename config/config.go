@@ -1,0 +1,315 @@
+// Package config reads jitsu's TOML configuration file, fills in defaults
+// and validates it as a whole.
+//
+// Parse and Load either return a complete, validated *Config or every
+// problem found in the file as *Errors, each naming the file, the line and
+// the key ("jitsu.toml:42: unikernel[1].ip: ..."); never a partial
+// configuration. Nothing about the running system (files, libvirt, the
+// bridge) is checked here: that is `jitsu doctor`'s job.
+//
+// Value syntax:
+//   - durations are Go duration strings: "60s", "1m30s", "250ms";
+//   - sizes are strings with a unit, "64MiB", "1GiB", "512KiB" (powers of
+//     1024) or "512MB" (powers of 1000), or a plain integer number of bytes;
+//     the one-letter forms "64M" are rejected as ambiguous (see ParseSize);
+//   - DNS names may be written with or without the final dot and are
+//     stored as lower-case FQDNs.
+//
+// See examples/jitsu.toml for every key with its default.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/miekg/dns"
+)
+
+// Defaults for keys that are not set.
+const (
+	DefaultListen          = "127.0.0.1:5353"
+	DefaultSummonTTL       = time.Second
+	DefaultZoneTTL         = time.Hour
+	DefaultHypervisorURI   = "qemu:///system"
+	DefaultDomainType      = "kvm"
+	DefaultConsoleDir      = "/var/log/jitsu"
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultBridge          = "br-jitsu"
+	DefaultSynMaxPerAddr   = 64
+	DefaultSynMaxTotal     = 10000
+	DefaultSynMaxBytes     = 16 << 20
+	DefaultSynMaxAge       = 30 * time.Second
+	DefaultControlSocket   = "/run/jitsu/control.sock"
+	DefaultControlMode     = os.FileMode(0o600)
+	DefaultCmdline         = "console=ttyS0 ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off"
+	DefaultMemory          = 64 << 20
+	DefaultVCPUs           = 1
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultBootTimeout     = 30 * time.Second
+	DefaultStopMode        = StopDestroy
+	DefaultReady           = "tcp:80"
+)
+
+// Stop modes: what the idle reaper does with a unikernel.
+const (
+	StopDestroy  = "destroy"  // power off; the next query boots it afresh
+	StopShutdown = "shutdown" // ACPI shutdown, destroy after hypervisor.shutdown_timeout
+	StopSuspend  = "suspend"  // pause in memory; the next query resumes it
+	StopSave     = "save"     // managed save to disk; the next query restores it
+)
+
+// StopModes lists the valid stop modes.
+var StopModes = []string{StopDestroy, StopShutdown, StopSuspend, StopSave}
+
+// Readiness probe kinds.
+const (
+	ReadyTCP     = "tcp"     // a TCP connect to Ready.Port succeeds
+	ReadyConsole = "console" // a serial console line matches Ready.Regexp
+	ReadyDelay   = "delay"   // Ready.Delay has passed since the start
+)
+
+// Config is a validated configuration file.
+type Config struct {
+	File       string // the name it was parsed under
+	DNS        DNSConfig
+	Zones      []Zone // [[zone]]
+	Hypervisor HypervisorConfig
+	Network    NetworkConfig
+	SynProxy   SynProxyConfig // [synproxy]
+	Budget     BudgetConfig
+	Metrics    MetricsConfig
+	Control    ControlConfig
+	Defaults   UnikernelDefaults
+	Unikernels []Unikernel // [[unikernel]], defaults applied
+}
+
+// DNSConfig is [dns].
+type DNSConfig struct {
+	Listen    []string      // "ip:port" addresses, UDP and TCP on each
+	SummonTTL time.Duration // TTL of answers for unikernel names (whole seconds)
+	// ResponseDelay holds the DNS answer for a booting unikernel until it
+	// is ready, up to this long, when the synproxy is disabled; 0 = never.
+	ResponseDelay time.Duration
+}
+
+// Zone is one [[zone]]: a zone jitsu is authoritative for.
+type Zone struct {
+	Origin  string        // lower-case FQDN
+	TTL     time.Duration // default TTL of its records (whole seconds)
+	SOA     string        // SOA RDATA as written
+	NS      []string      // name servers, lower-case FQDNs
+	Records []string      // static records as written, zone-file syntax
+	// RRs holds the SOA, the NS records and every static record, parsed
+	// with $ORIGIN=Origin and $TTL=TTL, owner names lower-case FQDNs.
+	RRs  []dns.RR
+	Line int // line of its [[zone]] table
+}
+
+// HypervisorConfig is [hypervisor].
+type HypervisorConfig struct {
+	URI        string // libvirt connection URI
+	DomainType string // libvirt domain type: "kvm" or "qemu" (TCG)
+	ConsoleDir string // serial console logs, one file per unikernel
+	// ShutdownTimeout is how long stop mode "shutdown" waits for the guest
+	// before destroying it.
+	ShutdownTimeout time.Duration
+}
+
+// NetworkConfig is [network].
+type NetworkConfig struct {
+	Bridge   string       // Linux bridge the unikernels' interfaces join
+	Gateway  netip.Prefix // the host's address on the bridge and the unikernels' IPv4 subnet
+	Gateway6 netip.Prefix // optional IPv6 counterpart; invalid (zero) when unset
+}
+
+// SynProxyConfig is [synproxy]: holding SYNs while a unikernel boots.
+type SynProxyConfig struct {
+	Enabled       bool
+	MaxPerAddress int           // SYNs held per unikernel address
+	MaxTotal      int           // SYNs held in all
+	MaxBytes      int64         // bytes of held packets in all
+	MaxAge        time.Duration // a held SYN older than this is dropped
+}
+
+// BudgetConfig is [budget]; 0 means unlimited.
+type BudgetConfig struct {
+	MaxRunning int    // unikernels running (booting included)
+	MaxBooting int    // unikernels booting at once
+	Memory     uint64 // bytes of guest memory in all
+}
+
+// MetricsConfig is [metrics].
+type MetricsConfig struct {
+	Listen string // "ip:port" of the metrics and status page; "" = off
+	Pprof  bool   // also serve /debug/pprof/ there
+}
+
+// ControlConfig is [control]: the control socket of `jitsu status` & co.
+type ControlConfig struct {
+	Socket string      // Unix socket path; "" = no control socket
+	Mode   os.FileMode // its permission bits
+}
+
+// UnikernelDefaults is [defaults]: values for keys a [[unikernel]] leaves
+// out.
+type UnikernelDefaults struct {
+	Kernel      string
+	Initrd      string
+	Cmdline     string // template text
+	Memory      uint64
+	VCPUs       int
+	IdleTimeout time.Duration
+	BootTimeout time.Duration
+	StopMode    string
+	Ready       Ready
+}
+
+// Unikernel is one [[unikernel]], defaults applied.
+type Unikernel struct {
+	Name        string
+	DNS         []string         // names it answers for: lower-case FQDNs
+	IP          netip.Addr       // IPv4, inside Network.Gateway
+	IP6         netip.Addr       // optional, inside Network.Gateway6; invalid when unset
+	MAC         net.HardwareAddr // optional; nil = libvirt chooses
+	Kernel      string           // absolute path
+	Initrd      string           // absolute path, optional
+	Cmdline     string           // kernel command line, template already expanded
+	Disks       []string         // absolute paths of disk images, in order
+	Memory      uint64           // bytes
+	VCPUs       int
+	IdleTimeout time.Duration // 0 = never stopped for idleness
+	BootTimeout time.Duration
+	StopMode    string // one of StopModes
+	Ready       Ready
+	Line        int // line of its [[unikernel]] table
+}
+
+// Ready is a readiness probe: "tcp:PORT", "console:REGEXP" or
+// "delay:DURATION".
+type Ready struct {
+	Kind   string // ReadyTCP, ReadyConsole or ReadyDelay
+	Port   int    // for tcp
+	Regexp *regexp.Regexp
+	Delay  time.Duration
+}
+
+// String returns the probe in its configuration syntax.
+func (r Ready) String() string {
+	switch r.Kind {
+	case ReadyTCP:
+		return fmt.Sprintf("tcp:%d", r.Port)
+	case ReadyConsole:
+		if r.Regexp != nil {
+			return "console:" + r.Regexp.String()
+		}
+	case ReadyDelay:
+		return "delay:" + r.Delay.String()
+	}
+	return r.Kind
+}
+
+// ParseReady parses a readiness probe specification.
+func ParseReady(s string) (Ready, error) {
+	kind, arg, ok := strings.Cut(s, ":")
+	if !ok {
+		return Ready{}, fmt.Errorf("bad readiness probe %q (want tcp:PORT, console:REGEXP or delay:DURATION)", s)
+	}
+	switch kind {
+	case ReadyTCP:
+		port, err := strconv.Atoi(arg)
+		if err != nil || port < 1 || port > 65535 {
+			return Ready{}, fmt.Errorf("bad port in readiness probe %q (want tcp:1..65535)", s)
+		}
+		return Ready{Kind: ReadyTCP, Port: port}, nil
+	case ReadyConsole:
+		if arg == "" {
+			return Ready{}, fmt.Errorf("empty regular expression in readiness probe %q", s)
+		}
+		re, err := regexp.Compile(arg)
+		if err != nil {
+			return Ready{}, fmt.Errorf("bad regular expression in readiness probe %q: %v", s, err)
+		}
+		return Ready{Kind: ReadyConsole, Regexp: re}, nil
+	case ReadyDelay:
+		d, err := parseDuration(arg)
+		if err != nil {
+			return Ready{}, fmt.Errorf("readiness probe %q: %v", s, err)
+		}
+		if d == 0 {
+			return Ready{}, fmt.Errorf("readiness probe %q: the delay must be positive", s)
+		}
+		return Ready{Kind: ReadyDelay, Delay: d}, nil
+	}
+	return Ready{}, fmt.Errorf("unknown readiness probe kind %q in %q (want tcp, console or delay)", kind, s)
+}
+
+// Load reads and parses the configuration file at path. When the file
+// cannot be read the error wraps the os error; when it does not validate
+// the error is *Errors.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates the configuration in data; filename is used
+// in error messages and as Config.File. On failure the error is *Errors,
+// listing every problem found, in line order.
+func Parse(filename string, data []byte) (*Config, error) {
+	d := &decoder{file: filename}
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		e := &Error{File: filename, Msg: err.Error()}
+		if pe, ok := err.(toml.ParseError); ok {
+			e.Line, e.Key, e.Msg = pe.Position.Line, pe.LastKey, pe.Message
+		}
+		return nil, &Errors{List: []*Error{e}}
+	}
+	d.pos = scanPositions(string(data))
+	c := d.config(d.newTable("", raw))
+	if len(d.errs) > 0 {
+		es := &Errors{List: d.errs}
+		es.sort()
+		return nil, es
+	}
+	c.File = filename
+	return c, nil
+}
+
+// ZoneFor returns the zone with the longest origin that contains name, or
+// nil. name is compared case-insensitively, with or without a final dot.
+func (c *Config) ZoneFor(name string) *Zone {
+	name = canonicalName(name)
+	var best *Zone
+	for i := range c.Zones {
+		z := &c.Zones[i]
+		if dns.IsSubDomain(z.Origin, name) && (best == nil || len(z.Origin) > len(best.Origin)) {
+			best = z
+		}
+	}
+	return best
+}
+
+// Unikernel returns the unikernel called name, or nil.
+func (c *Config) Unikernel(name string) *Unikernel {
+	for i := range c.Unikernels {
+		if c.Unikernels[i].Name == name {
+			return &c.Unikernels[i]
+		}
+	}
+	return nil
+}
+
+// canonicalName lower-cases name and adds the final dot.
+func canonicalName(name string) string {
+	return strings.ToLower(dns.Fqdn(name))
+}

@@ -1,0 +1,48 @@
+package dnsserver
+
+import (
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// FuzzHandler feeds arbitrary messages to the handler, over UDP and TCP,
+// on the paths that may and may not block. Answers must be well-formed
+// responses to the query's ID; nothing may crash or hang. The seed corpus
+// is testdata/fuzz/FuzzHandler (valid and malformed queries).
+func FuzzHandler(f *testing.F) {
+	s, err := New(testConfig(f), Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = s.Close() })
+	f.Fuzz(func(t *testing.T, req []byte, tcp bool) {
+		w := &worker{}
+		snap := s.snap.Load()
+		for _, mayBlock := range []bool{false, true} {
+			resp, deferred := s.process(w, snap, req, tcp, mayBlock, make([]byte, 0, 512))
+			if deferred {
+				if mayBlock {
+					t.Fatal("deferred although it may block")
+				}
+				continue
+			}
+			if resp == nil {
+				continue
+			}
+			var m dns.Msg
+			if err := m.Unpack(resp); err != nil {
+				t.Fatalf("answer does not parse: %v", err)
+			}
+			if !m.Response || m.RecursionAvailable || m.Id != uint16(req[0])<<8|uint16(req[1]) {
+				t.Fatalf("bad answer header: %v", m.MsgHdr)
+			}
+			if !tcp && m.IsEdns0() == nil && len(resp) > dns.MinMsgSize {
+				t.Fatalf("UDP answer of %d bytes without EDNS", len(resp))
+			}
+			if len(resp) > maxUDPPayload && !tcp {
+				t.Fatalf("UDP answer of %d bytes", len(resp))
+			}
+		}
+	})
+}

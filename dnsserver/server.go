@@ -1,0 +1,263 @@
+// Package dnsserver is jitsu's authoritative DNS server. It answers for the
+// configured zones over UDP and TCP; a query for the address of a
+// unikernel's name asks the Summoner, which starts the unikernel if needed.
+//
+// Ordinary queries are answered from answers pre-encoded when the
+// configuration is loaded (ID, flags and the question's case patched in),
+// read and written in batches (recvmmsg/sendmmsg); anything unusual takes
+// the general path through github.com/miekg/dns.
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Summoner is what the server needs from the summoner.
+type Summoner interface {
+	// Summon ensures the named unikernel is (being) started and returns its
+	// addresses. It normally returns at once; it may block up to a
+	// configured response delay, and the server never stalls other queries
+	// while one Summon waits.
+	Summon(ctx context.Context, unikernel string) ([]netip.Addr, error)
+}
+
+// Zone is one zone the server is authoritative for.
+type Zone struct {
+	// Origin is the zone's apex (FQDN, lower case).
+	Origin string
+	// Records are the static records, including the apex's SOA and NS
+	// (owner names FQDN, lower case).
+	Records []dns.RR
+	// Unikernels maps an owner name (FQDN, lower case) to the name of the
+	// unikernel whose addresses answer A and AAAA queries for it.
+	Unikernels map[string]string
+}
+
+// Config is the server's zone data; Update swaps it at run time.
+type Config struct {
+	Zones []Zone
+	// SummonTTL is the TTL of the A and AAAA records of unikernel names
+	// (whole seconds).
+	SummonTTL time.Duration
+}
+
+// Options are the server's run-time dependencies.
+type Options struct {
+	// Listen are the addresses ("host:port", port 0 allowed) served over
+	// both UDP and TCP.
+	Listen []string
+	// Summoner answers for unikernel names; nil answers them SERVFAIL.
+	Summoner Summoner
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+	// Registerer for the server's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Tunables.
+const (
+	tcpIdleTimeout = 10 * time.Second
+	tcpMaxConns    = 1024
+	maxUDPReaders  = 256 // per socket, including those waiting in Summon
+)
+
+// Server is an authoritative DNS server. Create it with New.
+type Server struct {
+	opts     Options
+	log      *zap.Logger
+	met      *metrics
+	snap     atomic.Pointer[snapshot]
+	summonRL rateLimit
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	udp      []*udpListener
+	tcp      []net.Listener
+	conns    map[net.Conn]struct{}
+	addrs    []net.Addr
+	wg       sync.WaitGroup
+	updateMu sync.Mutex
+}
+
+// worker is per-goroutine scratch space.
+type worker struct {
+	key []byte
+}
+
+// New validates cfg and returns a server that is not yet listening.
+func New(cfg Config, opts Options) (*Server, error) {
+	if len(opts.Listen) == 0 {
+		return nil, errors.New("new DNS server: no listen address")
+	}
+	for _, a := range opts.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("new DNS server: listen address %q: %w", a, err)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
+	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
+	s.summonRL.interval = time.Second
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.Update(cfg); err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
+	return s, nil
+}
+
+// Update validates cfg and swaps it in atomically: queries in flight finish
+// with the old zones, later ones see the new; none is lost.
+func (s *Server) Update(cfg Config) error {
+	snap, err := compile(cfg)
+	if err != nil {
+		return fmt.Errorf("load zones: %w", err)
+	}
+	s.buildCache(snap)
+	s.updateMu.Lock()
+	s.snap.Store(snap)
+	s.updateMu.Unlock()
+	return nil
+}
+
+// Start binds UDP and TCP on every listen address and serves until Close
+// (or until ctx is cancelled). It returns once listening.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closed {
+		return errors.New("start DNS server: already started or closed")
+	}
+	s.started = true
+	var lc net.ListenConfig
+	for _, addr := range s.opts.Listen {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			s.closeLocked()
+			return fmt.Errorf("start DNS server: listen udp %s: %w", addr, err)
+		}
+		uc := pc.(*net.UDPConn)
+		// Same port for TCP as UDP got (":0" picks one).
+		taddr := addr
+		if host, port, _ := net.SplitHostPort(addr); port == "0" {
+			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
+		}
+		ln, err := lc.Listen(ctx, "tcp", taddr)
+		if err != nil {
+			_ = uc.Close()
+			s.closeLocked()
+			return fmt.Errorf("start DNS server: listen tcp %s: %w", taddr, err)
+		}
+		l := newUDPListener(s, uc)
+		s.udp = append(s.udp, l)
+		s.tcp = append(s.tcp, ln)
+		s.addrs = append(s.addrs, uc.LocalAddr(), ln.Addr())
+	}
+	readers := min(max(runtime.GOMAXPROCS(0), 1), 4)
+	for _, l := range s.udp {
+		l.base = int32(readers)
+		for range readers {
+			l.spawn()
+		}
+		s.wg.Add(1)
+		go l.supervise()
+	}
+	for _, ln := range s.tcp {
+		s.wg.Add(1)
+		go s.acceptLoop(ln)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			if !s.closed {
+				s.closeLocked()
+			}
+			s.mu.Unlock()
+		case <-s.ctx.Done():
+		}
+	}()
+	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
+	return nil
+}
+
+// Addrs returns the bound addresses (UDP and TCP for each listen address).
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// Close stops serving and waits for every goroutine of the server.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closeLocked()
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeLocked() {
+	s.closed = true
+	s.cancel()
+	for _, l := range s.udp {
+		_ = l.conn.Close()
+	}
+	for _, ln := range s.tcp {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+}
+
+// summon calls the Summoner.
+func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
+	if s.opts.Summoner == nil {
+		return nil, errors.New("no summoner configured")
+	}
+	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
+	if err != nil {
+		return nil, fmt.Errorf("summon %q: %w", unikernel, err)
+	}
+	return addrs, nil
+}
+
+// summonFunc is s.summon as a summonFunc.
+func (s *Server) summonFunc(unikernel string) ([]netip.Addr, error) { return s.summon(unikernel) }
+
+// summonFailed counts and (rate-limited) logs a failed summon.
+func (s *Server) summonFailed(name string, err error) {
+	s.met.summonErrors.Inc()
+	if ok, suppressed := s.summonRL.allow(); ok {
+		s.log.Warn("summon failed, answering SERVFAIL", zap.String("name", name), zap.Error(err),
+			zap.Int64("suppressed", suppressed))
+	}
+}

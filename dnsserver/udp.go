@@ -1,0 +1,186 @@
+package dnsserver
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+const (
+	udpBatch   = 32   // datagrams per recvmmsg/sendmmsg
+	udpReadBuf = 4096 // larger queries are cut, then answered FORMERR
+)
+
+// batchConn is the batch I/O of ipv4.PacketConn and ipv6.PacketConn.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpListener is one UDP socket and its reader goroutines. A reader about
+// to call a Summon that may block first makes sure another reader is free
+// to read, so a slow Summon never stalls the socket.
+type udpListener struct {
+	s     *Server
+	conn  *net.UDPConn
+	bc    batchConn
+	base  int32        // readers wanted when none is in Summon
+	free  atomic.Int32 // readers not inside Summon
+	total atomic.Int32
+	// spareCh asks the supervisor for a spare reader.
+	spareCh chan struct{}
+}
+
+func newUDPListener(s *Server, c *net.UDPConn) *udpListener {
+	l := &udpListener{s: s, conn: c, spareCh: make(chan struct{}, 1)}
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+		l.bc = ipv4.NewPacketConn(c)
+	} else {
+		l.bc = ipv6.NewPacketConn(c)
+	}
+	return l
+}
+
+// spawn starts one more reader. Called with s.wg held by a running reader or
+// by Start.
+func (l *udpListener) spawn() {
+	l.total.Add(1)
+	l.free.Add(1)
+	l.s.wg.Add(1)
+	go l.reader()
+}
+
+// spareAfter is how long a reader may be inside Summon before a spare
+// reader is started to keep reading the socket.
+const spareAfter = 200 * time.Microsecond
+
+// enterSummon marks the calling reader busy. If it is still busy after
+// spareAfter and no reader is free, the supervisor starts a spare. The
+// returned timer is stopped by the caller once its Summons returned.
+func (l *udpListener) enterSummon() *time.Timer {
+	l.free.Add(-1)
+	return time.AfterFunc(spareAfter, func() {
+		select {
+		case l.spareCh <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// supervise starts spare readers on request, until the server closes.
+func (l *udpListener) supervise() {
+	defer l.s.wg.Done()
+	for {
+		select {
+		case <-l.s.ctx.Done():
+			return
+		case <-l.spareCh:
+			if l.free.Load() <= 0 && l.total.Load() < maxUDPReaders {
+				l.spawn()
+			}
+		}
+	}
+}
+
+// leaveSummon marks the reader free again; it reports whether the reader
+// should exit because there are more free readers than wanted.
+func (l *udpListener) leaveSummon() bool {
+	l.free.Add(1)
+	for {
+		f := l.free.Load()
+		if f <= l.base {
+			return false
+		}
+		if l.free.CompareAndSwap(f, f-1) {
+			l.total.Add(-1)
+			return true
+		}
+	}
+}
+
+func (l *udpListener) reader() {
+	defer l.s.wg.Done()
+	s := l.s
+	w := &worker{key: make([]byte, 0, 300)}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	outBufs := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpReadBuf)}
+		outBufs[i] = make([]byte, 0, 1500)
+		out[i].Buffers = make([][]byte, 1)
+	}
+	var deferred []int
+	for {
+		n, err := l.bc.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				l.total.Add(-1)
+				return
+			}
+			s.log.Debug("udp read", zap.Error(err))
+			continue
+		}
+		snap := s.snap.Load()
+		k := 0
+		deferred = deferred[:0]
+		for i := range n {
+			req := in[i].Buffers[0][:in[i].N]
+			resp, def := s.process(w, snap, req, false, false, outBufs[i][:0])
+			if def {
+				deferred = append(deferred, i)
+				continue
+			}
+			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
+		}
+		l.write(out[:k])
+		if len(deferred) == 0 {
+			continue
+		}
+		timer := l.enterSummon()
+		k = 0
+		for _, i := range deferred {
+			req := in[i].Buffers[0][:in[i].N]
+			resp, _ := s.process(w, snap, req, false, true, outBufs[i][:0])
+			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
+		}
+		timer.Stop()
+		l.write(out[:k])
+		if l.leaveSummon() {
+			return
+		}
+	}
+}
+
+// queue adds resp for addr as out[k], keeping its buffer for reuse.
+func (l *udpListener) queue(out []ipv4.Message, k int, resp []byte, addr net.Addr, bufs [][]byte, i int) int {
+	if resp == nil {
+		return k
+	}
+	if cap(resp) > cap(bufs[i]) {
+		bufs[i] = resp[:0]
+	}
+	out[k].Buffers[0] = resp
+	out[k].Addr = addr
+	return k + 1
+}
+
+// write sends ms, all of them unless the socket fails.
+func (l *udpListener) write(ms []ipv4.Message) {
+	for len(ms) > 0 {
+		n, err := l.bc.WriteBatch(ms, 0)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				l.s.log.Debug("udp write", zap.Error(err))
+			}
+			// Skip the message that failed (e.g. unreachable client).
+			n++
+		}
+		ms = ms[min(n, len(ms)):]
+	}
+}

@@ -1,0 +1,315 @@
+// Command bootbench measures the boot floor of a unikernel image through
+// libvirt: the time from the domain create call to the first HTTP answer
+// (or to a ready marker on the serial console), over several runs, and the
+// phases of each boot (docs/boot.md).
+//
+// It must run where the bridge and the guest's address are reachable,
+// normally inside the network namespace set up by bootbench.sh, which also
+// starts a private libvirtd there.
+//
+//	bootbench -runs 10 -kernel /var/lib/jitsu/images/example/vmlinux \
+//	  -initrd /var/lib/jitsu/images/example/initrd.cpio -lean
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"libvirt.org/go/libvirt"
+)
+
+type options struct {
+	URI, Name, Kernel, Initrd, Append, Loader, Machine, Bridge, IP, Netmask, Gateway, MAC string
+	SerialDir, Ready                                                                      string
+	Runs, MemoryMiB                                                                       int
+	Lean, ACPI, ShowXML                                                                   bool
+	Timeout                                                                               time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.URI, "uri", "qemu:///system", "libvirt URI")
+	flag.StringVar(&o.Name, "name", "jitsu-bootbench", "domain name")
+	flag.StringVar(&o.Kernel, "kernel", "/var/lib/jitsu/images/example/vmlinux", "kernel (bzImage, PVH vmlinux or multiboot ELF)")
+	flag.StringVar(&o.Initrd, "initrd", "/var/lib/jitsu/images/example/initrd.cpio", "initrd (empty: none)")
+	flag.StringVar(&o.Append, "append", "console=ttyS0", "kernel command line; ip= is appended unless -ready serial")
+	flag.StringVar(&o.Loader, "loader", "", "firmware ROM for <os><loader type='rom'> (e.g. /usr/share/qemu/qboot.rom); empty: SeaBIOS")
+	flag.StringVar(&o.Machine, "machine", "pc", "machine type (pc, q35)")
+	flag.StringVar(&o.Bridge, "bridge", "jbr0", "bridge for the guest NIC")
+	flag.StringVar(&o.IP, "ip", "10.77.0.2", "guest address")
+	flag.StringVar(&o.Gateway, "gw", "10.77.0.1", "gateway (the bridge's address)")
+	flag.StringVar(&o.Netmask, "netmask", "255.255.255.0", "netmask")
+	flag.StringVar(&o.MAC, "mac", "52:54:00:4a:00:02", "guest MAC")
+	flag.StringVar(&o.SerialDir, "serial-dir", "/var/lib/jitsu/bootbench", "directory for serial logs (readable by libvirt-qemu)")
+	flag.StringVar(&o.Ready, "ready", "http", "ready condition: http (first HTTP 200 from the guest) or serial (JITSU-READY on the console)")
+	flag.IntVar(&o.Runs, "runs", 10, "number of boots")
+	flag.IntVar(&o.MemoryMiB, "memory", 128, "guest memory in MiB")
+	flag.BoolVar(&o.Lean, "lean", false, "remove devices the guest does not use (USB, balloon, NIC option ROM)")
+	flag.BoolVar(&o.ACPI, "acpi", true, "<features><acpi/>")
+	flag.BoolVar(&o.ShowXML, "xml", false, "print the domain XML and exit")
+	flag.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-boot timeout")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bootbench:", err)
+		os.Exit(1)
+	}
+}
+
+var domainTmpl = template.Must(template.New("d").Parse(`<domain type='qemu'>
+  <name>{{.Name}}</name>
+  <memory unit='MiB'>{{.MemoryMiB}}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='{{.Machine}}'>hvm</type>
+{{- if .Loader}}
+    <loader type='rom'>{{.Loader}}</loader>
+{{- end}}
+    <kernel>{{.Kernel}}</kernel>
+{{- if .Initrd}}
+    <initrd>{{.Initrd}}</initrd>
+{{- end}}
+{{- if .Cmdline}}
+    <cmdline>{{.Cmdline}}</cmdline>
+{{- end}}
+  </os>
+  <features>{{if .ACPI}}<acpi/>{{end}}</features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type='bridge'>
+      <source bridge='{{.Bridge}}'/>
+      <mac address='{{.MAC}}'/>
+      <model type='virtio'/>
+{{- if .Lean}}
+      <rom enabled='no'/>
+{{- end}}
+    </interface>
+    <serial type='file'>
+      <source path='{{.Serial}}'/>
+      <target port='0'/>
+    </serial>
+{{- if .Lean}}
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+{{- end}}
+  </devices>
+</domain>
+`))
+
+type domainParams struct {
+	options
+	Cmdline, Serial string
+}
+
+type result struct {
+	create, serialReady, http time.Duration // since the create call
+	kInit, kListen            time.Duration // guest printk clock (jitsu.debug=1)
+}
+
+func run(o options) error {
+	if o.Ready != "http" && o.Ready != "serial" {
+		return fmt.Errorf("-ready %q: want http or serial", o.Ready)
+	}
+	if err := os.MkdirAll(o.SerialDir, 0o755); err != nil {
+		return fmt.Errorf("create serial dir: %w", err)
+	}
+	p := domainParams{options: o, Cmdline: o.Append, Serial: filepath.Join(o.SerialDir, o.Name+".serial")}
+	if o.Ready == "http" {
+		p.Cmdline = strings.TrimSpace(fmt.Sprintf("%s ip=%s::%s:%s::eth0:off", o.Append, o.IP, o.Gateway, o.Netmask))
+	}
+	var xml bytes.Buffer
+	if err := domainTmpl.Execute(&xml, p); err != nil {
+		return fmt.Errorf("domain XML: %w", err)
+	}
+	if o.ShowXML {
+		fmt.Print(xml.String())
+		return nil
+	}
+	conn, err := libvirt.NewConnect(o.URI)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", o.URI, err)
+	}
+	defer conn.Close()
+	// A leftover domain of an interrupted run.
+	if d, err := conn.LookupDomainByName(o.Name); err == nil {
+		_ = d.Destroy()
+		d.Free()
+	}
+	var results []result
+	for i := 0; i < o.Runs; i++ {
+		r, err := boot(conn, xml.String(), p)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i, err)
+		}
+		results = append(results, r)
+		fmt.Printf("run %2d: create %6.1f ms  serial-ready %6.1f ms  http %6.1f ms  guest: /init %6.1f ms  listen %6.1f ms\n",
+			i, ms(r.create), ms(r.serialReady), ms(r.http), ms(r.kInit), ms(r.kListen))
+	}
+	summary := func(label string, f func(result) time.Duration) {
+		var v []float64
+		for _, r := range results {
+			if d := f(r); d > 0 {
+				v = append(v, ms(d))
+			}
+		}
+		if len(v) == 0 {
+			return
+		}
+		slices.Sort(v)
+		med := v[len(v)/2]
+		if len(v)%2 == 0 {
+			med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		fmt.Printf("%-28s median %7.1f ms  min %7.1f  max %7.1f  (n=%d)\n", label, med, v[0], v[len(v)-1], len(v))
+	}
+	summary("create call returned", func(r result) time.Duration { return r.create })
+	summary("JITSU-READY on serial", func(r result) time.Duration { return r.serialReady })
+	summary("first HTTP answer", func(r result) time.Duration { return r.http })
+	summary("guest clock: run /init", func(r result) time.Duration { return r.kInit })
+	summary("guest clock: listening", func(r result) time.Duration { return r.kListen })
+	summary("pre-kernel (estimate)", func(r result) time.Duration {
+		if r.kListen == 0 || r.serialReady == 0 {
+			return 0
+		}
+		return r.serialReady - r.kListen - r.create
+	})
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+var (
+	reInit   = regexp.MustCompile(`\[\s*(\d+\.\d+)\] Run /init`)
+	reListen = regexp.MustCompile(`\[\s*(\d+\.\d+)\] jitsu-init: listening`)
+)
+
+func boot(conn *libvirt.Connect, xml string, p domainParams) (result, error) {
+	var r result
+	_ = os.Remove(p.Serial)
+	ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+	defer cancel()
+
+	httpDone := make(chan time.Duration, 1)
+	serialDone := make(chan time.Duration, 1)
+	start := time.Now()
+	if p.Ready == "http" {
+		go probeHTTP(ctx, start, p.IP, httpDone)
+	}
+	go watchSerial(ctx, start, p.Serial, serialDone)
+	dom, err := conn.DomainCreateXML(xml, libvirt.DOMAIN_NONE)
+	if err != nil {
+		return r, fmt.Errorf("create domain: %w", err)
+	}
+	r.create = time.Since(start)
+	defer func() {
+		_ = dom.Destroy()
+		dom.Free()
+	}()
+	if p.Ready == "http" {
+		select {
+		case r.http = <-httpDone:
+		case <-ctx.Done():
+			return r, fmt.Errorf("no HTTP answer from %s within %v (serial log %s)", p.IP, p.Timeout, p.Serial)
+		}
+	}
+	select {
+	case r.serialReady = <-serialDone:
+	case <-ctx.Done():
+		return r, fmt.Errorf("no JITSU-READY on the serial console within %v (%s)", p.Timeout, p.Serial)
+	}
+	// With jitsu.debug=1 the guest dumps its kernel log after the marker.
+	if strings.Contains(p.Cmdline, "jitsu.debug=1") {
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			b, _ := os.ReadFile(p.Serial)
+			if m := reListen.FindSubmatch(b); m != nil {
+				r.kListen = secs(m[1])
+				if m := reInit.FindSubmatch(b); m != nil {
+					r.kInit = secs(m[1])
+				}
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return r, nil
+}
+
+func secs(b []byte) time.Duration {
+	f, _ := strconv.ParseFloat(string(b), 64)
+	return time.Duration(f * float64(time.Second))
+}
+
+// probeHTTP starts a GET every 5 ms until one is answered with 200.
+func probeHTTP(ctx context.Context, start time.Time, ip string, done chan<- time.Duration) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	won := make(chan time.Duration, 1)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext}}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-won:
+			done <- d
+			return
+		case <-tick.C:
+			go func() {
+				rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				defer rcancel()
+				req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+ip+"/", nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					select {
+					case won <- time.Since(start):
+					default:
+					}
+				}
+			}()
+		}
+	}
+}
+
+// watchSerial polls the serial log for the ready marker.
+func watchSerial(ctx context.Context, start time.Time, path string, done chan<- time.Duration) {
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(b, []byte("JITSU-READY")) {
+			done <- time.Since(start)
+			return
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package libvirt_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/hvcontract"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var run atomic.Int64
+
+// newTestDriver opens the backend on libvirt's in-process test driver.
+func newTestDriver(t *testing.T) *libvirt.Hypervisor {
+	t.Helper()
+	return newTestDriverOpts(t, false)
+}
+
+func newTestDriverOpts(t *testing.T, persistent bool) *libvirt.Hypervisor {
+	t.Helper()
+	hv, err := libvirt.New(context.Background(), libvirt.Options{
+		Persistent:      persistent,
+		URI:             "test:///default",
+		Logger:          zaptest.NewLogger(t),
+		ConsoleDir:      t.TempDir(),
+		ShutdownTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("New(test:///default): %v", err)
+	}
+	t.Cleanup(func() { _ = hv.Close() })
+	return hv
+}
+
+func testSpec(name string) hypervisor.Spec {
+	return hypervisor.Spec{
+		Name: name, Kernel: "/nonexistent/bzImage", Initrd: "/nonexistent/initrd",
+		Cmdline: "console=ttyS0", MemoryBytes: 64 << 20, DomainType: "test",
+	}
+}
+
+// TestContractTestDriver runs the contract over test:///default, with
+// transient and with persistent domains. The test driver's state lives as
+// long as a connection to it is open, and it has a predefined foreign
+// domain called "test".
+func TestContractTestDriver(t *testing.T) {
+	for _, persistent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("persistent=%v", persistent), func(t *testing.T) {
+			hvcontract.Run(t, hvcontract.Harness{
+				New:    func(t *testing.T) hypervisor.Hypervisor { return newTestDriverOpts(t, persistent) },
+				Spec:   func(t *testing.T, name string) hypervisor.Spec { return testSpec(name) },
+				Prefix: fmt.Sprintf("r%d-", run.Add(1)),
+				Foreign: func(t *testing.T, hv hypervisor.Hypervisor) string {
+					return "test" // predefined by test:///default, without jitsu metadata
+				},
+				Skip: map[string]string{
+					"Crash": "test:///default cannot crash a domain: no QEMU to kill, no guest to panic",
+				},
+				Timeout: 10 * time.Second,
+			})
+		})
+	}
+}
+
+func TestNewBadURI(t *testing.T) {
+	_, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml"})
+	if err == nil {
+		t.Fatal("New with a bad URI succeeded")
+	}
+	if !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Errorf("New: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestStartInvalidSpec(t *testing.T) {
+	hv := newTestDriver(t)
+	tests := []struct {
+		name string
+		spec hypervisor.Spec
+	}{
+		{"no kernel", hypervisor.Spec{Name: "bad1", DomainType: "test"}},
+		{"initrd without kernel", hypervisor.Spec{Name: "bad2", Initrd: "/x", Disks: []string{"/d.img"}, DomainType: "test"}},
+		{"short MAC", hypervisor.Spec{Name: "bad3", Kernel: "/k", MAC: []byte{1, 2}, DomainType: "test"}},
+		{"slash in name", hypervisor.Spec{Name: "a/b", Kernel: "/k", DomainType: "test"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := hv.Start(context.Background(), tt.spec); err == nil {
+				t.Fatalf("Start(%+v) succeeded", tt.spec)
+			}
+			if _, err := hv.State(context.Background(), tt.spec.Name); !errors.Is(err, hypervisor.ErrNotFound) {
+				t.Errorf("State after failed Start: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+// TestAdoptAfterRestart checks that a second backend (a restarted jitsu)
+// lists and stops the domains the first one created, and gets their events.
+func TestAdoptAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	first := newTestDriver(t) // keeps the test driver's state alive
+	name := fmt.Sprintf("adopt-%d", run.Add(1))
+	if err := first.Start(ctx, testSpec(name)); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	second := newTestDriver(t)
+	doms, err := second.List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	found := false
+	for _, d := range doms {
+		found = found || (d.Name == name && d.State == hypervisor.StateRunning)
+		if d.Name == "test" {
+			t.Errorf("List contains the foreign domain %q", d.Name)
+		}
+	}
+	if !found {
+		t.Fatalf("second backend does not list running %q: %+v", name, doms)
+	}
+	if err := second.Stop(ctx, name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("Stop from second backend: %v", err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-second.Events():
+			if ev.Name == name && ev.Kind == hypervisor.EventStopped {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no stopped event on the second backend")
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package libvirt
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+)
+
+// MetadataNamespace is the XML namespace of the metadata element jitsu puts
+// on every domain it creates. Domains without it are foreign: jitsu never
+// lists, stops or changes them.
+const MetadataNamespace = "https://jitsu-unikernel.github.io/xmlns/1"
+
+// metadataPrefix is the namespace prefix used in the domain XML.
+const metadataPrefix = "jitsu"
+
+// DefaultMemoryBytes is the guest memory used when a Spec leaves it at 0.
+const DefaultMemoryBytes = 128 << 20
+
+// metadata is jitsu's metadata element as libvirt returns it from
+// virDomainGetMetadata (without the prefix).
+type metadata struct {
+	XMLName xml.Name `xml:"unikernel"`
+	Name    string   `xml:"name,attr"`
+	MAC     string   `xml:"mac,attr,omitempty"`
+}
+
+func (m metadata) element() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<%s:unikernel xmlns:%s="%s" name="`, metadataPrefix, metadataPrefix, MetadataNamespace)
+	_ = xml.EscapeText(&b, []byte(m.Name))
+	b.WriteString(`" mac="`)
+	_ = xml.EscapeText(&b, []byte(m.MAC))
+	b.WriteString(`"/>`)
+	return b.String()
+}
+
+func parseMetadata(s string) (metadata, error) {
+	var m metadata
+	if err := xml.Unmarshal([]byte(s), &m); err != nil {
+		return m, fmt.Errorf("parse jitsu metadata %q: %w", s, err)
+	}
+	return m, nil
+}
+
+// specMAC is the NIC address of spec: its MAC or one derived from its name.
+func specMAC(spec hypervisor.Spec) net.HardwareAddr {
+	if len(spec.MAC) != 0 {
+		return spec.MAC
+	}
+	return hypervisor.DeriveMAC(spec.Name)
+}
+
+// validateSpec rejects specs that cannot become a domain.
+func validateSpec(spec hypervisor.Spec) error {
+	var errs []error
+	if spec.Name == "" {
+		errs = append(errs, errors.New("empty name"))
+	}
+	if strings.ContainsAny(spec.Name, "/\x00") {
+		errs = append(errs, fmt.Errorf("name %q contains '/' or NUL", spec.Name))
+	}
+	if spec.Kernel == "" && len(spec.Disks) == 0 {
+		errs = append(errs, errors.New("neither kernel nor disk given"))
+	}
+	if spec.Initrd != "" && spec.Kernel == "" {
+		errs = append(errs, errors.New("initrd without kernel"))
+	}
+	if spec.VCPUs < 0 {
+		errs = append(errs, fmt.Errorf("negative vcpus %d", spec.VCPUs))
+	}
+	if len(spec.MAC) != 0 && len(spec.MAC) != 6 {
+		errs = append(errs, fmt.Errorf("MAC %s is not 6 bytes", spec.MAC))
+	}
+	return errors.Join(errs...)
+}
+
+// domainXML renders spec as libvirt domain XML (uuid may be empty, for a
+// new domain): direct kernel boot, one
+// virtio NIC on spec.Bridge, the serial console written to consoleLog, a
+// pvpanic device, and none of the devices libvirt adds by default that a
+// unikernel does not need (balloon, USB, graphics).
+func domainXML(spec hypervisor.Spec, uuid, consoleLog, machine string) (string, error) {
+	if err := validateSpec(spec); err != nil {
+		return "", fmt.Errorf("invalid spec: %w", err)
+	}
+	domType := spec.DomainType
+	if domType == "" {
+		domType = "kvm"
+	}
+	mem := spec.MemoryBytes
+	if mem == 0 {
+		mem = DefaultMemoryBytes
+	}
+	vcpus := spec.VCPUs
+	if vcpus == 0 {
+		vcpus = 1
+	}
+	mac := specMAC(spec)
+	d := &libvirtxml.Domain{
+		Type:     domType,
+		Name:     spec.Name,
+		UUID:     uuid,
+		Metadata: &libvirtxml.DomainMetadata{XML: metadata{Name: spec.Name, MAC: mac.String()}.element()},
+		Memory:   &libvirtxml.DomainMemory{Value: uint(mem >> 10), Unit: "KiB"},
+		VCPU:     &libvirtxml.DomainVCPU{Value: uint(vcpus)},
+		OS: &libvirtxml.DomainOS{
+			Type:    &libvirtxml.DomainOSType{Type: "hvm", Machine: machine},
+			Kernel:  spec.Kernel,
+			Initrd:  spec.Initrd,
+			Cmdline: spec.Cmdline,
+		},
+		Features: &libvirtxml.DomainFeatureList{
+			ACPI: &libvirtxml.DomainFeature{},
+		},
+		// A unikernel that powers off or reboots on its own has stopped
+		// serving: never restart it behind jitsu's back. A kernel panic
+		// (pvpanic) destroys it too; both are reported as crashed.
+		OnPoweroff: "destroy",
+		OnReboot:   "destroy",
+		OnCrash:    "destroy",
+		Devices: &libvirtxml.DomainDeviceList{
+			Controllers: []libvirtxml.DomainController{{Type: "usb", Model: "none"}},
+			MemBalloon:  &libvirtxml.DomainMemBalloon{Model: "none"},
+		},
+	}
+	if domType != "test" {
+		// The test driver knows no pvpanic. (PS/2 cannot be turned off:
+		// libvirt 9.0 rejects <ps2 state='off'/> on pc machines.)
+		d.Devices.Panics = []libvirtxml.DomainPanic{{Model: "isa"}}
+	}
+	if spec.Bridge != "" {
+		d.Devices.Interfaces = []libvirtxml.DomainInterface{{
+			MAC:    &libvirtxml.DomainInterfaceMAC{Address: mac.String()},
+			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: spec.Bridge}},
+			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
+		}}
+		if domType != "test" {
+			// No iPXE option ROM: a unikernel never boots from the
+			// network, and the firmware need not initialise it.
+			d.Devices.Interfaces[0].ROM = &libvirtxml.DomainROM{Enabled: "no"}
+		}
+	}
+	for i, disk := range spec.Disks {
+		format := "raw"
+		if strings.EqualFold(filepath.Ext(disk), ".qcow2") {
+			format = "qcow2"
+		}
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+i)), Bus: "virtio"},
+		})
+	}
+	if consoleLog != "" {
+		port := uint(0)
+		src := &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: consoleLog, Append: "off"}}
+		d.Devices.Serials = []libvirtxml.DomainSerial{{Source: src, Target: &libvirtxml.DomainSerialTarget{Port: &port}}}
+		d.Devices.Consoles = []libvirtxml.DomainConsole{{Source: src, Target: &libvirtxml.DomainConsoleTarget{Type: "serial", Port: &port}}}
+	}
+	out, err := d.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("marshal domain XML for %q: %w", spec.Name, err)
+	}
+	return out, nil
+}
+
+// liveTarget returns the host-side device name of the domain's first NIC.
+func liveTarget(domXML string) (string, error) {
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(domXML); err != nil {
+		return "", fmt.Errorf("parse domain XML: %w", err)
+	}
+	if d.Devices == nil || len(d.Devices.Interfaces) == 0 || d.Devices.Interfaces[0].Target == nil {
+		return "", errors.New("domain has no NIC")
+	}
+	return d.Devices.Interfaces[0].Target.Dev, nil
+}

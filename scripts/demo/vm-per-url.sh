@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# make demo-vm-per-url: the experiment "A unikernel experiment: A VM for every
+# URL". Cuts examples/vm-per-url/site into one unikernel per file (each image
+# holds only its own file), serves them with jitsu inside the demo namespaces
+# (see lib.sh), crawls the site from the client namespace through jitsu's DNS,
+# printing which VM booted for which URL and how long each first byte took,
+# then waits for the idle timeout and prints which VMs idled out. Everything
+# is removed on exit; `make demo-clean` removes leftovers of a killed run.
+#
+# Environment: as demo.sh (JITSU_DEMO_SKIP_DEPS, JITSU_DEMO_SKIP_BUILD,
+# JITSU_DEMO_DOMAIN_TYPE, JITSU_DEMO_LOCK_WAIT, KEEP_TMP), and
+#   JITSU_DEMO_IDLE=20s   idle timeout of every page's unikernel
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+# shellcheck source=scripts/demo/lib.sh
+. scripts/demo/lib.sh
+
+IDLE=${JITSU_DEMO_IDLE:-20s}
+ZONE=example.test
+SITE=examples/vm-per-url/site
+IMAGES=/var/lib/jitsu/images/vm-per-url
+KERNEL=/var/lib/jitsu/images/example/bzImage
+export PATH=/usr/local/go/bin:$PATH
+JITSU_BIN=${JITSU_DEMO_BIN:-$REPO/bin/jitsu}
+
+jd_require_root demo-vm-per-url
+
+jd_section "1. Dependencies"
+if [ "${JITSU_DEMO_SKIP_DEPS:-0}" = 1 ]; then
+  jd_info "skipped (JITSU_DEMO_SKIP_DEPS=1)"
+else
+  ./scripts/install-deps.sh
+fi
+jd_require_tools ip flock fuser dig virsh libvirtd virtlogd go awk
+
+jd_section "2. Building jitsu and the example kernel"
+if [ "${JITSU_DEMO_SKIP_BUILD:-0}" = 1 ]; then
+  jd_info "skipped (JITSU_DEMO_SKIP_BUILD=1)"
+else
+  jd_run make --no-print-directory build image
+fi
+[ -x "$JITSU_BIN" ] || jd_die "$JITSU_BIN is missing: run make build"
+[ -r "$KERNEL" ] || jd_die "$KERNEL is missing: run make image"
+
+jd_section "3. One unikernel per URL of $SITE"
+jd_take_lock
+if [ -e "/run/netns/$JD_HOST_NS" ] || [ -e "/run/netns/$JD_CLIENT_NS" ] || [ -d "$JD_STATE" ]; then
+  jd_info "removing what an earlier, interrupted demo left behind"
+  jd_cleanup
+  jd_take_lock
+fi
+jd_trap_cleanup
+jd_mktemp
+OUT=$JD_TMP/vm-per-url
+CFG=$OUT/jitsu.toml
+LOG=$JD_TMP/jitsu.log
+go build -o "$JD_TMP/timeline" ./scripts/demo/timeline
+go build -o "$JD_TMP/crawl" ./examples/vm-per-url/crawl
+jd_run go run ./examples/vm-per-url/build -site "$SITE" -out "$OUT" -images "$IMAGES" \
+  -zone "$ZONE." -net 10.213.0.0/24 -gateway 10.213.0.1 -kernel "$KERNEL" \
+  -listen "127.0.0.1:5353,$JD_HOST_ADDR:53" -idle "$IDLE" \
+  -domain-type "${JITSU_DEMO_DOMAIN_TYPE:-qemu}" -control "$JD_STATE/control.sock" | sed 's/^/   /'
+jd_info "each image holds its one file (cpio -it < $IMAGES/p-about.cpio lists it)"
+
+jd_section "4. Namespaces, bridge, libvirtd and jitsu"
+jd_netns_up
+jd_libvirtd_up
+jd_info "libvirtd pid $(cat "$JD_STATE/libvirtd.pid") in $JD_HOST_NS (holding $JD_LOCK)"
+jd_jitsu_up "$JITSU_BIN" "$CFG" "$LOG" "$ZONE"
+jd_info "jitsu serve pid $JD_JITSU_PID, log $LOG"
+jd_status "$JITSU_BIN" "$CFG"
+
+jd_section "5. Crawling http://p-index.example.test/ from $JD_CLIENT_NS (every first fetch boots a VM)"
+t0=$(jd_now_ns)
+crawl_rc=0
+jd_run jd_in_client "$JD_TMP/crawl" -start "http://p-index.$ZONE/" -dns "$JD_HOST_ADDR:53" -zone "$ZONE" || crawl_rc=$?
+t1=$(jd_now_ns)
+
+jd_section "6. What jitsu did during the crawl (ms since the crawl started)"
+"$JD_TMP/timeline" -log "$LOG" -since "$t0" -until "$t1"
+jd_status "$JITSU_BIN" "$CFG"
+[ "$crawl_rc" -eq 0 ] || jd_die "the crawl failed (exit $crawl_rc); jitsu's log: $LOG"
+
+jd_section "7. Waiting for the idle timeout ($IDLE)"
+start=$(jd_now_ns)
+while :; do
+  running=$(jd_virsh list --name 2>/dev/null | grep -c . || true)
+  now=$(jd_now_ns)
+  [ "$running" -eq 0 ] && break
+  if [ $(((now - start) / 1000000000)) -gt 240 ]; then jd_die "$running VMs still running after 240 s"; fi
+  sleep 1
+done
+jd_info "no VM running any more, $(((now - start) / 1000000)) ms after the crawl ended. Idled out:"
+"$JD_TMP/timeline" -log "$LOG" -since "$t1" -idled | sed 's/^/     /'
+"$JD_TMP/timeline" -log "$LOG" -since "$t1"
+jd_status "$JITSU_BIN" "$CFG"
+
+jd_section "Done"
+jd_info "jitsu's full log: $LOG, generated config: $CFG (kept with KEEP_TMP=1)"

@@ -1,0 +1,287 @@
+package summoner
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// harness runs a Summoner over hvtest with a fake clock.
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	f     *hvtest.Fake
+	clk   *FakeClock
+	s     *Summoner
+	opts  Options
+	logs  *observer.ObservedLogs
+	reg   *prometheus.Registry
+	scans chan struct{}
+
+	mu  sync.Mutex
+	seq []string // gate and hypervisor calls, in order
+}
+
+const statsEvery = time.Second
+
+// newHarness builds (but does not run) a summoner over a fresh fake.
+// opts may set budget options, Gate (use h.gate()), ResponseDelay.
+func newHarness(t *testing.T, opts Options, uks ...Unikernel) *harness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	f := hvtest.New()
+	t.Cleanup(func() { _ = f.Close() })
+	core, logs := observer.New(zapcore.DebugLevel)
+	h := &harness{
+		t: t, ctx: ctx, f: f, logs: logs,
+		clk:   NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
+		reg:   prometheus.NewRegistry(),
+		scans: make(chan struct{}, 1<<16),
+	}
+	f.OnCall(func(c hvtest.Call) {
+		s := c.Op + " " + c.Name
+		if c.Mode != "" {
+			s += " " + string(c.Mode)
+		}
+		h.record(s)
+	})
+	opts.Hypervisor = f
+	opts.Clock = h.clk
+	opts.Logger = zap.New(core)
+	opts.Registerer = h.reg
+	opts.Probe = f.WaitReady
+	opts.StatsInterval = statsEvery
+	h.opts = opts
+	s, err := New(opts, uks)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	s.scanHook = func() { h.scans <- struct{}{} }
+	h.s = s
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range logs.All() {
+				t.Logf("%s %s %v", e.Time.Format("15:04:05.000"), e.Message, e.ContextMap())
+			}
+			t.Logf("calls: %q", h.calls())
+		}
+	})
+	return h
+}
+
+// run runs the summoner until the test ends.
+func (h *harness) run() *harness {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.s.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-h.s.Running():
+	case err := <-done:
+		h.t.Fatalf("Run returned early: %v", err)
+	case <-h.ctx.Done():
+		h.t.Fatal("Run did not start")
+	}
+	return h
+}
+
+func (h *harness) record(s string) {
+	h.mu.Lock()
+	h.seq = append(h.seq, s)
+	h.mu.Unlock()
+}
+
+func (h *harness) calls() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.seq...)
+}
+
+// tick advances the clock by one reaper interval and waits for the scan.
+func (h *harness) tick() {
+	h.t.Helper()
+	h.clk.Advance(statsEvery)
+	select {
+	case <-h.scans:
+	case <-h.ctx.Done():
+		h.t.Fatal("no reaper scan after a tick")
+	}
+}
+
+func (h *harness) ticks(n int) {
+	h.t.Helper()
+	for range n {
+		h.tick()
+	}
+}
+
+func (h *harness) summon(name string) []netip.Addr {
+	h.t.Helper()
+	addrs, err := h.s.Summon(h.ctx, name)
+	if err != nil {
+		h.t.Fatalf("Summon(%q): %v", name, err)
+	}
+	return addrs
+}
+
+func (h *harness) waitState(name string, st State) {
+	h.t.Helper()
+	if err := h.s.WaitState(h.ctx, name, st); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) waitStarts(name string, n int) {
+	h.t.Helper()
+	if err := h.f.WaitStarts(h.ctx, name, n); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// bootReady summons name and makes its guest ready.
+func (h *harness) bootReady(name string) {
+	h.t.Helper()
+	n := h.f.Starts(name)
+	h.summon(name)
+	h.waitStarts(name, n+1)
+	h.f.SetReady(name, true)
+	h.waitState(name, StateReady)
+}
+
+func (h *harness) status(name string) Status {
+	h.t.Helper()
+	for _, st := range h.s.Status() {
+		if st.Name == name {
+			return st
+		}
+	}
+	h.t.Fatalf("no status for %q", name)
+	return Status{}
+}
+
+// metric returns the value of a counter or gauge with the given labels
+// (0 if absent).
+func (h *harness) metric(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matchLabels(m, labels) {
+				switch {
+				case m.Counter != nil:
+					return m.Counter.GetValue()
+				case m.Gauge != nil:
+					return m.Gauge.GetValue()
+				case m.Histogram != nil:
+					return float64(m.Histogram.GetSampleCount())
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func matchLabels(m *dto.Metric, kv []string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// logged returns the log entries whose message contains msg.
+func (h *harness) logged(msg string) []observer.LoggedEntry {
+	return h.logs.FilterMessageSnippet(msg).All()
+}
+
+// uk returns a test unikernel: tcp:80, 64 MiB, idle 10s, boot timeout 5s.
+func uk(name, addr string) Unikernel {
+	return Unikernel{
+		Name:        name,
+		Addrs:       []netip.Addr{netip.MustParseAddr(addr)},
+		Spec:        hypervisor.Spec{Name: name, MemoryBytes: 64 << 20, Cmdline: "ip=" + addr},
+		IdleTimeout: 10 * time.Second,
+		BootTimeout: 5 * time.Second,
+		Ready:       Ready{Kind: ReadyTCP, Port: 80},
+	}
+}
+
+// recGate records its calls in the harness's call sequence.
+type recGate struct{ h *harness }
+
+func (g recGate) Hold(addrs []netip.Addr, _ net.HardwareAddr) error {
+	g.h.record("hold " + joinAddrs(addrs))
+	return nil
+}
+
+func (g recGate) Release(addrs []netip.Addr) error {
+	g.h.record("release " + joinAddrs(addrs))
+	return nil
+}
+
+func (g recGate) Drop(addrs []netip.Addr) error {
+	g.h.record("drop " + joinAddrs(addrs))
+	return nil
+}
+
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// withGate builds a harness whose summoner uses a recording gate.
+func withGate(t *testing.T, opts Options, uks ...Unikernel) *harness {
+	t.Helper()
+	var h *harness
+	g := &lateGate{}
+	opts.Gate = g
+	h = newHarness(t, opts, uks...)
+	g.g = recGate{h}
+	return h
+}
+
+// lateGate lets the recording gate be bound to the harness after New.
+type lateGate struct{ g recGate }
+
+func (l *lateGate) Hold(a []netip.Addr, m net.HardwareAddr) error { return l.g.Hold(a, m) }
+func (l *lateGate) Release(a []netip.Addr) error                 { return l.g.Release(a) }
+func (l *lateGate) Drop(a []netip.Addr) error                    { return l.g.Drop(a) }

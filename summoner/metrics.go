@@ -1,0 +1,77 @@
+package summoner
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the summoner's Prometheus collectors.
+type metrics struct {
+	state         *prometheus.GaugeVec
+	boots         *prometheus.CounterVec
+	bootDuration  *prometheus.HistogramVec
+	stops         *prometheus.CounterVec
+	failures      *prometheus.CounterVec
+	refusals      *prometheus.CounterVec
+	budgetRefused prometheus.Counter
+	running       prometheus.Gauge
+	booting       prometheus.Gauge
+	memory        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jitsu_unikernel_state",
+			Help: "1 for the unikernel's current summoner state, 0 for states it was in before.",
+		}, []string{"unikernel", "state"}),
+		boots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_unikernel_boots_total",
+			Help: "Boots (including resumes and restores) started by the summoner.",
+		}, []string{"unikernel"}),
+		bootDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jitsu_unikernel_boot_duration_seconds",
+			Help:    "Time from the hypervisor start call to the unikernel being ready.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 5, 10, 30},
+		}, []string{"unikernel"}),
+		stops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_unikernel_stops_total",
+			Help: "Unikernel stops by reason (idle, crash, budget, operator, reload, timeout, external).",
+		}, []string{"unikernel", "reason"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_unikernel_failures_total",
+			Help: "Failed boots (start error, probe error, boot timeout, crash while booting).",
+		}, []string{"unikernel"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_unikernel_backoff_refusals_total",
+			Help: "Summons refused because the unikernel failed recently and its backoff runs.",
+		}, []string{"unikernel"}),
+		budgetRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitsu_budget_refusals_total",
+			Help: "Summons refused because the resource budget was full and nothing could be stopped.",
+		}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitsu_budget_running",
+			Help: "Unikernels counted as running (starting, ready) against max_running.",
+		}),
+		booting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitsu_budget_booting",
+			Help: "Unikernels counted as booting against max_booting.",
+		}),
+		memory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jitsu_budget_memory_bytes",
+			Help: "Guest memory counted against the memory budget (starting, ready and suspended unikernels).",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
+		m.refusals, m.budgetRefused, m.running, m.booting, m.memory} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register summoner metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,178 @@
+package summoner
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+)
+
+// mac returns the MAC of the unikernel's NIC.
+func mac(cfg *Unikernel) net.HardwareAddr {
+	if cfg.Spec.MAC != nil {
+		return cfg.Spec.MAC
+	}
+	return hypervisor.DeriveMAC(cfg.Spec.Name)
+}
+
+// probe blocks until the unikernel is ready or ctx is done. off is where
+// a console probe starts reading the console log.
+func (s *Summoner) probe(ctx context.Context, cfg *Unikernel, off int64) error {
+	if s.opts.Probe != nil {
+		return s.opts.Probe(ctx, cfg.Spec.Name)
+	}
+	switch cfg.Ready.Kind {
+	case ReadyConsole:
+		return probeConsole(ctx, s.clock, s.opts.ProbeInterval, cfg.Spec.ConsoleLog, off, cfg.Ready.Regexp)
+	case ReadyDelay:
+		if err := sleep(ctx, s.clock, cfg.Ready.Delay); err != nil {
+			return fmt.Errorf("delay probe: %w", err)
+		}
+		return nil
+	}
+	return probeTCP(ctx, s.clock, s.opts.ProbeInterval, cfg.Addrs, cfg.Ready.Port)
+}
+
+// probeTCP connects to port on each address every interval until one
+// connection succeeds.
+func probeTCP(ctx context.Context, c Clock, interval time.Duration, addrs []netip.Addr, port uint16) error {
+	d := net.Dialer{Timeout: max(200*time.Millisecond, interval)}
+	targets := make([]string, len(addrs))
+	for i, a := range addrs {
+		targets[i] = net.JoinHostPort(a.String(), strconv.Itoa(int(port)))
+	}
+	for {
+		for _, t := range targets {
+			conn, err := d.DialContext(ctx, "tcp", t)
+			if err == nil {
+				_ = conn.Close()
+				return nil
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("tcp probe %s: %w", t, ctx.Err())
+			}
+		}
+		if err := sleep(ctx, c, interval); err != nil {
+			return fmt.Errorf("tcp probe %v: %w", targets, err)
+		}
+	}
+}
+
+// probeConsole tails path from off (or from 0 if the file is shorter,
+// i.e. was truncated) until a line matches re.
+func probeConsole(ctx context.Context, c Clock, interval time.Duration, path string, off int64, re *regexp.Regexp) error {
+	var partial []byte
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := readFrom(path, off, buf)
+		switch {
+		case errors.Is(err, errShrunk):
+			off, partial = 0, nil
+			continue
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("console probe %s: %w", path, err)
+		}
+		if n > 0 {
+			off += int64(n)
+			data := append(partial, buf[:n]...)
+			for {
+				i := bytes.IndexByte(data, '\n')
+				if i < 0 {
+					break
+				}
+				if re.Match(bytes.TrimRight(data[:i], "\r")) {
+					return nil
+				}
+				data = data[i+1:]
+			}
+			if re.Match(data) { // a last line without newline yet
+				return nil
+			}
+			partial = append([]byte(nil), data...)
+			if n == len(buf) {
+				continue
+			}
+		}
+		if err := sleep(ctx, c, interval); err != nil {
+			return fmt.Errorf("console probe %s: %w", path, err)
+		}
+	}
+}
+
+var errShrunk = errors.New("file shrank")
+
+// readFrom reads path at off into buf.
+func readFrom(path string, off int64, buf []byte) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Size() < off {
+		return 0, errShrunk
+	}
+	n, err := f.ReadAt(buf, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
+// consoleSize is the console log's size now (0 if missing): a console
+// probe only looks at what the new boot writes.
+func consoleSize(path string) int64 {
+	if path == "" {
+		return 0
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// consoleTail returns the last n lines of the console log (of its last
+// 16 KiB), nil if there is none.
+func consoleTail(path string, n int) []string {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const window = 16 * 1024
+	var start int64
+	if fi, err := f.Stat(); err == nil && fi.Size() > window {
+		start = fi.Size() - window
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return nil
+	}
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, window), window)
+	for sc.Scan() {
+		lines = append(lines, strings.TrimRight(sc.Text(), "\r"))
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}

@@ -1,0 +1,198 @@
+package summoner
+
+import "fmt"
+
+// State is a unikernel's state in the summoner.
+type State int32
+
+// Unikernel states.
+const (
+	// StateStopped: no domain runs; the next Summon boots one.
+	StateStopped State = iota
+	// StateStarting: the domain was started (or resumed, restored, adopted)
+	// and the readiness probe runs; the gate holds its traffic.
+	StateStarting
+	// StateReady: the probe succeeded; the unikernel serves.
+	StateReady
+	// StateStopping: a stop is under way.
+	StateStopping
+	// StateSuspended: the domain is paused; the next Summon resumes it.
+	StateSuspended
+	// StateSaved: the domain is saved to disk; the next Summon restores it.
+	StateSaved
+	// StateFailed: the last boot failed; Summon retries after a backoff.
+	StateFailed
+
+	numStates
+)
+
+var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed"}
+
+func (s State) String() string {
+	if s >= 0 && s < numStates {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// evKind is what happened to a unikernel: the input of transition.
+type evKind uint8
+
+const (
+	evSummon          evKind = iota // a query, traffic or the operator wants it running (budget reserved)
+	evAdoptRunning                  // at Run: its domain already runs
+	evAdoptPaused                   // at Run: its domain is paused
+	evAdoptSaved                    // at Run: its domain is saved
+	evReady                         // the readiness probe succeeded
+	evBootFailed                    // Start/Resume or the probe failed
+	evBootTimeout                   // not ready by the boot timeout
+	evIdle                          // no activity for the idle timeout
+	evStop                          // operator, budget eviction or reload wants it stopped
+	evStoppedOff                    // a destroy/shutdown stop completed
+	evSuspendedDone                 // a suspend stop completed
+	evSavedDone                     // a save stop completed
+	evStopFailed                    // a stop failed and the domain still runs
+	evCrashed                       // the hypervisor reports a crash
+	evDomainStopped                 // the hypervisor reports a stop we did not ask for
+
+	numEvKinds
+)
+
+var evNames = [...]string{"summon", "adopt-running", "adopt-paused", "adopt-saved", "ready", "boot-failed",
+	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped"}
+
+func (e evKind) String() string {
+	if e < numEvKinds {
+		return evNames[e]
+	}
+	return fmt.Sprintf("evKind(%d)", e)
+}
+
+// action is a side effect the unikernel's actor performs after a
+// transition, in order.
+type action uint8
+
+const (
+	actArm      action = iota + 1 // new boot generation, arm the boot timeout
+	actCount                      // count a boot (metrics, status timeline)
+	actHold                       // gate.Hold
+	actStart                      // hypervisor Start (boot or restore)
+	actResume                     // hypervisor Resume
+	actProbe                      // start the readiness probe
+	actRelease                    // gate.Release, record the boot duration, reset failures
+	actCancel                     // cancel the boot timeout and the probe
+	actDrop                       // gate.Drop
+	actDestroy                    // hypervisor Stop(destroy), errors ignored
+	actBackoff                    // count a failure, set the backoff
+	actStop                       // hypervisor Stop with the event's mode
+	actTail                       // log the console tail
+)
+
+var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
+	"drop", "destroy", "backoff", "stop", "tail"}
+
+func (a action) String() string {
+	if int(a) < len(actNames) {
+		return actNames[a]
+	}
+	return fmt.Sprintf("action(%d)", a)
+}
+
+// Action lists shared by several transitions.
+var (
+	bootActs    = []action{actArm, actCount, actHold, actStart, actProbe}
+	resumeActs  = []action{actArm, actCount, actHold, actResume, actProbe}
+	adoptActs   = []action{actArm, actProbe}
+	failActs    = []action{actCancel, actDrop, actDestroy, actBackoff}
+	crashBoot   = []action{actCancel, actDrop, actTail, actBackoff}
+	lostBoot    = []action{actCancel, actDrop, actBackoff}
+	abortBoot   = []action{actCancel, actDrop, actStop}
+	readyActs   = []action{actRelease}
+	stopActs    = []action{actStop}
+	tailActs    = []action{actTail}
+	noActs      []action
+)
+
+// transition is the summoner's state machine: given a unikernel's state and
+// what happened, it returns the next state and the side effects to perform,
+// in order. It is pure. Pairs that make no sense (a stale probe result, a
+// summon of a running unikernel, ...) return the state unchanged and no
+// action.
+//
+// Guards that need time or I/O are applied by the caller before: the backoff
+// check (Summon refuses in StateFailed while the backoff runs), the budget
+// reservation (Summon), staleness of probe/timeout events (boot generation),
+// the idle re-check, and the check with the hypervisor that a crash or stop
+// event is not about an earlier incarnation of the domain.
+func transition(st State, ev evKind) (State, []action) {
+	switch st {
+	case StateStopped:
+		switch ev {
+		case evSummon:
+			return StateStarting, bootActs
+		case evAdoptRunning:
+			return StateStarting, adoptActs
+		case evAdoptPaused:
+			return StateSuspended, noActs
+		case evAdoptSaved:
+			return StateSaved, noActs
+		}
+	case StateStarting:
+		switch ev {
+		case evReady:
+			return StateReady, readyActs
+		case evBootFailed, evBootTimeout:
+			return StateFailed, failActs
+		case evStop:
+			return StateStopping, abortBoot
+		case evCrashed:
+			return StateFailed, crashBoot
+		case evDomainStopped:
+			return StateFailed, lostBoot
+		}
+	case StateReady:
+		switch ev {
+		case evIdle, evStop:
+			return StateStopping, stopActs
+		case evCrashed:
+			return StateStopped, tailActs
+		case evDomainStopped:
+			return StateStopped, noActs
+		}
+	case StateStopping:
+		switch ev {
+		case evStoppedOff:
+			return StateStopped, noActs
+		case evSuspendedDone:
+			return StateSuspended, noActs
+		case evSavedDone:
+			return StateSaved, noActs
+		case evStopFailed:
+			return StateReady, noActs
+		case evCrashed:
+			return StateStopped, tailActs
+		}
+	case StateSuspended:
+		switch ev {
+		case evSummon:
+			return StateStarting, resumeActs
+		case evStop:
+			return StateStopping, stopActs
+		case evCrashed:
+			return StateStopped, tailActs
+		case evDomainStopped:
+			return StateStopped, noActs
+		}
+	case StateSaved:
+		switch ev {
+		case evSummon:
+			return StateStarting, bootActs
+		}
+	case StateFailed:
+		switch ev {
+		case evSummon:
+			return StateStarting, bootActs
+		}
+	}
+	return st, noActs
+}

@@ -1,0 +1,128 @@
+package summoner
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestTransitionTable checks transition over every (state, event) pair.
+// Every pair has a row: the pairs that make no sense are listed as
+// "unchanged, no action" explicitly, and a missing row fails the test.
+func TestTransitionTable(t *testing.T) {
+	type key struct {
+		st State
+		ev evKind
+	}
+	type want struct {
+		st   State
+		acts []action
+	}
+	table := map[key]want{}
+	row := func(st State, ev evKind, to State, acts ...action) {
+		t.Helper()
+		k := key{st, ev}
+		if _, dup := table[k]; dup {
+			t.Fatalf("duplicate row %s/%s", st, ev)
+		}
+		table[k] = want{to, acts}
+	}
+	// ignored lists pairs that leave the state unchanged with no action.
+	ignored := func(st State, evs ...evKind) {
+		t.Helper()
+		for _, ev := range evs {
+			row(st, ev, st)
+		}
+	}
+
+	boot := []action{actArm, actCount, actHold, actStart, actProbe}
+	resume := []action{actArm, actCount, actHold, actResume, actProbe}
+
+	row(StateStopped, evSummon, StateStarting, boot...)
+	row(StateStopped, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateStopped, evAdoptPaused, StateSuspended)
+	row(StateStopped, evAdoptSaved, StateSaved)
+	ignored(StateStopped, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
+		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped)
+
+	row(StateStarting, evReady, StateReady, actRelease)
+	row(StateStarting, evBootFailed, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
+	row(StateStarting, evBootTimeout, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
+	row(StateStarting, evStop, StateStopping, actCancel, actDrop, actStop)
+	row(StateStarting, evCrashed, StateFailed, actCancel, actDrop, actTail, actBackoff)
+	row(StateStarting, evDomainStopped, StateFailed, actCancel, actDrop, actBackoff)
+	ignored(StateStarting, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evIdle,
+		evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
+
+	row(StateReady, evIdle, StateStopping, actStop)
+	row(StateReady, evStop, StateStopping, actStop)
+	row(StateReady, evCrashed, StateStopped, actTail)
+	row(StateReady, evDomainStopped, StateStopped)
+	ignored(StateReady, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
+
+	row(StateStopping, evStoppedOff, StateStopped)
+	row(StateStopping, evSuspendedDone, StateSuspended)
+	row(StateStopping, evSavedDone, StateSaved)
+	row(StateStopping, evStopFailed, StateReady)
+	row(StateStopping, evCrashed, StateStopped, actTail)
+	ignored(StateStopping, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
+
+	row(StateSuspended, evSummon, StateStarting, resume...)
+	row(StateSuspended, evStop, StateStopping, actStop)
+	row(StateSuspended, evCrashed, StateStopped, actTail)
+	row(StateSuspended, evDomainStopped, StateStopped)
+	ignored(StateSuspended, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
+
+	row(StateSaved, evSummon, StateStarting, boot...)
+	ignored(StateSaved, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
+		evCrashed, evDomainStopped)
+
+	row(StateFailed, evSummon, StateStarting, boot...)
+	ignored(StateFailed, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
+		evCrashed, evDomainStopped)
+
+	for st := State(0); st < numStates; st++ {
+		for ev := evKind(0); ev < numEvKinds; ev++ {
+			w, ok := table[key{st, ev}]
+			if !ok {
+				t.Errorf("no row for %s/%s", st, ev)
+				continue
+			}
+			gotSt, gotActs := transition(st, ev)
+			if gotSt != w.st || !slices.Equal(gotActs, w.acts) {
+				t.Errorf("transition(%s, %s) = %s %v, want %s %v", st, ev, gotSt, gotActs, w.st, w.acts)
+			}
+		}
+	}
+	if want := int(numStates) * int(numEvKinds); len(table) != want {
+		t.Errorf("table has %d rows, want %d", len(table), want)
+	}
+}
+
+// TestTransitionInvariants checks properties every transition must have,
+// independently of the table.
+func TestTransitionInvariants(t *testing.T) {
+	for st := State(0); st < numStates; st++ {
+		for ev := evKind(0); ev < numEvKinds; ev++ {
+			to, acts := transition(st, ev)
+			hold := slices.Index(acts, actHold)
+			start := max(slices.Index(acts, actStart), slices.Index(acts, actResume))
+			if start >= 0 && (hold < 0 || hold > start) {
+				t.Errorf("%s/%s: starts without holding the gate first: %v", st, ev, acts)
+			}
+			if to == StateStarting && st != StateStarting && !slices.Contains(acts, actArm) {
+				t.Errorf("%s/%s: enters starting without a boot timeout: %v", st, ev, acts)
+			}
+			if st == StateStarting && to != StateStarting && to != StateReady && !slices.Contains(acts, actDrop) {
+				t.Errorf("%s/%s: leaves starting without dropping the gate: %v", st, ev, acts)
+			}
+			if to == StateFailed && st != StateFailed && !slices.Contains(acts, actBackoff) {
+				t.Errorf("%s/%s: fails without a backoff: %v", st, ev, acts)
+			}
+		}
+	}
+}

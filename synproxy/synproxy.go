@@ -1,0 +1,446 @@
+package synproxy
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Default limits, used for every zero field of Limits.
+const (
+	DefaultPerAddress = 256
+	DefaultTotal      = 4096
+	DefaultBytes      = 1 << 20
+	DefaultMaxAge     = 30 * time.Second
+	// DefaultQueue is the NFQUEUE number used when Options.Queue is zero.
+	DefaultQueue = 7541
+)
+
+// Limits bound the hold. A SYN that does not fit is dropped (the client
+// retransmits it later) and counted with reason "overflow"; a held SYN older
+// than MaxAge is dropped and counted with reason "age".
+type Limits struct {
+	PerAddress int           // held SYNs per held address
+	Total      int           // held SYNs over all addresses
+	Bytes      int64         // bytes of held IP packets over all addresses
+	MaxAge     time.Duration // longest time one SYN is held
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.PerAddress <= 0 {
+		l.PerAddress = DefaultPerAddress
+	}
+	if l.Total <= 0 {
+		l.Total = DefaultTotal
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = DefaultBytes
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = DefaultMaxAge
+	}
+	return l
+}
+
+// Options configure a Proxy.
+type Options struct {
+	// Bridge is the bridge the guests are attached to; neighbour entries are
+	// pinned on it. Required unless IO is set.
+	Bridge string
+	// NetNS is the path of the network namespace (e.g. /run/netns/host)
+	// holding the bridge; empty means the namespace of the calling thread
+	// when Run starts.
+	NetNS string
+	// Queue is the NFQUEUE number; zero means DefaultQueue.
+	Queue uint16
+	// Logger receives diagnostics; nil means zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the proxy's metrics; nil means no registration.
+	Registerer prometheus.Registerer
+	// Limits bound the hold; zero fields take the defaults.
+	Limits Limits
+	// OnSYN, if set, is called for every SYN seen for a held address
+	// (activity). It is called from the packet loop and must not block.
+	OnSYN func(netip.Addr)
+	// IO replaces the kernel packet path (nftables + NFQUEUE + neighbour
+	// table + raw sockets); tests use an in-memory one. Nil means the kernel.
+	IO PacketIO
+}
+
+// Packet is one intercepted packet, as queued by the kernel.
+type Packet struct {
+	ID   uint32 // the verdict handle
+	Data []byte // the IP packet, from its IP header on
+}
+
+// PacketIO is the packet path the proxy drives. The kernel implementation
+// uses an nftables table and NFQUEUE; unit tests use an in-memory one.
+// Hold, Unhold, Verdict and WritePacket are called with the proxy's lock
+// held and must not call back into the Proxy.
+type PacketIO interface {
+	// Open installs the interception and starts queueing SYNs to held
+	// addresses. Packets are delivered until ctx ends or Close is called.
+	Open(ctx context.Context) error
+	// ReadPacket returns the next intercepted packet; it returns ctx.Err()
+	// once ctx ends.
+	ReadPacket(ctx context.Context) (Packet, error)
+	// Verdict lets the packet go on its way (accept) or discards it.
+	Verdict(id uint32, accept bool) error
+	// WritePacket sends an IP packet built by the proxy (a TCP RST).
+	WritePacket(pkt []byte) error
+	// Hold starts intercepting client SYNs to addr and pins the neighbour
+	// entry of addr to mac.
+	Hold(addr netip.Addr, mac net.HardwareAddr) error
+	// Unhold stops intercepting SYNs to addr. ready says the guest is up:
+	// its neighbour entry is turned into an ordinary reachable one; else it
+	// is deleted.
+	Unhold(addr netip.Addr, ready bool) error
+	// Close removes everything Open and Hold added to the host.
+	Close() error
+}
+
+// Proxy holds client SYNs to addresses whose unikernel is booting. It
+// implements the summoner's Gate: Hold, Release, Drop.
+type Proxy struct {
+	opts   Options
+	limits Limits
+	log    *zap.Logger
+	m      *metrics
+	io     PacketIO
+	now    func() time.Time
+
+	mu      sync.Mutex
+	started bool
+	running bool
+	addrs   map[netip.Addr]*heldAddr
+	order   *list.List // of *entry, oldest first
+	count   int
+	bytes   int64
+}
+
+type heldAddr struct {
+	mac   net.HardwareAddr
+	flows map[flowKey]*list.Element
+}
+
+type entry struct {
+	id uint32
+	s  syn
+	at time.Time
+}
+
+// New returns a Proxy; nothing is changed on the host until Run.
+func New(opts Options) (*Proxy, error) {
+	if opts.IO == nil {
+		if opts.Bridge == "" {
+			return nil, errors.New("new synproxy: no bridge")
+		}
+		if opts.Queue == 0 {
+			opts.Queue = DefaultQueue
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("new synproxy: %w", err)
+	}
+	p := &Proxy{
+		opts:   opts,
+		limits: opts.Limits.withDefaults(),
+		log:    opts.Logger.Named("synproxy"),
+		m:      m,
+		io:     opts.IO,
+		now:    time.Now,
+		addrs:  make(map[netip.Addr]*heldAddr),
+		order:  list.New(),
+	}
+	if p.io == nil {
+		p.io = newKernelIO(opts.Bridge, opts.NetNS, opts.Queue, p.limits, p.log)
+	}
+	return p, nil
+}
+
+// Run installs the interception, handles intercepted SYNs until ctx ends,
+// then drops whatever is still held (the clients retransmit) and removes
+// everything it added to the host. It returns nil when ctx ended, or the
+// error that stopped it. Run may be called once.
+func (p *Proxy) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.started {
+		p.mu.Unlock()
+		return errors.New("synproxy: Run called twice")
+	}
+	p.started = true
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := p.io.Open(ctx); err != nil {
+		return fmt.Errorf("synproxy: open: %w", err)
+	}
+	p.mu.Lock()
+	p.running = true
+	for a, h := range p.addrs { // held before Run started
+		if err := p.io.Hold(a, h.mac); err != nil {
+			p.log.Error("hold", zap.Stringer("addr", a), zap.Error(err))
+		}
+	}
+	p.mu.Unlock()
+
+	readErr := make(chan error, 1)
+	go func() { readErr <- p.readLoop(ctx) }()
+
+	tick := p.limits.MaxAge / 4
+	tick = min(max(tick, time.Millisecond), time.Second)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-readErr:
+			readErr = nil
+			break loop
+		case <-ticker.C:
+			p.expire()
+		}
+	}
+	cancel()
+	if readErr != nil {
+		<-readErr
+	}
+	return errors.Join(err, p.shutdown())
+}
+
+// shutdown drops every held SYN, unholds every address and closes the IO.
+func (p *Proxy) shutdown() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for e := p.order.Front(); e != nil; e = p.order.Front() {
+		p.remove(e, false, ReasonShutdown)
+	}
+	for a := range p.addrs {
+		if err := p.io.Unhold(a, false); err != nil {
+			errs = append(errs, fmt.Errorf("unhold %v: %w", a, err))
+		}
+	}
+	p.running = false
+	p.updateGauges()
+	if err := p.io.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Proxy) readLoop(ctx context.Context) error {
+	for {
+		pkt, err := p.io.ReadPacket(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("synproxy: read packet: %w", err)
+		}
+		p.handle(pkt)
+	}
+}
+
+// handle takes one intercepted packet into the hold, or decides it.
+func (p *Proxy) handle(pkt Packet) {
+	s, err := decode(pkt.Data)
+	if err != nil {
+		p.m.dropped.WithLabelValues(ReasonMalformed).Inc()
+		p.log.Debug("malformed packet", zap.Error(err))
+		p.verdict(pkt.ID, false)
+		return
+	}
+	p.mu.Lock()
+	h := p.addrs[s.dst]
+	if h == nil {
+		// Released (or never held) since the kernel queued it: pass it on.
+		p.verdict(pkt.ID, true)
+		p.mu.Unlock()
+		return
+	}
+	// Keep the latest SYN of a 4-tuple: a retransmission replaces the
+	// one it retransmits, so the client's latest options and timestamp
+	// are those the guest sees.
+	if old, ok := h.flows[s.flowKey]; ok {
+		p.remove(old, false, ReasonDuplicate)
+	}
+	if len(h.flows) >= p.limits.PerAddress || p.count >= p.limits.Total || p.bytes+int64(s.length) > p.limits.Bytes {
+		// Full: the new SYN goes, those already held stay (a flood cannot
+		// evict clients that came first).
+		p.m.dropped.WithLabelValues(ReasonOverflow).Inc()
+		p.verdict(pkt.ID, false)
+		p.mu.Unlock()
+	} else {
+		h.flows[s.flowKey] = p.order.PushBack(&entry{id: pkt.ID, s: s, at: p.now()})
+		p.count++
+		p.bytes += int64(s.length)
+		p.m.held.Inc()
+		p.updateGauges()
+		p.mu.Unlock()
+	}
+	if p.opts.OnSYN != nil {
+		p.opts.OnSYN(s.dst)
+	}
+}
+
+// remove takes e out of the hold and gives its verdict. A dropped SYN is
+// counted with reason (empty: not counted). p.mu is held.
+func (p *Proxy) remove(e *list.Element, accept bool, reason string) {
+	en := e.Value.(*entry)
+	p.order.Remove(e)
+	if h := p.addrs[en.s.dst]; h != nil && h.flows[en.s.flowKey] == e {
+		delete(h.flows, en.s.flowKey)
+	}
+	p.count--
+	p.bytes -= int64(en.s.length)
+	if !accept && reason != "" {
+		p.m.dropped.WithLabelValues(reason).Inc()
+	}
+	p.verdict(en.id, accept)
+}
+
+func (p *Proxy) verdict(id uint32, accept bool) {
+	if err := p.io.Verdict(id, accept); err != nil {
+		p.log.Warn("verdict", zap.Uint32("id", id), zap.Bool("accept", accept), zap.Error(err))
+	}
+}
+
+func (p *Proxy) updateGauges() {
+	p.m.heldNow.Set(float64(p.count))
+	p.m.heldBytes.Set(float64(p.bytes))
+}
+
+// expire drops held SYNs older than MaxAge.
+func (p *Proxy) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cut := p.now().Add(-p.limits.MaxAge)
+	for e := p.order.Front(); e != nil && !e.Value.(*entry).at.After(cut); e = p.order.Front() {
+		p.remove(e, false, ReasonAge)
+	}
+	p.updateGauges()
+}
+
+// Hold starts holding client SYNs to addrs, whose guest has the MAC address
+// mac, and pins their neighbour entries to mac. It is called before the
+// domain starts. Holding an address again updates its MAC and keeps what is
+// held. Addresses held before Run starts are installed when it does.
+func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
+	if len(mac) == 0 {
+		return errors.New("synproxy: hold: no MAC address")
+	}
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return fmt.Errorf("synproxy: hold: invalid address %v", a)
+		}
+	}
+	mac = append(net.HardwareAddr(nil), mac...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, a := range addrs {
+		a = a.Unmap()
+		h := p.addrs[a]
+		if h == nil {
+			h = &heldAddr{flows: make(map[flowKey]*list.Element)}
+			p.addrs[a] = h
+		}
+		h.mac = mac
+		if p.running {
+			if err := p.io.Hold(a, mac); err != nil {
+				errs = append(errs, fmt.Errorf("synproxy: hold %v: %w", a, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Release is called when the guest is ready: it stops holding addrs, turns
+// their neighbour entries into ordinary ones and delivers every held SYN to
+// the guest at once, oldest first.
+func (p *Proxy) Release(addrs []netip.Addr) error {
+	return p.finish(addrs, true)
+}
+
+// Drop is called when the boot failed: it stops holding addrs, deletes their
+// neighbour entries and answers every held client with a RST, so its
+// connect fails at once instead of timing out.
+func (p *Proxy) Drop(addrs []netip.Addr) error {
+	return p.finish(addrs, false)
+}
+
+func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
+	op := "drop"
+	if ready {
+		op = "release"
+	}
+	set := make(map[netip.Addr]bool, len(addrs))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, a := range addrs {
+		a = a.Unmap()
+		if p.addrs[a] == nil {
+			continue
+		}
+		set[a] = true
+		// Stop intercepting first: a SYN arriving from now on goes
+		// straight through, and the neighbour entry is in place for the
+		// SYNs released below.
+		if p.running {
+			if err := p.io.Unhold(a, ready); err != nil {
+				errs = append(errs, fmt.Errorf("synproxy: %s %v: %w", op, a, err))
+			}
+		}
+	}
+	var next *list.Element
+	for e := p.order.Front(); e != nil; e = next {
+		next = e.Next()
+		en := e.Value.(*entry)
+		if !set[en.s.dst] {
+			continue
+		}
+		if ready {
+			p.remove(e, true, "")
+			p.m.replayed.Inc()
+			continue
+		}
+		if rst, err := buildReset(en.s); err != nil {
+			errs = append(errs, err)
+		} else if err := p.io.WritePacket(rst); err != nil {
+			errs = append(errs, fmt.Errorf("synproxy: reset %v:%d: %w", en.s.src, en.s.sport, err))
+		} else {
+			p.m.resets.Inc()
+		}
+		p.remove(e, false, ReasonFailed)
+	}
+	for a := range set {
+		delete(p.addrs, a)
+	}
+	p.updateGauges()
+	return errors.Join(errs...)
+}
+
+// Held returns the number of SYNs and bytes held now.
+func (p *Proxy) Held() (syns int, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count, p.bytes
+}
