@@ -19,9 +19,9 @@ IMAGE_SITE   ?= examples/unikernel/site
 IMAGE_EXAMPLE   := $(IMAGE_DIR)/example
 IMAGE_MULTIBOOT := $(IMAGE_DIR)/multiboot
 
-.PHONY: image image-kernel image-initrd image-multiboot image-clean
+.PHONY: image image-kernel image-initrd image-multiboot image-clean image-bootbench
 
-image: image-kernel image-initrd image-multiboot
+image: image-kernel image-initrd image-multiboot ## build the example unikernel (kernel cached) and the multiboot image into $(IMAGE_DIR)
 	@echo "image: installed in $(IMAGE_EXAMPLE) and $(IMAGE_MULTIBOOT)"
 	@ls -l $(IMAGE_EXAMPLE) $(IMAGE_MULTIBOOT)
 
@@ -53,5 +53,16 @@ image-multiboot: image-dirs
 	ld -m elf_i386 -T examples/multiboot/hello.ld -o $(IMAGE_BUILD)/hello.elf $(IMAGE_BUILD)/hello.o
 	install -m 0644 $(IMAGE_BUILD)/hello.elf $(IMAGE_MULTIBOOT)/hello.elf
 
-image-clean:
+image-clean: ## remove the installed images (the kernel cache is kept)
 	rm -rf $(IMAGE_EXAMPLE) $(IMAGE_MULTIBOOT) $(IMAGE_BUILD)
+
+# Boot-phase benchmark of docs/boot.md through a private libvirtd in a
+# network namespace (root; takes /run/jitsu-libvirtd.lock). The product's
+# boot floor is printed by `make bench` (tools/bootfloor); this one prints
+# the phases and lets you compare domain/kernel choices, e.g.
+#   make image-bootbench BOOTBENCH_ARGS='-runs 10 -kernel $(IMAGE_EXAMPLE)/bzImage'
+BOOTBENCH_ARGS ?= -runs 10
+image-bootbench: image ## boot phases of the example image through libvirt (root)
+	examples/unikernel/bootbench/bootbench.sh -lean -acpi=false \
+	  -kernel $(IMAGE_EXAMPLE)/vmlinux -initrd $(IMAGE_EXAMPLE)/initrd.cpio \
+	  -append "$$(cat $(IMAGE_EXAMPLE)/cmdline) jitsu.debug=1" $(BOOTBENCH_ARGS)

@@ -16,6 +16,8 @@ PKGS=(
   knot dnsperf dnsutils
   # networking: namespaces, bridges, nftables
   iproute2 nftables iptables curl procps psmisc util-linux
+  # the status page's browser test
+  chromium chromium-driver
 )
 
 missing=()

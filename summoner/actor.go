@@ -174,6 +174,7 @@ func (s *Summoner) drain(u *unit) {
 			u.queue = nil
 			u.draining = false
 			u.mu.Unlock()
+			s.notifyChanged()
 			return
 		}
 		ev := u.queue[0]
@@ -181,6 +182,19 @@ func (s *Summoner) drain(u *unit) {
 		u.mu.Unlock()
 		s.step(u, ev)
 	}
+}
+
+// actorsIdle reports whether no actor has events to handle.
+func (s *Summoner) actorsIdle() bool {
+	for _, u := range s.units.Load().all {
+		u.mu.Lock()
+		busy := u.draining || len(u.queue) > 0
+		u.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
 }
 
 // step handles one event and the events its actions produce.

@@ -129,6 +129,26 @@ func (h *harness) tick() {
 	case <-h.ctx.Done():
 		h.t.Fatal("no reaper scan after a tick")
 	}
+	h.settle()
+}
+
+// settle waits until no actor has events left to handle, e.g. the idle
+// events of a scan.
+func (h *harness) settle() {
+	h.t.Helper()
+	for {
+		h.s.changedMu.Lock()
+		ch := h.s.changed
+		h.s.changedMu.Unlock()
+		if h.s.actorsIdle() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-h.ctx.Done():
+			h.t.Fatal("actors never settled")
+		}
+	}
 }
 
 func (h *harness) ticks(n int) {
@@ -283,5 +303,5 @@ func withGate(t *testing.T, opts Options, uks ...Unikernel) *harness {
 type lateGate struct{ g recGate }
 
 func (l *lateGate) Hold(a []netip.Addr, m net.HardwareAddr) error { return l.g.Hold(a, m) }
-func (l *lateGate) Release(a []netip.Addr) error                 { return l.g.Release(a) }
-func (l *lateGate) Drop(a []netip.Addr) error                    { return l.g.Drop(a) }
+func (l *lateGate) Release(a []netip.Addr) error                  { return l.g.Release(a) }
+func (l *lateGate) Drop(a []netip.Addr) error                     { return l.g.Drop(a) }

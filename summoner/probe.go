@@ -13,6 +13,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
@@ -41,29 +44,82 @@ func (s *Summoner) probe(ctx context.Context, cfg *Unikernel, off int64) error {
 		}
 		return nil
 	}
-	return probeTCP(ctx, s.clock, s.opts.ProbeInterval, cfg.Addrs, cfg.Ready.Port)
+	return probeTCP(ctx, s.clock, s.opts.ProbeInterval, cfg.Addrs, cfg.Ready.Port, s.opts.ProbeMark)
 }
 
-// probeTCP connects to port on each address every interval until one
-// connection succeeds.
-func probeTCP(ctx context.Context, c Clock, interval time.Duration, addrs []netip.Addr, port uint16) error {
-	d := net.Dialer{Timeout: max(200*time.Millisecond, interval)}
+// probeDialTimeout bounds one probe connection. A SYN sent before the
+// guest's network is up is lost and the kernel would only retransmit it
+// after a second, so probeTCP does not wait for it: it starts a new
+// connection every interval, at most maxProbeDials at a time.
+const (
+	probeDialTimeout = 500 * time.Millisecond
+	maxProbeDials    = 64
+)
+
+// probeTCP connects to port on each address, a new attempt every interval
+// without waiting for earlier ones, until one connection succeeds. Its
+// sockets carry mark (when non-zero), so that the SYN proxy lets the
+// probe's own SYNs through while it holds the clients'.
+func probeTCP(ctx context.Context, c Clock, interval time.Duration, addrs []netip.Addr, port uint16, mark uint32) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := net.Dialer{Timeout: probeDialTimeout}
+	if mark != 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, int(mark))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	targets := make([]string, len(addrs))
 	for i, a := range addrs {
 		targets[i] = net.JoinHostPort(a.String(), strconv.Itoa(int(port)))
 	}
+	ok := make(chan struct{}, 1)
+	slots := make(chan struct{}, maxProbeDials)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var lastErr atomic.Value
 	for {
 		for _, t := range targets {
-			conn, err := d.DialContext(ctx, "tcp", t)
-			if err == nil {
-				_ = conn.Close()
+			select {
+			case slots <- struct{}{}:
+			case <-ok:
 				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("tcp probe %s: %w (last: %v)", t, ctx.Err(), lastErr.Load())
 			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("tcp probe %s: %w", t, ctx.Err())
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				conn, err := d.DialContext(ctx, "tcp", t)
+				if err != nil {
+					lastErr.Store(err.Error())
+					return
+				}
+				_ = conn.Close()
+				select {
+				case ok <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		select {
+		case <-ok:
+			return nil
+		default:
 		}
 		if err := sleep(ctx, c, interval); err != nil {
+			select {
+			case <-ok:
+				return nil
+			default:
+			}
 			return fmt.Errorf("tcp probe %v: %w", targets, err)
 		}
 	}

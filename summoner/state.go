@@ -39,21 +39,21 @@ func (s State) String() string {
 type evKind uint8
 
 const (
-	evSummon          evKind = iota // a query, traffic or the operator wants it running (budget reserved)
-	evAdoptRunning                  // at Run: its domain already runs
-	evAdoptPaused                   // at Run: its domain is paused
-	evAdoptSaved                    // at Run: its domain is saved
-	evReady                         // the readiness probe succeeded
-	evBootFailed                    // Start/Resume or the probe failed
-	evBootTimeout                   // not ready by the boot timeout
-	evIdle                          // no activity for the idle timeout
-	evStop                          // operator, budget eviction or reload wants it stopped
-	evStoppedOff                    // a destroy/shutdown stop completed
-	evSuspendedDone                 // a suspend stop completed
-	evSavedDone                     // a save stop completed
-	evStopFailed                    // a stop failed and the domain still runs
-	evCrashed                       // the hypervisor reports a crash
-	evDomainStopped                 // the hypervisor reports a stop we did not ask for
+	evSummon        evKind = iota // a query, traffic or the operator wants it running (budget reserved)
+	evAdoptRunning                // at Run: its domain already runs
+	evAdoptPaused                 // at Run: its domain is paused
+	evAdoptSaved                  // at Run: its domain is saved
+	evReady                       // the readiness probe succeeded
+	evBootFailed                  // Start/Resume or the probe failed
+	evBootTimeout                 // not ready by the boot timeout
+	evIdle                        // no activity for the idle timeout
+	evStop                        // operator, budget eviction or reload wants it stopped
+	evStoppedOff                  // a destroy/shutdown stop completed
+	evSuspendedDone               // a suspend stop completed
+	evSavedDone                   // a save stop completed
+	evStopFailed                  // a stop failed and the domain still runs
+	evCrashed                     // the hypervisor reports a crash
+	evDomainStopped               // the hypervisor reports a stop we did not ask for
 
 	numEvKinds
 )
@@ -73,19 +73,19 @@ func (e evKind) String() string {
 type action uint8
 
 const (
-	actArm      action = iota + 1 // new boot generation, arm the boot timeout
-	actCount                      // count a boot (metrics, status timeline)
-	actHold                       // gate.Hold
-	actStart                      // hypervisor Start (boot or restore)
-	actResume                     // hypervisor Resume
-	actProbe                      // start the readiness probe
-	actRelease                    // gate.Release, record the boot duration, reset failures
-	actCancel                     // cancel the boot timeout and the probe
-	actDrop                       // gate.Drop
-	actDestroy                    // hypervisor Stop(destroy), errors ignored
-	actBackoff                    // count a failure, set the backoff
-	actStop                       // hypervisor Stop with the event's mode
-	actTail                       // log the console tail
+	actArm     action = iota + 1 // new boot generation, arm the boot timeout
+	actCount                     // count a boot (metrics, status timeline)
+	actHold                      // gate.Hold
+	actStart                     // hypervisor Start (boot or restore)
+	actResume                    // hypervisor Resume
+	actProbe                     // start the readiness probe
+	actRelease                   // gate.Release, record the boot duration, reset failures
+	actCancel                    // cancel the boot timeout and the probe
+	actDrop                      // gate.Drop
+	actDestroy                   // hypervisor Stop(destroy), errors ignored
+	actBackoff                   // count a failure, set the backoff
+	actStop                      // hypervisor Stop with the event's mode
+	actTail                      // log the console tail
 )
 
 var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
@@ -100,17 +100,17 @@ func (a action) String() string {
 
 // Action lists shared by several transitions.
 var (
-	bootActs    = []action{actArm, actCount, actHold, actStart, actProbe}
-	resumeActs  = []action{actArm, actCount, actHold, actResume, actProbe}
-	adoptActs   = []action{actArm, actProbe}
-	failActs    = []action{actCancel, actDrop, actDestroy, actBackoff}
-	crashBoot   = []action{actCancel, actDrop, actTail, actBackoff}
-	lostBoot    = []action{actCancel, actDrop, actBackoff}
-	abortBoot   = []action{actCancel, actDrop, actStop}
-	readyActs   = []action{actRelease}
-	stopActs    = []action{actStop}
-	tailActs    = []action{actTail}
-	noActs      []action
+	bootActs   = []action{actArm, actCount, actHold, actStart, actProbe}
+	resumeActs = []action{actArm, actCount, actHold, actResume, actProbe}
+	adoptActs  = []action{actArm, actProbe}
+	failActs   = []action{actCancel, actDrop, actDestroy, actBackoff}
+	crashBoot  = []action{actCancel, actDrop, actTail, actBackoff}
+	lostBoot   = []action{actCancel, actDrop, actBackoff}
+	abortBoot  = []action{actCancel, actDrop, actStop}
+	readyActs  = []action{actRelease}
+	stopActs   = []action{actStop}
+	tailActs   = []action{actTail}
+	noActs     []action
 )
 
 // transition is the summoner's state machine: given a unikernel's state and

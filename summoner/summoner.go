@@ -181,6 +181,11 @@ type Options struct {
 	ResponseDelay time.Duration
 	// ProbeInterval paces the tcp and console probers; default 5ms.
 	ProbeInterval time.Duration
+	// ProbeMark, when non-zero, is set as SO_MARK on the tcp prober's
+	// sockets, so that the SYN proxy (which lets marked SYNs through)
+	// never holds the probe's own connections. Setting it needs
+	// CAP_NET_ADMIN.
+	ProbeMark uint32
 	// BackoffBase and BackoffMax bound the retry backoff after failed
 	// boots (doubling from base); defaults 1s and 5min.
 	BackoffBase, BackoffMax time.Duration

@@ -1,7 +1,6 @@
 package summoner
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -614,5 +613,3 @@ func TestParseReady(t *testing.T) {
 
 // nopHV is a Hypervisor for New's validation tests; it is never run.
 type nopHV struct{ hypervisor.Hypervisor }
-
-var _ = context.Background

@@ -40,6 +40,7 @@ type kernelIO struct {
 	bridge   string
 	nsPath   string
 	queue    uint16
+	mark     uint32 // SYNs with this packet mark are never queued
 	maxQueue uint32
 	log      *zap.Logger
 
@@ -60,11 +61,12 @@ type kernelIO struct {
 	isClosed bool
 }
 
-func newKernelIO(bridge, nsPath string, queue uint16, l Limits, log *zap.Logger) *kernelIO {
+func newKernelIO(bridge, nsPath string, queue uint16, mark uint32, l Limits, log *zap.Logger) *kernelIO {
 	return &kernelIO{
 		bridge: bridge,
 		nsPath: nsPath,
 		queue:  queue,
+		mark:   mark,
 		// Leave room above the proxy's own bound so that the proxy, not
 		// the kernel, decides what overflows.
 		maxQueue: uint32(l.Total) + 1024,
@@ -240,6 +242,9 @@ func (k *kernelIO) ruleExprs(proto byte, set *nftables.Set, compat bool) []expr.
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		// meta mark != bypass mark: jitsu's own readiness probes pass.
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, k.mark)},
 		// tcp flags & (syn|ack) == syn
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},

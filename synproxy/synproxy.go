@@ -22,6 +22,11 @@ const (
 	DefaultMaxAge     = 30 * time.Second
 	// DefaultQueue is the NFQUEUE number used when Options.Queue is zero.
 	DefaultQueue = 7541
+	// DefaultBypassMark is the packet mark (SO_MARK) of SYNs the proxy
+	// never holds, used when Options.BypassMark is zero: jitsu's own
+	// readiness probes carry it, so they reach the guest while the
+	// clients' SYNs are held.
+	DefaultBypassMark = 0x6a697473 // "jits"
 )
 
 // Limits bound the hold. A SYN that does not fit is dropped (the client
@@ -61,6 +66,9 @@ type Options struct {
 	NetNS string
 	// Queue is the NFQUEUE number; zero means DefaultQueue.
 	Queue uint16
+	// BypassMark is the packet mark of SYNs that are never held (the
+	// readiness probe's); zero means DefaultBypassMark.
+	BypassMark uint32
 	// Logger receives diagnostics; nil means zap.NewNop().
 	Logger *zap.Logger
 	// Registerer receives the proxy's metrics; nil means no registration.
@@ -165,7 +173,11 @@ func New(opts Options) (*Proxy, error) {
 		order:  list.New(),
 	}
 	if p.io == nil {
-		p.io = newKernelIO(opts.Bridge, opts.NetNS, opts.Queue, p.limits, p.log)
+		mark := opts.BypassMark
+		if mark == 0 {
+			mark = DefaultBypassMark
+		}
+		p.io = newKernelIO(opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
 	}
 	return p, nil
 }

@@ -109,6 +109,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 
 	var gate summoner.Gate
 	var proxy *synproxy.Proxy
+	var probeMark uint32
 	if cfg.SynProxy.Enabled {
 		if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
 			log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
@@ -118,12 +119,15 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 			Logger:     log.Named("synproxy"),
 			Registerer: reg,
 			Limits:     synLimits(cfg),
+			BypassMark: synproxy.DefaultBypassMark,
 			OnSYN:      d.onSYN,
 		})
 		if err != nil {
 			return fmt.Errorf("SYN proxy: %w", err)
 		}
 		gate = &timelineGate{Gate: proxy, d: d}
+		// The readiness probe's SYNs carry the mark the proxy lets through.
+		probeMark = synproxy.DefaultBypassMark
 		g.Go(func() error {
 			if err := proxy.Run(gctx); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("SYN proxy: %w", err)
@@ -141,6 +145,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
 		ResponseDelay: responseDelay(cfg),
+		ProbeMark:     probeMark,
 	}, unikernels(cfg))
 	if err != nil {
 		return fmt.Errorf("summoner: %w", err)

@@ -5,8 +5,8 @@
 #
 #   $JITSU_KERNEL_CACHE/<hash>/{bzImage,vmlinux,config}   (default /var/cache/jitsu/kernel)
 #
-# <hash> is the sha256 of (kernel.config, this script, the kernel source
-# package version). A cached build is reused at once; a cold build takes
+# <hash> is the sha256 of (kernel.config, kernel-patches/*.patch, this
+# script, the kernel source package version). A cached build is reused at once; a cold build takes
 # about 4-5 minutes on 2 cores. The cache is world-readable (the libvirt-qemu
 # user must read the kernels). The last line on stdout is the output dir.
 #
@@ -30,7 +30,10 @@ if [ -z "$version" ]; then
 	# Not installed through dpkg: key on the tarball itself.
 	version=$(sha256sum "$tarball" | cut -c1-64)
 fi
-hash=$( { cat "$fragment" "$script"; echo "linux-source-6.1 $version"; } | sha256sum | cut -c1-16)
+# Small patches applied to the source (each says why in its header).
+patches=$(ls "$here"/kernel-patches/*.patch 2>/dev/null | sort || true)
+patchhash=$(cat /dev/null $patches | sha256sum | cut -c1-12)
+hash=$( { cat "$fragment" "$script" $patches; echo "linux-source-6.1 $version"; } | sha256sum | cut -c1-16)
 out=$cache/$hash
 
 if [ -s "$out/bzImage" ] && [ -s "$out/vmlinux" ]; then
@@ -52,14 +55,19 @@ if [ -s "$out/bzImage" ] && [ -s "$out/vmlinux" ]; then
 	exit 0
 fi
 
-# Source tree, shared by every build of the same source version.
+# Source tree, shared by every build of the same source version and
+# patch set.
 srcver=$(echo "$version" | tr -c 'A-Za-z0-9.+~\n' '_')
-src=$cache/src/$srcver
+src=$cache/src/$srcver-p$patchhash
 if [ ! -f "$src/Makefile" ]; then
 	log "extracting $tarball into $src"
 	rm -rf "$src.tmp"
 	mkdir -p "$src.tmp"
 	tar -xJf "$tarball" -C "$src.tmp" --strip-components=1
+	for p in $patches; do
+		log "applying $(basename "$p")"
+		patch -s -p1 -d "$src.tmp" <"$p"
+	done
 	rm -rf "$src"
 	mv "$src.tmp" "$src"
 fi
@@ -72,8 +80,16 @@ build=$cache/build/$hash
 if [ ! -f "$build/.config" ]; then
 	rm -rf "$build"
 	mkdir -p "$cache/build"
-	seed=$(ls -1td "$cache"/build/*/ 2>/dev/null | head -n1 || true)
-	if [ -n "$seed" ] && [ -f "$seed/vmlinux" ]; then
+	# Only a build of the same source tree is a useful seed (Kbuild's
+	# dependency files name the source path).
+	seed=
+	for d in $(ls -1td "$cache"/build/*/ 2>/dev/null); do
+		if [ -f "$d/vmlinux" ] && [ "$(cat "$d/.jitsu-src" 2>/dev/null)" = "$src" ]; then
+			seed=$d
+			break
+		fi
+	done
+	if [ -n "$seed" ]; then
 		log "seeding $build from $seed"
 		cp -a "$seed" "$build.tmp"
 		mv "$build.tmp" "$build"
@@ -81,6 +97,8 @@ if [ ! -f "$build/.config" ]; then
 		mkdir -p "$build"
 	fi
 fi
+
+echo "$src" >"$build/.jitsu-src"
 
 start=$(date +%s)
 log "configuring in $build"

@@ -159,17 +159,24 @@ func (h *Hypervisor) onLifecycle(_ *lv.Connect, d *lv.Domain, e *lv.DomainEventL
 			info.stopsPending--
 		}
 	}
-	bootResume := false
-	if known && e.Event == lv.DOMAIN_EVENT_STARTED {
-		info.started = now
-		info.booting = false
-	}
-	if known && e.Event == lv.DOMAIN_EVENT_RESUMED && info.booting {
-		bootResume = true
+	kind, detail, ok := classify(e, requested)
+	if known {
+		switch {
+		case e.Event == lv.DOMAIN_EVENT_SUSPENDED && info.saving:
+			ok = false // the pause that starts a managed save
+		case kind == hypervisor.EventSuspended && ok:
+			info.suspended = true
+		case kind == hypervisor.EventResumed && ok:
+			ok = info.suspended // not the first resume of a boot or restore
+			info.suspended = false
+		case e.Event == lv.DOMAIN_EVENT_STARTED:
+			info.started = now
+			info.suspended = false
+		case e.Event == lv.DOMAIN_EVENT_STOPPED:
+			info.suspended, info.saving = false, false
+		}
 	}
 	h.mu.Unlock()
-	kind, detail, ok := classify(e, requested)
-	ok = ok && !bootResume
 	h.log.Debug("libvirt lifecycle event", zap.String("domain", name), zap.Int("event", int(e.Event)), zap.Int("detail", e.Detail), zap.Bool("reported", ok))
 	if !ok {
 		return

@@ -101,10 +101,14 @@ func (o *Options) setDefaults() {
 type domInfo struct {
 	mac     net.HardwareAddr
 	started time.Time
-	// booting is set while jitsu boots or restores the domain: QEMU
-	// starts with its vCPUs paused and libvirt reports their first
-	// resume (before STARTED), which is not a resume of a suspended guest.
-	booting bool
+	// suspended is set by a reported SUSPENDED event: only then is a
+	// RESUMED event reported. QEMU starts (and restores) with its vCPUs
+	// paused, and libvirt reports their first resume, which is not the
+	// resume of a suspended guest.
+	suspended bool
+	// saving is set during a managed save: libvirt pauses the vCPUs
+	// first (SUSPENDED before STOPPED/SAVED), which is not a suspend.
+	saving bool
 	// stopsPending counts Stops jitsu requested whose STOPPED event has not
 	// arrived yet: a stop jitsu did not ask for is a crash.
 	stopsPending int
@@ -465,8 +469,6 @@ func (h *Hypervisor) Start(ctx context.Context, spec hypervisor.Spec) (err error
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
 	h.remember(spec.Name, metadata{Name: spec.Name, MAC: specMAC(spec).String()})
-	done := h.booting(spec.Name)
-	defer func() { done(err) }()
 	if h.opts.Persistent {
 		d, err := conn.DomainDefineXML(domXML)
 		if err != nil {
@@ -497,6 +499,7 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 	case lv.DOMAIN_RUNNING, lv.DOMAIN_BLOCKED, lv.DOMAIN_SHUTDOWN:
 		return fmt.Errorf("start %q: %w", spec.Name, hypervisor.ErrAlreadyRunning)
 	case lv.DOMAIN_PAUSED, lv.DOMAIN_PMSUSPENDED:
+		h.markSuspended(spec.Name)
 		if err := d.Resume(); err != nil {
 			return h.wrap("resume", spec.Name, err)
 		}
@@ -512,10 +515,7 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 		if err := prepareConsole(h.consolePath(spec)); err != nil {
 			return fmt.Errorf("start %q: %w", spec.Name, err)
 		}
-		done := h.booting(spec.Name)
-		err := d.Create()
-		done(err)
-		if err != nil {
+		if err := d.Create(); err != nil {
 			return h.wrap("restore", spec.Name, err)
 		}
 		h.log.Info("domain restored from managed save", zap.String("domain", spec.Name))
@@ -542,10 +542,7 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 		return h.wrap("redefine", spec.Name, err)
 	}
 	defer func() { _ = nd.Free() }()
-	done := h.booting(spec.Name)
-	err = nd.Create()
-	done(err)
-	if err != nil {
+	if err := nd.Create(); err != nil {
 		return h.wrap("start", spec.Name, err)
 	}
 	h.log.Info("domain started", zap.String("domain", spec.Name))
@@ -614,23 +611,22 @@ func (h *Hypervisor) Stop(ctx context.Context, name string, mode hypervisor.Stop
 	return nil
 }
 
-// booting marks name as booting until its STARTED event; the returned
-// function clears the mark at once if the boot failed.
-func (h *Hypervisor) booting(name string) func(error) {
+// markSuspended records that name is paused (perhaps since before jitsu
+// knew it), so that its RESUMED event is reported.
+func (h *Hypervisor) markSuspended(name string) {
 	h.mu.Lock()
-	info := h.known[name]
-	if info == nil {
-		info = &domInfo{}
-		h.known[name] = info
+	defer h.mu.Unlock()
+	if info := h.known[name]; info != nil {
+		info.suspended = true
 	}
-	info.booting = true
-	h.mu.Unlock()
-	return func(err error) {
-		if err != nil {
-			h.mu.Lock()
-			info.booting = false
-			h.mu.Unlock()
-		}
+}
+
+// setSaving marks name as being saved, until its STOPPED event.
+func (h *Hypervisor) setSaving(name string, on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if info := h.known[name]; info != nil {
+		info.saving = on
 	}
 }
 
@@ -717,7 +713,9 @@ func (h *Hypervisor) save(conn *lv.Connect, d *lv.Domain, name string) error {
 		}
 		_ = nd.Free()
 	}
+	h.setSaving(name, true)
 	if err := h.stopping(name, func() error { return d.ManagedSave(lv.DOMAIN_SAVE_RUNNING) }); err != nil {
+		h.setSaving(name, false)
 		return h.wrap("managed save", name, err)
 	}
 	return nil
@@ -746,6 +744,7 @@ func (h *Hypervisor) Resume(ctx context.Context, name string) error {
 	}
 	switch st {
 	case lv.DOMAIN_PAUSED, lv.DOMAIN_PMSUSPENDED:
+		h.markSuspended(name)
 		if err := d.Resume(); err != nil {
 			return h.wrap("resume", name, err)
 		}

@@ -76,8 +76,9 @@ type Env struct {
 	// Bridge is the bridge guests attach to.
 	Bridge string
 	// Logf receives progress messages.
-	Logf  func(format string, args ...any)
-	stack Stack
+	Logf        func(format string, args ...any)
+	stack       Stack
+	libvirtdPid int
 }
 
 // Prerequisites returns an error naming what the environment needs but
@@ -121,6 +122,12 @@ func StartLibvirt(ctx context.Context, logf func(string, ...any)) (_ *Env, err e
 	}
 	if err := e.netns(ctx); err != nil {
 		return nil, err
+	}
+	r, err := startReaper()
+	if err != nil {
+		logf("cannot become child subreaper (%v): QEMU exits will be seen late", err)
+	} else {
+		e.stack.Push(r.Close)
 	}
 	if err := e.daemons(ctx); err != nil {
 		return nil, err
@@ -233,6 +240,18 @@ func (e *Env) daemons(ctx context.Context) error {
 		}
 		e.stack.Push(func() error { return stop(pid, "virtlogd") })
 	}
+	e.stack.Push(e.StopLibvirtd)
+	if err := e.StartLibvirtd(ctx); err != nil {
+		return err
+	}
+	e.stack.Push(e.destroyDomains)
+	return nil
+}
+
+// StartLibvirtd starts libvirtd inside the namespace and waits until it
+// accepts connections. StartLibvirt has already done it once; tests use it
+// with StopLibvirtd to restart the daemon.
+func (e *Env) StartLibvirtd(ctx context.Context) error {
 	if err := run(ctx, "ip", "netns", "exec", e.NS, "libvirtd", "-d"); err != nil {
 		return err
 	}
@@ -240,13 +259,23 @@ func (e *Env) daemons(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.stack.Push(func() error { return stop(pid, "libvirtd") })
+	e.libvirtdPid = pid
 	if err := e.waitLibvirt(ctx); err != nil {
 		return err
 	}
-	e.stack.Push(e.destroyDomains)
 	e.Logf("libvirtd pid %d in %s", pid, e.NS)
 	return nil
+}
+
+// StopLibvirtd stops the libvirtd started by StartLibvirtd; its QEMU
+// processes keep running, as with any libvirtd restart.
+func (e *Env) StopLibvirtd() error {
+	if e.libvirtdPid == 0 {
+		return nil
+	}
+	err := stop(e.libvirtdPid, "libvirtd")
+	e.libvirtdPid = 0
+	return err
 }
 
 // waitLibvirt waits until libvirtd accepts connections.
@@ -352,13 +381,19 @@ func waitPidFile(ctx context.Context, path, name string) (int, error) {
 	}
 }
 
-// stop terminates pid if it is still the process called name.
+// stop terminates pid if it is still the process called name, and reaps
+// it if it is this process's (adopted) child.
 func stop(pid int, name string) error {
 	if comm(pid) != name {
 		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
+	me := os.Getpid()
 	for i := 0; i < 200; i++ {
+		if zombieChildOf(pid, me) {
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		}
 		if comm(pid) != name {
 			return nil
 		}
@@ -443,14 +478,23 @@ func QEMUPid(name string) (int, error) {
 	return pid, nil
 }
 
-// Image is a kernel and initrd to boot.
+// Image is the example unikernel as installed by `make image`.
 type Image struct {
-	Kernel, Initrd string
+	// Kernel is the bzImage.
+	Kernel string
+	// VMLinux is the uncompressed kernel with a PVH entry point, "" if
+	// absent; QEMU boots it without decompression.
+	VMLinux string
+	// Initrd is the initramfs holding /init.
+	Initrd string
+	// Cmdline is the image's recommended command line (ImageDir/cmdline),
+	// without ip=; "console=ttyS0" if the file is absent.
+	Cmdline string
 }
 
-// FindExampleImage returns the installed example image (ImageDir/bzImage
-// and initrd.cpio.gz, or an uncompressed initrd.cpio) or an error saying
-// how to build it.
+// FindExampleImage returns the installed example image (ImageDir/bzImage,
+// the uncompressed initrd.cpio or else initrd.cpio.gz, vmlinux and cmdline
+// when present) or an error saying how to build it.
 //
 // The environment variable JITSU_EXAMPLE_IMAGE_DIR overrides ImageDir.
 func FindExampleImage() (Image, error) {
@@ -458,16 +502,21 @@ func FindExampleImage() (Image, error) {
 	if d := os.Getenv("JITSU_EXAMPLE_IMAGE_DIR"); d != "" {
 		dir = d
 	}
-	img := Image{Kernel: filepath.Join(dir, "bzImage")}
+	img := Image{Kernel: filepath.Join(dir, "bzImage"), Cmdline: "console=ttyS0"}
 	if _, err := os.Stat(img.Kernel); err != nil {
 		return Image{}, fmt.Errorf("example image missing (%w): run make image", err)
 	}
-	for _, name := range []string{"initrd.cpio.gz", "initrd.cpio"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
+	if p := filepath.Join(dir, "vmlinux"); exists(p) {
+		img.VMLinux = p
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		img.Cmdline = strings.TrimSpace(string(b))
+	}
+	for _, name := range []string{"initrd.cpio", "initrd.cpio.gz"} {
+		if p := filepath.Join(dir, name); exists(p) {
 			img.Initrd = p
 			return img, nil
 		}
 	}
-	return Image{}, fmt.Errorf("example image missing (no %s/initrd.cpio.gz): run make image", dir)
+	return Image{}, fmt.Errorf("example image missing (no initrd.cpio.gz in %s): run make image", dir)
 }

@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -48,6 +49,7 @@ type config struct {
 	initrd     string
 	memoryMiB  uint64
 	persistent bool
+	pvh        bool
 	interval   time.Duration
 	timeout    time.Duration
 	guestIP    string
@@ -63,6 +65,7 @@ func main() {
 	flag.StringVar(&c.kernel, "kernel", "", "kernel of the image to measure (default: the installed example image)")
 	flag.StringVar(&c.initrd, "initrd", "", "initrd of the image to measure (default: the installed example image)")
 	flag.Uint64Var(&c.memoryMiB, "memory", 128, "guest memory in MiB")
+	flag.BoolVar(&c.pvh, "pvh", false, "boot the example image's PVH vmlinux instead of its bzImage")
 	flag.BoolVar(&c.persistent, "persistent", false, "define + create persistent domains instead of creating transient ones")
 	flag.DurationVar(&c.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&c.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
@@ -148,8 +151,8 @@ func measure(ctx context.Context, c config) error {
 	if c.persistent {
 		mode = "persistent (define + create)"
 	}
-	fmt.Printf("boot floor: %s; kernel %s; domain %s, type qemu (TCG), %d MiB; probe every %v; %d runs\n",
-		what, spec.Kernel, mode, c.memoryMiB, c.interval, c.n)
+	fmt.Printf("boot floor: %s; kernel %s; initrd %s; cmdline %q; domain %s, type qemu (TCG), %d MiB; probe every %v; %d runs\n",
+		what, spec.Kernel, spec.Initrd, spec.Cmdline, mode, c.memoryMiB, c.interval, c.n)
 	var samples []sample
 	for i := range c.n {
 		s, err := c.once(ctx, hv, spec, consoleDir)
@@ -177,15 +180,22 @@ func (c config) spec() (hypervisor.Spec, error) {
 		spec.Kernel, spec.Cmdline = c.floor, c.extra
 		return spec, nil
 	}
+	base := "console=ttyS0"
 	if c.kernel == "" {
 		img, err := testenv.FindExampleImage()
 		if err != nil {
 			return spec, err
 		}
-		c.kernel, c.initrd = img.Kernel, img.Initrd
+		c.kernel, c.initrd, base = img.Kernel, img.Initrd, img.Cmdline
+		if c.pvh {
+			if img.VMLinux == "" {
+				return spec, fmt.Errorf("no PVH vmlinux next to %s", img.Kernel)
+			}
+			c.kernel = img.VMLinux
+		}
 	}
 	spec.Kernel, spec.Initrd = c.kernel, c.initrd
-	spec.Cmdline = fmt.Sprintf("console=ttyS0 ip=%s::10.213.0.1:255.255.255.0::eth0:off %s", c.guestIP, c.extra)
+	spec.Cmdline = strings.TrimSpace(fmt.Sprintf("%s ip=%s::10.213.0.1:255.255.255.0::eth0:off %s", base, c.guestIP, c.extra))
 	return spec, nil
 }
 

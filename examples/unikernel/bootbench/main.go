@@ -36,7 +36,7 @@ type options struct {
 	URI, Name, Kernel, Initrd, Append, Loader, Machine, Bridge, IP, Netmask, Gateway, MAC string
 	SerialDir, Ready                                                                      string
 	Runs, MemoryMiB                                                                       int
-	Lean, ACPI, ShowXML                                                                   bool
+	Lean, ACPI, ShowXML, Define                                                           bool
 	Timeout                                                                               time.Duration
 }
 
@@ -61,6 +61,7 @@ func main() {
 	flag.BoolVar(&o.Lean, "lean", false, "remove devices the guest does not use (USB, balloon, NIC option ROM)")
 	flag.BoolVar(&o.ACPI, "acpi", true, "<features><acpi/>")
 	flag.BoolVar(&o.ShowXML, "xml", false, "print the domain XML and exit")
+	flag.BoolVar(&o.Define, "define", false, "define the domain once and start it per run (instead of creating a transient domain)")
 	flag.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-boot timeout")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -150,7 +151,18 @@ func run(o options) error {
 	// A leftover domain of an interrupted run.
 	if d, err := conn.LookupDomainByName(o.Name); err == nil {
 		_ = d.Destroy()
+		_ = d.Undefine()
 		d.Free()
+	}
+	if o.Define {
+		d, err := conn.DomainDefineXML(xml.String())
+		if err != nil {
+			return fmt.Errorf("define domain: %w", err)
+		}
+		defer func() {
+			_ = d.Undefine()
+			d.Free()
+		}()
 	}
 	var results []result
 	for i := 0; i < o.Runs; i++ {
@@ -213,7 +225,16 @@ func boot(conn *libvirt.Connect, xml string, p domainParams) (result, error) {
 		go probeHTTP(ctx, start, p.IP, httpDone)
 	}
 	go watchSerial(ctx, start, p.Serial, serialDone)
-	dom, err := conn.DomainCreateXML(xml, libvirt.DOMAIN_NONE)
+	var dom *libvirt.Domain
+	var err error
+	if p.Define {
+		dom, err = conn.LookupDomainByName(p.Name)
+		if err == nil {
+			err = dom.Create()
+		}
+	} else {
+		dom, err = conn.DomainCreateXML(xml, libvirt.DOMAIN_NONE)
+	}
 	if err != nil {
 		return r, fmt.Errorf("create domain: %w", err)
 	}

@@ -29,8 +29,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // guestIP is the example unikernel's address on the test bridge.
 const guestIP = "10.213.0.5"
 
-func cmdline(ip string) string {
-	return fmt.Sprintf("console=ttyS0 ip=%s::10.213.0.1:255.255.255.0::eth0:off", ip)
+// cmdline is the image's recommended command line plus the guest address.
+func cmdline(img testenv.Image, ip string) string {
+	return fmt.Sprintf("%s ip=%s::10.213.0.1:255.255.255.0::eth0:off", img.Cmdline, ip)
 }
 
 // consoleDir is a console log directory QEMU (libvirt-qemu) can traverse.
@@ -61,7 +62,7 @@ func newHypervisor(t *testing.T, env *testenv.Env, dir string) *libvirt.Hypervis
 
 func exampleSpec(img testenv.Image, name, ip string) hypervisor.Spec {
 	return hypervisor.Spec{
-		Name: name, Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: cmdline(ip),
+		Name: name, Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: cmdline(img, ip),
 		MemoryBytes: 128 << 20, Bridge: testenv.Bridge, DomainType: "qemu",
 	}
 }
@@ -332,4 +333,66 @@ func tail(b []byte) string {
 		b = b[len(b)-2000:]
 	}
 	return string(b)
+}
+
+// TestReconnect restarts libvirtd under a running domain: calls during the
+// outage fail with ErrUnavailable, the backend reconnects by itself, adopts
+// the domain (QEMU survives a libvirtd restart) and gets its events again.
+func TestReconnect(t *testing.T) {
+	env := testenv.Libvirt(t)
+	img := testenv.ExampleImage(t)
+	hv, err := libvirt.New(context.Background(), libvirt.Options{
+		URI: env.URI, Logger: zaptest.NewLogger(t), ConsoleDir: consoleDir(t),
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = hv.Close() })
+	ctx := context.Background()
+	const name = "reconnect"
+	rec := &recorder{t: t, events: hv.Events()}
+	if err := hv.Start(ctx, exampleSpec(img, name, guestIP)); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	rec.next(name, hypervisor.EventStarted)
+
+	if err := env.StopLibvirtd(); err != nil {
+		t.Fatalf("stop libvirtd: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := hv.State(ctx, name)
+		if errors.Is(err, hypervisor.ErrUnavailable) {
+			t.Logf("during the outage: %v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("State with libvirtd stopped: %v, want ErrUnavailable", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	restarted := time.Now()
+	if err := env.StartLibvirtd(ctx); err != nil {
+		t.Fatalf("restart libvirtd: %v", err)
+	}
+	for {
+		st, err := hv.State(ctx, name)
+		if err == nil {
+			if st != hypervisor.StateRunning {
+				t.Fatalf("after reconnect: state %v, want running", st)
+			}
+			t.Logf("reconnected %v after libvirtd came back", time.Since(restarted))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnect within 30 s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitHTTP(t, env, guestIP, 30*time.Second)
+	if err := hv.Stop(ctx, name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("Stop after reconnect: %v", err)
+	}
+	rec.next(name, hypervisor.EventStopped)
 }
