@@ -3,6 +3,8 @@ package dnsserver
 import (
 	"errors"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,21 +57,69 @@ func (l *udpListener) spawn() {
 	go l.reader()
 }
 
-// spareAfter is how long a reader may be inside Summon before a spare
-// reader is started to keep reading the socket.
+// spareAfter is how long a reader may be inside Summon before the rest of
+// its batch is handed to goroutines and a spare reader is started.
 const spareAfter = 200 * time.Microsecond
 
-// enterSummon marks the calling reader busy. If it is still busy after
-// spareAfter and no reader is free, the supervisor starts a spare. The
-// returned timer is stopped by the caller once its Summons returned.
-func (l *udpListener) enterSummon() *time.Timer {
-	l.free.Add(-1)
-	return time.AfterFunc(spareAfter, func() {
+// summonBatch holds the queries of one received batch that need a Summon.
+// The reader takes them one by one; if it is still busy after spareAfter,
+// steal takes the rest so that no query waits for another's Summon.
+type summonBatch struct {
+	mu   sync.Mutex
+	idx  []int
+	next int
+	in   []ipv4.Message
+}
+
+// take returns the next query to answer, false when none is left.
+func (b *summonBatch) take() (int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next >= len(b.idx) {
+		return 0, false
+	}
+	i := b.idx[b.next]
+	b.next++
+	return i, true
+}
+
+// steal answers the queries the reader has not taken yet, each in its own
+// goroutine, and asks for a spare reader if none is free.
+func (l *udpListener) steal(b *summonBatch) {
+	type item struct {
+		req  []byte
+		addr net.Addr
+	}
+	var items []item
+	b.mu.Lock()
+	for _, i := range b.idx[b.next:] {
+		items = append(items, item{slices.Clone(b.in[i].Buffers[0][:b.in[i].N]), b.in[i].Addr})
+	}
+	b.next = len(b.idx)
+	b.mu.Unlock()
+	if l.free.Load() <= 0 {
 		select {
 		case l.spareCh <- struct{}{}:
 		default:
 		}
-	})
+	}
+	s := l.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(len(items))
+	s.mu.Unlock()
+	for _, it := range items {
+		go func() {
+			defer s.wg.Done()
+			resp, _ := s.process(&worker{}, s.snap.Load(), it.req, false, true, nil)
+			if resp != nil {
+				_, _ = l.conn.WriteTo(resp, it.addr)
+			}
+		}()
+	}
 }
 
 // supervise starts spare readers on request, until the server closes.
@@ -116,6 +166,7 @@ func (l *udpListener) reader() {
 		out[i].Buffers = make([][]byte, 1)
 	}
 	var deferred []int
+	batch := &summonBatch{in: in}
 	for {
 		n, err := l.bc.ReadBatch(in, 0)
 		if err != nil {
@@ -142,9 +193,18 @@ func (l *udpListener) reader() {
 		if len(deferred) == 0 {
 			continue
 		}
-		timer := l.enterSummon()
+		batch.mu.Lock()
+		batch.idx = append(batch.idx[:0], deferred...)
+		batch.next = 0
+		batch.mu.Unlock()
+		l.free.Add(-1)
+		timer := time.AfterFunc(spareAfter, func() { l.steal(batch) })
 		k = 0
-		for _, i := range deferred {
+		for {
+			i, ok := batch.take()
+			if !ok {
+				break
+			}
 			req := in[i].Buffers[0][:in[i].N]
 			resp, _ := s.process(w, snap, req, false, true, outBufs[i][:0])
 			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)

@@ -571,7 +571,12 @@ func (s *Summoner) scan(ctx context.Context) {
 		if s.stats != nil {
 			st, err := s.stats.InterfaceStats(ctx, u.domain)
 			if err == nil {
-				if u.statsSeen && st != u.lastStats {
+				// Only what the guest sends counts: the host's own
+				// multicast and neighbour chatter on the bridge reaches
+				// every guest and would keep all of them alive, while a
+				// download, an upload (its ACKs) or a WebSocket in use
+				// always makes the guest send.
+				if u.statsSeen && (st.TxPackets != u.lastStats.TxPackets || st.TxBytes != u.lastStats.TxBytes) {
 					u.activity.Store(now.UnixNano())
 				}
 				u.lastStats, u.statsSeen = st, true

@@ -255,6 +255,22 @@ func TestActivityKeepsAlive(t *testing.T) {
 	}
 }
 
+// TestInboundChatterIsNotActivity: packets that only reach the guest (the
+// host's multicast and neighbour chatter on the bridge) do not keep it
+// alive; only what the guest sends counts as traffic.
+func TestInboundChatterIsNotActivity(t *testing.T) {
+	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
+	h.bootReady("web")
+	var st hypervisor.InterfaceStats
+	for range 12 { // more than the idle timeout of ticks
+		st.RxPackets++
+		st.RxBytes += 90
+		h.f.SetStats("web", st)
+		h.tick()
+	}
+	h.waitState("web", StateStopped)
+}
+
 func TestBudget(t *testing.T) {
 	small := func(name, addr string, mem uint64) Unikernel {
 		u := uk(name, addr)

@@ -128,7 +128,9 @@ func TestIdleOutAndStopModes(t *testing.T) {
 			if _, err := w.get(addr, 30*time.Second); err != nil {
 				t.Fatalf("first GET: %v", netErr(err))
 			}
+			served := time.Now()
 			w.waitState(c.name, 60*time.Second, c.stopped)
+			t.Logf("%s: idled out %v after the last GET (idle_timeout 3s)", c.mode, time.Since(served))
 			if c.mode == "destroy" {
 				for _, d := range w.domains() {
 					if d == "jitsu-"+c.name {

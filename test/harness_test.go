@@ -132,7 +132,11 @@ type world struct {
 	conf   string
 	socket string
 	data   confData
+	last   *daemon // the jitsu started last
 }
+
+// jitsuPid is the pid of the jitsu started last.
+func (w *world) jitsuPid() int { return w.last.cmd.Process.Pid }
 
 // newWorld starts libvirtd in a fresh namespace and writes a config with
 // the given unikernels, all booting the example image unless they name
@@ -149,7 +153,19 @@ func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	if err := os.Chmod(consoleDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(consoleDir) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(consoleDir, "*.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				if len(b) > 4096 {
+					b = b[len(b)-4096:]
+				}
+				t.Logf("console %s (tail):\n%s", filepath.Base(l), b)
+			}
+		}
+		os.RemoveAll(consoleDir)
+	})
 	dir := t.TempDir()
 	w := &world{t: t, env: env, dir: dir, socket: filepath.Join(dir, "control.sock")}
 	w.data = confData{
@@ -219,6 +235,7 @@ func (w *world) startJitsu() *daemon {
 		w.t.Fatalf("start jitsu: %v", err)
 	}
 	d := &daemon{cmd: cmd, done: make(chan struct{}), log: &logBuf{}}
+	w.last = d
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)

@@ -289,7 +289,7 @@ func (g *timelineGate) Release(addrs []netip.Addr) error {
 		if g.d.heldSYN[a] {
 			if name, ok := g.d.addrName[a]; ok {
 				g.d.replayed[name] = now
-				g.d.log.Info("held SYNs replayed", zap.String("unikernel", name), zap.Stringer("addr", a))
+				g.d.log.Info("held SYNs replayed", zap.String("unikernel", name), zap.String("ip", a.String()))
 			}
 		}
 		delete(g.d.heldSYN, a)

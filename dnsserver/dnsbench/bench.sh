@@ -18,15 +18,20 @@ cleanup() {
 	[ -n "$JPID" ] && kill "$JPID" 2>/dev/null && wait "$JPID" 2>/dev/null
 	rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 1" INT TERM HUP PIPE
 go build -o "$TMP/dnsbench" ./dnsserver/dnsbench
 "$TMP/dnsbench" -write "$TMP"
-KPORT=53531 JPORT=53532
+KPORT=${BENCH_DNS_KNOT_PORT:-53531} JPORT=${BENCH_DNS_JITSU_PORT:-53532}
+# knotd runs with its default worker threads (BENCH_DNS_KNOT_WORKERS="    udp-workers: 1"
+# measured the same when pinned to one core).
+KNOT_WORKERS=${BENCH_DNS_KNOT_WORKERS-}
 cat > "$TMP/knot.conf" <<CONF
 server:
     rundir: "$TMP"
     listen: 127.0.0.1@$KPORT
     background-workers: 1
+$KNOT_WORKERS
 database:
     storage: "$TMP"
 log:
@@ -39,6 +44,7 @@ CONF
 taskset -c 1 knotd -c "$TMP/knot.conf" & KPID=$!
 taskset -c 1 "$TMP/dnsbench" -listen 127.0.0.1:$JPORT >/dev/null & JPID=$!
 for p in $KPORT $JPORT; do
+	kill -0 $KPID 2>/dev/null && kill -0 $JPID 2>/dev/null || { echo "bench-dns: a server failed to start" >&2; exit 1; }
 	i=0
 	until dig +short +time=1 +tries=1 @127.0.0.1 -p $p s0.bench.test A | grep -q .; do
 		i=$((i+1)); [ $i -lt 50 ] || { echo "bench-dns: server on port $p not answering" >&2; exit 1; }

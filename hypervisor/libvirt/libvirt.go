@@ -198,7 +198,7 @@ func (h *Hypervisor) connect() error {
 	if err := conn.RegisterCloseCallback(h.onClose); err != nil {
 		h.log.Debug("no close callback on this connection", zap.Error(err))
 	}
-	if err := conn.SetKeepAlive(int(h.opts.KeepAliveInterval/time.Second), h.opts.KeepAliveCount); err != nil {
+	if err := conn.SetKeepAlive(max(1, int(h.opts.KeepAliveInterval/time.Second)), h.opts.KeepAliveCount); err != nil {
 		// The in-process drivers (test://) have no keepalive.
 		h.log.Debug("no keepalive on this connection", zap.Error(err))
 	}
@@ -652,7 +652,8 @@ func (h *Hypervisor) stopping(name string, op func() error) error {
 	return err
 }
 
-// shutdown asks the guest to power off and destroys it after the timeout.
+// shutdown asks the guest to power off and destroys it after the timeout,
+// or at once when ctx ends: either way the domain is stopped on return.
 func (h *Hypervisor) shutdown(ctx context.Context, d *lv.Domain, name string) error {
 	err := h.stopping(name, func() error { return d.Shutdown() })
 	if err != nil {
@@ -693,7 +694,7 @@ func (h *Hypervisor) shutdown(ctx context.Context, d *lv.Domain, name string) er
 		}
 		return h.wrap("destroy after shutdown timeout", name, err)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // save managed-saves the domain, making it persistent first if needed.

@@ -24,8 +24,8 @@ func TestDomainXML(t *testing.T) {
 		wantDisks []string
 	}{
 		{
-			name: "qemu with derived MAC and defaults",
-			spec: hypervisor.Spec{Name: "www", Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0 ip=x", Bridge: "br0", DomainType: "qemu"},
+			name:     "qemu with derived MAC and defaults",
+			spec:     hypervisor.Spec{Name: "www", Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0 ip=x", Bridge: "br0", DomainType: "qemu"},
 			wantType: "qemu", wantMAC: hypervisor.DeriveMAC("www").String(), wantKiB: DefaultMemoryBytes >> 10, wantVCPU: 1, wantPanic: true,
 		},
 		{

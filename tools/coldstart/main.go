@@ -209,7 +209,7 @@ func measureJitsu(ctx context.Context, env *testenv.Env, bin string, data confDa
 		}
 		r.samples = append(r.samples, d)
 		r.retries += retries
-		log.Printf("  synproxy=%v delay=%s run %d: %s", data.SynProxy, data.ResponseDelay, i, ms(d))
+		log.Printf("  synproxy=%v delay=%s run %d: %s%s", data.SynProxy, data.ResponseDelay, i, ms(d), timeline(ctx, data.Socket))
 	}
 	return r, nil
 }
@@ -304,6 +304,25 @@ func stopDomain(ctx context.Context, socket string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// timeline reads the last boot's timeline from jitsu, for the log.
+func timeline(ctx context.Context, socket string) string {
+	c, err := control.Dial(ctx, socket)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	sts, err := c.Status(ctx)
+	if err != nil || len(sts) != 1 || sts[0].LastBoot == nil {
+		return ""
+	}
+	tl := sts[0].LastBoot
+	out := fmt.Sprintf(" (query→start %s, start→ready %s", ms(tl.Start.Sub(tl.Query)), ms(tl.Ready.Sub(tl.Start)))
+	if !tl.FirstReplay.IsZero() {
+		out += fmt.Sprintf(", ready→replay %s", ms(tl.FirstReplay.Sub(tl.Ready)))
+	}
+	return out + ")"
 }
 
 // waitControl waits until jitsu's control socket answers.

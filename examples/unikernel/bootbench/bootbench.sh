@@ -17,6 +17,7 @@ bin=$(mktemp /tmp/bootbench.XXXXXX)
 cleanup() {
 	set +e
 	if [ -n "${lvpid:-}" ]; then kill "$lvpid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$lvpid" 2>/dev/null || break; sleep 0.1; done; fi
+	if [ -n "${hookpid:-}" ]; then kill "$hookpid" 2>/dev/null; fi
 	if [ -n "${vlpid:-}" ]; then kill "$vlpid" 2>/dev/null; fi
 	ip netns del "$ns" 2>/dev/null
 	rm -f "$bin"
@@ -32,7 +33,11 @@ flock 8
 ip netns add "$ns"
 nsx() { ip netns exec "$ns" "$@"; }
 nsx ip link set lo up
-nsx ip link add jbr0 type bridge
+# A fixed bridge MAC: otherwise the bridge takes over its first port's
+# (the tap's) MAC when the VM starts, and that address change flushes every
+# neighbour entry of the bridge, the permanent one below included: the
+# first probe then waits a whole ARP retransmit (1 s) for the guest.
+nsx ip link add jbr0 address 02:00:00:4a:00:01 type bridge
 nsx ip addr add 10.77.0.1/24 dev jbr0
 nsx ip link set jbr0 up
 # Pin the guest's neighbour entry: the first probe must not wait for ARP.
@@ -50,4 +55,11 @@ nsx libvirtd -d
 for _ in $(seq 100); do [ -S /run/libvirt/libvirt-sock ] && [ -s /run/libvirtd.pid ] && break; sleep 0.1; done
 lvpid=$(cat /run/libvirtd.pid)
 mkdir -p /var/lib/jitsu/bootbench
+# BOOTBENCH_HOOK=CMD runs CMD in the namespace beside the benchmark
+# (e.g. a packet capture while debugging the probe).
+if [ -n "${BOOTBENCH_HOOK:-}" ]; then
+	nsx sh -c "$BOOTBENCH_HOOK" &
+	hookpid=$!
+	sleep 0.3
+fi
 nsx "$bin" -bridge jbr0 -ip 10.77.0.2 -gw 10.77.0.1 -mac 52:54:00:4a:00:02 "$@"

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -278,15 +277,14 @@ func secs(b []byte) time.Duration {
 	return time.Duration(f * float64(time.Second))
 }
 
-// probeHTTP starts a GET every 5 ms until one is answered with 200.
+// probeHTTP starts a fresh TCP connection with an HTTP GET every 5 ms
+// until one is answered with 200, and reports the time of that answer.
 func probeHTTP(ctx context.Context, start time.Time, ip string, done chan<- time.Duration) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	won := make(chan time.Duration, 1)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -296,16 +294,12 @@ func probeHTTP(ctx context.Context, start time.Time, ip string, done chan<- time
 			return
 		case <-tick.C:
 			go func() {
-				rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				defer rcancel()
-				req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+ip+"/", nil)
-				resp, err := client.Do(req)
-				if err != nil {
-					return
+				t := time.Since(start)
+				ok, stage := get(ctx, ip)
+				if os.Getenv("BOOTBENCH_DEBUG") != "" {
+					fmt.Fprintf(os.Stderr, "probe started %6.1f ms: %s at %6.1f ms\n", ms(t), stage, ms(time.Since(start)))
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+				if ok {
 					select {
 					case won <- time.Since(start):
 					default:
@@ -314,6 +308,30 @@ func probeHTTP(ctx context.Context, start time.Time, ip string, done chan<- time
 			}()
 		}
 	}
+}
+
+// get does one HTTP/1.0 GET / on a new connection and reports a 200, and
+// how far it got.
+func get(ctx context.Context, ip string) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, "80"))
+	if err != nil {
+		return false, "dial: " + err.Error()
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl.Add(700 * time.Millisecond))
+	}
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\nHost: "+ip+"\r\n\r\n"); err != nil {
+		return false, "write: " + err.Error()
+	}
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return false, "read: " + err.Error()
+	}
+	return string(buf) == "HTTP/1.0 200" || string(buf) == "HTTP/1.1 200", "answer " + string(buf)
 }
 
 // watchSerial polls the serial log for the ready marker.

@@ -1,0 +1,196 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/jitsu-unikernel/jitsu/control"
+	"github.com/jitsu-unikernel/jitsu/internal/testenv"
+)
+
+// TestReloadUnderLoad: while clients query without pause, reloads add a
+// unikernel, remove one, and are refused for an invalid file; no query is
+// lost or fails, and every change takes effect.
+func TestReloadUnderLoad(t *testing.T) {
+	w := newWorld(t, true,
+		unikernelConf{Name: "www", IP: "10.213.0.5"},
+		unikernelConf{Name: "old", IP: "10.213.0.6"},
+	)
+	w.startJitsu()
+	if _, err := w.get(w.resolve("old.example.test"), 30*time.Second); err != nil {
+		t.Fatalf("GET old: %v", netErr(err))
+	}
+
+	// Load: 4 clients querying a static name and a unikernel name.
+	ctx, stop := context.WithCancel(context.Background())
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = w.env.Do(func() error {
+				c := &dns.Client{Timeout: 2 * time.Second}
+				conn, err := c.Dial("127.0.0.1:5353")
+				if err != nil {
+					failed.Add(1)
+					return err
+				}
+				defer conn.Close()
+				for n := 0; ctx.Err() == nil && n < 200000; n++ {
+					m := new(dns.Msg)
+					m.SetQuestion([]string{"static.example.test.", "www.example.test."}[n%2], dns.TypeA)
+					sent.Add(1)
+					resp, _, err := c.ExchangeWithConn(m, conn)
+					if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+						failed.Add(1)
+					}
+				}
+				return nil
+			})
+		}()
+	}
+
+	reload := func() error {
+		c, err := control.Dial(context.Background(), w.socket)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.Reload(context.Background())
+	}
+	// 1. Add "new", remove "old".
+	w.data.Unikernels = []unikernelConf{{Name: "www", IP: "10.213.0.5"}, {Name: "new", IP: "10.213.0.7"}}
+	w.writeConf()
+	if err := reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	// 2. An invalid file is refused with its errors; the old config stays.
+	good, _ := os.ReadFile(w.conf)
+	if err := os.WriteFile(w.conf, append(bytes.Clone(good), []byte("\n[dns]\nbogus = 1\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := reload()
+	if err == nil || !strings.Contains(err.Error(), "jitsu.toml:") {
+		t.Errorf("reload of an invalid file: %v, want the file's errors", err)
+	}
+	if err := os.WriteFile(w.conf, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// 3. SIGHUP reloads as well, several times under load.
+	for i := 0; i < 5; i++ {
+		if err := syscall.Kill(w.jitsuPid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	wg.Wait()
+	t.Logf("%d queries during the reloads, %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d queries failed during the reloads", failed.Load(), sent.Load())
+	}
+	if sent.Load() < 100 {
+		t.Errorf("only %d queries sent: the load did not run", sent.Load())
+	}
+
+	// The changes took effect: "new" boots, "old" is gone and stopped.
+	body, err := w.get(w.resolve("new.example.test"), 30*time.Second)
+	if err != nil || !strings.Contains(body, page) {
+		t.Fatalf("GET new after reload: %v %q", err, body)
+	}
+	resp, _, err := w.query("old.example.test")
+	if err != nil || resp.Rcode != dns.RcodeNameError {
+		t.Errorf("query old after reload: %v %v, want NXDOMAIN", err, resp)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gone := true
+		for _, d := range w.domains() {
+			if d == "jitsu-old" {
+				gone = false
+			}
+		}
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("jitsu-old still running after it was removed from the config")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCLIAndStatusPage: the jitsu CLI drives a running daemon (status,
+// stop, start, an unknown name), and the status page shows a boot when
+// opened in headless Chromium.
+func TestCLIAndStatusPage(t *testing.T) {
+	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5"})
+	w.startJitsu()
+	cli := func(args ...string) (string, error) {
+		out, err := exec.Command(jitsuBin, append(args, "--socket", w.socket)...).CombinedOutput()
+		return string(out), err
+	}
+	if _, err := cli("start", "www"); err != nil {
+		t.Fatalf("jitsu start www: %v", err)
+	}
+	w.waitState("www", 30*time.Second, "ready")
+	out, err := cli("status")
+	if err != nil || !regexp.MustCompile(`(?m)^www\s+ready\s+10\.213\.0\.5`).MatchString(out) {
+		t.Errorf("jitsu status: %v\n%s", err, out)
+	}
+	out, err = cli("stop", "nosuch")
+	if err == nil || !strings.Contains(out, "unknown") {
+		t.Errorf("jitsu stop nosuch: %v %q, want an unknown-name error", err, out)
+	}
+
+	// The status page, rendered by a real browser inside the namespace.
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatal("chromium not found but CI=true: apt-get install chromium")
+		}
+		t.Skip("chromium not found (apt-get install chromium): status page not checked")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := w.env.Command(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--no-first-run", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=3000",
+		"--dump-dom", "http://"+w.data.Metrics+"/")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	dom, err := cmd.Output()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	for _, re := range []string{
+		`<tr data-name="www"><td>www</td><td><span class="state ready">ready</span>`,
+		`<div class="boot" data-unikernel="www">`,
+		`class="bar boot" title="start → ready: `,
+	} {
+		if !regexp.MustCompile(re).Match(dom) {
+			t.Errorf("status page lacks %s\n%s", re, dom)
+		}
+	}
+
+	if _, err := cli("stop", "www"); err != nil {
+		t.Errorf("jitsu stop www: %v", err)
+	}
+	w.waitState("www", 30*time.Second, "stopped")
+}
