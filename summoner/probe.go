@@ -50,10 +50,14 @@ func (s *Summoner) probe(ctx context.Context, cfg *Unikernel, off int64) error {
 // probeDialTimeout bounds one probe connection. A SYN sent before the
 // guest's network is up is lost and the kernel would only retransmit it
 // after a second, so probeTCP does not wait for it: it starts a new
-// connection every interval, at most maxProbeDials at a time.
+// connection every interval, at most maxProbeDials at a time. The bound is
+// small on purpose: a guest that answers its SYN-ACKs late (just resumed,
+// or slow under TCG) keeps each probe SYN as a pending request, and a
+// guest without SYN cookies drops every new SYN once its listen backlog is
+// full of them, which would turn a slow start into a failed one.
 const (
-	probeDialTimeout = 500 * time.Millisecond
-	maxProbeDials    = 64
+	probeDialTimeout = 250 * time.Millisecond
+	maxProbeDials    = 4
 )
 
 // probeTCP connects to port on each address, a new attempt every interval

@@ -6,6 +6,7 @@
 package test
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"sync"
@@ -104,7 +105,10 @@ func TestConcurrentColdClients(t *testing.T) {
 }
 
 // TestIdleOutAndStopModes: each stop mode takes an idle unikernel down, and
-// the next query brings it back.
+// the next query brings it back. The cases run in one jitsu, one after the
+// other, so guests come and go beside each other: a suspended guest that
+// resumes after another one's tap left the bridge must still reach its
+// gateway (jitsu pins the bridge's MAC address for that).
 func TestIdleOutAndStopModes(t *testing.T) {
 	cases := []struct {
 		name, mode, stopped string
@@ -195,6 +199,58 @@ func TestBrokenImage(t *testing.T) {
 	if n := w.metric("jitsu_unikernel_failures_total", `unikernel="broken"`); n < 1 {
 		t.Errorf("jitsu_unikernel_failures_total{broken} = %v, want >= 1", n)
 	}
+}
+
+// TestSynFloodWhileHeld: a flood of connection attempts at a unikernel that
+// is still booting stays within the SYN proxy's bounds (the excess is
+// dropped and counted), and DNS keeps answering meanwhile.
+func TestSynFloodWhileHeld(t *testing.T) {
+	w := newWorld(t, true,
+		// Never ready: its address stays held for the whole boot timeout.
+		unikernelConf{Name: "broken", IP: "10.213.0.9", Kernel: testenv.MultibootKernel, BootTimeout: "15s"},
+	)
+	w.startJitsu()
+	addr := w.resolve("broken.example.test")
+
+	// 2000 connects from distinct source ports, each a held SYN until the
+	// per-address bound (synproxy.max_per_address, 64 by default) is
+	// reached.
+	const flood = 2000
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < flood; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := w.env.DialContext(ctx, "tcp", addr+":80")
+			if err == nil {
+				c.Close()
+			}
+		}()
+	}
+	// While the flood is held, DNS answers at once.
+	time.Sleep(time.Second)
+	for i := 0; i < 20; i++ {
+		resp, rtt, err := w.query("static.example.test")
+		if err != nil || resp.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query during the flood: %v %v", err, resp)
+		}
+		if i == 0 {
+			t.Logf("DNS answer during the flood in %v", rtt)
+		}
+	}
+	held := w.metric("jitsu_synproxy_held")
+	overflow := w.metric("jitsu_synproxy_syns_dropped_total", `reason="overflow"`)
+	t.Logf("held %v SYNs, %v dropped for overflow", held, overflow)
+	if held > 64 {
+		t.Errorf("jitsu_synproxy_held = %v, above the per-address bound 64", held)
+	}
+	if overflow < 1 {
+		t.Errorf("no SYN dropped for overflow after %d connects", flood)
+	}
+	cancel()
+	wg.Wait()
 }
 
 // TestKillAndAdopt: a jitsu killed with SIGKILL leaves its VMs running; the

@@ -77,7 +77,7 @@ fi
 # only what the changed options touch is rebuilt (minutes -> seconds when
 # iterating on kernel.config). The result is the same as a clean build.
 build=$cache/build/$hash
-if [ ! -f "$build/.config" ]; then
+if [ ! -f "$build/.jitsu-src" ]; then
 	rm -rf "$build"
 	mkdir -p "$cache/build"
 	# Only a build of the same source tree is a useful seed (Kbuild's
@@ -101,10 +101,20 @@ fi
 echo "$src" >"$build/.jitsu-src"
 
 start=$(date +%s)
-log "configuring in $build"
-make -s -C "$src" O="$build" tinyconfig >&2
-"$src/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$fragment" >/dev/null
-make -s -C "$src" O="$build" olddefconfig >&2
+# The configuration is made in a separate directory and copied in only at
+# the end: `make tinyconfig` passes through a 32-bit configuration, and
+# doing that in a seeded build tree would mark most objects out of date.
+cfgdir=$cache/build/$hash.kconfig
+log "configuring in $cfgdir"
+rm -rf "$cfgdir"
+mkdir -p "$cfgdir"
+make -s -C "$src" O="$cfgdir" tinyconfig >&2
+"$src/scripts/kconfig/merge_config.sh" -m -O "$cfgdir" "$cfgdir/.config" "$fragment" >/dev/null
+make -s -C "$src" O="$cfgdir" olddefconfig >&2
+if ! cmp -s "$cfgdir/.config" "$build/.config"; then
+	cp "$cfgdir/.config" "$build/.config"
+fi
+rm -rf "$cfgdir"
 
 # Every option of the fragment must have survived Kconfig's dependency
 # resolution; otherwise the fragment is lying about the kernel.

@@ -382,7 +382,7 @@ func measureFloor(ctx context.Context, env *testenv.Env, img testenv.Image, dir 
 	return r, nil
 }
 
-// probeFirstByte starts a GET every 5 ms, without waiting for earlier ones
+// probeFirstByte starts a GET every 5 ms (at most 4 at a time, as jitsu's own probe), without waiting for earlier ones
 // (a SYN sent before the guest's network is up is lost, and its
 // retransmission would come a second later), and returns the first byte
 // of the first one answered.
@@ -390,7 +390,7 @@ func probeFirstByte(ctx context.Context, env *testenv.Env, addr string, limit ti
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	won := make(chan time.Time, 1)
-	slots := make(chan struct{}, 64)
+	slots := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -408,7 +408,7 @@ func probeFirstByte(ctx context.Context, env *testenv.Env, addr string, limit ti
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			if t, err := firstByte(ctx, env, addr, time.Second); err == nil {
+			if t, err := firstByte(ctx, env, addr, 250*time.Millisecond); err == nil {
 				select {
 				case won <- t:
 				default:

@@ -18,7 +18,7 @@ cleanup() {
 	set +e
 	if [ -n "${lvpid:-}" ]; then kill "$lvpid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$lvpid" 2>/dev/null || break; sleep 0.1; done; fi
 	if [ -n "${hookpid:-}" ]; then kill "$hookpid" 2>/dev/null; fi
-	if [ -n "${vlpid:-}" ]; then kill "$vlpid" 2>/dev/null; fi
+	if [ -n "${vlpid:-}" ]; then kill "$vlpid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$vlpid" 2>/dev/null || break; sleep 0.1; done; fi
 	ip netns del "$ns" 2>/dev/null
 	rm -f "$bin"
 }
@@ -37,7 +37,13 @@ nsx ip link set lo up
 # (the tap's) MAC when the VM starts, and that address change flushes every
 # neighbour entry of the bridge, the permanent one below included: the
 # first probe then waits a whole ARP retransmit (1 s) for the guest.
-nsx ip link add jbr0 address 02:00:00:4a:00:01 type bridge
+# BOOTBENCH_BRIDGE_MAC=none reproduces the flush (for docs/boot.md).
+mac=${BOOTBENCH_BRIDGE_MAC:-02:00:00:4a:00:01}
+if [ "$mac" = none ]; then
+	nsx ip link add jbr0 type bridge
+else
+	nsx ip link add jbr0 address "$mac" type bridge
+fi
 nsx ip addr add 10.77.0.1/24 dev jbr0
 nsx ip link set jbr0 up
 # Pin the guest's neighbour entry: the first probe must not wait for ARP.
@@ -47,6 +53,7 @@ if ! pgrep -x virtlogd >/dev/null; then
 	nsx virtlogd -d
 	vlpid=$(cat /run/virtlogd.pid)
 fi
+for _ in $(seq 100); do [ -S /run/libvirt/virtlogd-sock ] && break; sleep 0.1; done
 if pgrep -x libvirtd >/dev/null; then
 	echo "bootbench.sh: a libvirtd is running although we hold the lock; not starting another" >&2
 	exit 1
