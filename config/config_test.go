@@ -81,10 +81,10 @@ func TestExample(t *testing.T) {
 	if strings.Join(u.DNS, " ") != "www.example.test. example.test." || u.IP != netip.MustParseAddr("10.213.0.5") {
 		t.Errorf("www: dns %v ip %v", u.DNS, u.IP)
 	}
-	if u.Kernel != "/var/lib/jitsu/images/example/bzImage" || u.Initrd != "/var/lib/jitsu/images/example/initrd.cpio.gz" {
+	if u.Kernel != "/var/lib/jitsu/images/example/vmlinux" || u.Initrd != "/var/lib/jitsu/images/example/initrd.cpio" {
 		t.Errorf("www: kernel %q initrd %q", u.Kernel, u.Initrd)
 	}
-	if want := "console=ttyS0 ip=10.213.0.5::10.213.0.1:255.255.255.0::eth0:off"; u.Cmdline != want {
+	if want := "console=ttyS0 quiet noapictimer no_timer_check tsc=reliable ip=10.213.0.5::10.213.0.1:255.255.255.0::eth0:off jitsu.name=www"; u.Cmdline != want {
 		t.Errorf("www: cmdline %q, want %q", u.Cmdline, want)
 	}
 	if c.ZoneFor("WWW.example.test") != &c.Zones[0] {

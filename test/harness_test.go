@@ -60,6 +60,7 @@ type confData struct {
 	Metrics    string
 	Kernel     string
 	Initrd     string
+	Cmdline    string
 	Unikernels []unikernelConf
 }
 
@@ -96,6 +97,7 @@ listen = "{{.Metrics}}"
 [defaults]
 kernel = "{{.Kernel}}"
 initrd = "{{.Initrd}}"
+cmdline = "{{.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off"
 memory = "64MiB"
 idle_timeout = "60s"
 boot_timeout = "20s"
@@ -145,6 +147,9 @@ func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	t.Helper()
 	env := testenv.Libvirt(t)
 	img := testenv.ExampleImage(t)
+	if img.VMLinux != "" {
+		img.Kernel = img.VMLinux // the PVH kernel: no decompression
+	}
 	// QEMU runs as libvirt-qemu: the console dir must be traversable.
 	consoleDir, err := os.MkdirTemp("/var/lib/jitsu", "e2e-console-")
 	if err != nil {
@@ -175,6 +180,7 @@ func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 		Metrics:    "127.0.0.1:9153",
 		Kernel:     img.Kernel,
 		Initrd:     img.Initrd,
+		Cmdline:    img.Cmdline,
 		Unikernels: uks,
 	}
 	w.writeConf()

@@ -72,38 +72,19 @@ if [ ! -f "$src/Makefile" ]; then
 	mv "$src.tmp" "$src"
 fi
 
-# Out-of-tree build directory. When an earlier build exists, start from a
-# copy of it: Kbuild tracks which files depend on which CONFIG_ symbol, so
-# only what the changed options touch is rebuilt (minutes -> seconds when
-# iterating on kernel.config). The result is the same as a clean build.
-build=$cache/build/$hash
-if [ ! -f "$build/.jitsu-src" ]; then
-	rm -rf "$build"
-	mkdir -p "$cache/build"
-	# Only a build of the same source tree is a useful seed (Kbuild's
-	# dependency files name the source path).
-	seed=
-	for d in $(ls -1td "$cache"/build/*/ 2>/dev/null); do
-		if [ -f "$d/vmlinux" ] && [ "$(cat "$d/.jitsu-src" 2>/dev/null)" = "$src" ]; then
-			seed=$d
-			break
-		fi
-	done
-	if [ -n "$seed" ]; then
-		log "seeding $build from $seed"
-		cp -a "$seed" "$build.tmp"
-		mv "$build.tmp" "$build"
-	else
-		mkdir -p "$build"
-	fi
-fi
-
-echo "$src" >"$build/.jitsu-src"
+# Out-of-tree build directory, one per source tree and reused by every
+# configuration: Kbuild tracks which files depend on which CONFIG_ symbol,
+# so only what a changed option touches is rebuilt (minutes -> seconds when
+# iterating on kernel.config), and the result equals a clean build. (A
+# copied build tree is no use: tools/objtool records its absolute path, and
+# its rebuild makes every object out of date.)
+build=$cache/build/$srcver-p$patchhash
+mkdir -p "$build"
 
 start=$(date +%s)
 # The configuration is made in a separate directory and copied in only at
 # the end: `make tinyconfig` passes through a 32-bit configuration, and
-# doing that in a seeded build tree would mark most objects out of date.
+# doing that in the reused build tree would mark most objects out of date.
 cfgdir=$cache/build/$hash.kconfig
 log "configuring in $cfgdir"
 rm -rf "$cfgdir"

@@ -77,6 +77,7 @@ dns = ["www.example.test."]
 ip = "` + guestIP + `"
 kernel = "{{.Kernel}}"
 initrd = "{{.Initrd}}"
+cmdline = "{{.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off"
 idle_timeout = "0s"
 `))
 
@@ -85,6 +86,7 @@ type confData struct {
 	ResponseDelay      string
 	ConsoleDir, Socket string
 	Kernel, Initrd     string
+	Cmdline            string
 }
 
 func main() {
@@ -117,6 +119,9 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	if err != nil {
 		return err
 	}
+	if img.VMLinux != "" {
+		img.Kernel = img.VMLinux // the PVH kernel: no decompression
+	}
 	env, err := testenv.StartLibvirt(ctx, func(f string, a ...any) { log.Printf("env: "+f, a...) })
 	if err != nil {
 		return fmt.Errorf("start environment: %w", err)
@@ -130,7 +135,7 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	base := confData{ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Kernel: img.Kernel, Initrd: img.Initrd}
+	base := confData{ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: img.Cmdline}
 
 	var results []result
 	cases := []struct {
@@ -355,7 +360,7 @@ func measureFloor(ctx context.Context, env *testenv.Env, img testenv.Image, dir 
 	defer hv.Close()
 	spec := hypervisor.Spec{
 		Name: "jitsu-floor", Kernel: img.Kernel, Initrd: img.Initrd,
-		Cmdline:     "console=ttyS0 ip=" + guestIP + "::10.213.0.1:255.255.255.0::eth0:off",
+		Cmdline:     img.Cmdline + " ip=" + guestIP + "::10.213.0.1:255.255.255.0::eth0:off",
 		MemoryBytes: 64 << 20, Bridge: env.Bridge, DomainType: "qemu",
 	}
 	spec.MAC = hypervisor.DeriveMAC(spec.Name)

@@ -58,7 +58,13 @@ if pgrep -x libvirtd >/dev/null; then
 	echo "bootbench.sh: a libvirtd is running although we hold the lock; not starting another" >&2
 	exit 1
 fi
-nsx libvirtd -d
+if [ -n "${BOOTBENCH_QEMU_CONF:-}" ]; then
+	# Try another qemu.conf without touching the machine's: bind-mount it
+	# over /etc/libvirt/qemu.conf in a private mount namespace.
+	nsx unshare -m --propagation private sh -c 'mount --bind "$1" /etc/libvirt/qemu.conf && exec libvirtd -d' sh "$BOOTBENCH_QEMU_CONF"
+else
+	nsx libvirtd -d
+fi
 for _ in $(seq 100); do [ -S /run/libvirt/libvirt-sock ] && [ -s /run/libvirtd.pid ] && break; sleep 0.1; done
 lvpid=$(cat /run/libvirtd.pid)
 mkdir -p /var/lib/jitsu/bootbench

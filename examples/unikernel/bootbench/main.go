@@ -33,7 +33,7 @@ import (
 
 type options struct {
 	URI, Name, Kernel, Initrd, Append, Loader, Machine, Bridge, IP, Netmask, Gateway, MAC string
-	SerialDir, Ready                                                                      string
+	SerialDir, Ready, CPU                                                                 string
 	Runs, MemoryMiB                                                                       int
 	Lean, ACPI, ShowXML, Define                                                           bool
 	Timeout                                                                               time.Duration
@@ -54,6 +54,7 @@ func main() {
 	flag.StringVar(&o.Netmask, "netmask", "255.255.255.0", "netmask")
 	flag.StringVar(&o.MAC, "mac", "52:54:00:4a:00:02", "guest MAC")
 	flag.StringVar(&o.SerialDir, "serial-dir", "/var/lib/jitsu/bootbench", "directory for serial logs (readable by libvirt-qemu)")
+	flag.StringVar(&o.CPU, "cpu", "", "raw <cpu> element for the domain (e.g. \"<cpu check='none'/>\"); empty: none")
 	flag.StringVar(&o.Ready, "ready", "http", "ready condition: http (first HTTP 200 from the guest) or serial (JITSU-READY on the console)")
 	flag.IntVar(&o.Runs, "runs", 10, "number of boots")
 	flag.IntVar(&o.MemoryMiB, "memory", 128, "guest memory in MiB")
@@ -87,6 +88,9 @@ var domainTmpl = template.Must(template.New("d").Parse(`<domain type='qemu'>
 {{- end}}
   </os>
   <features>{{if .ACPI}}<acpi/>{{end}}</features>
+{{- if .CPU}}
+  {{.CPU}}
+{{- end}}
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
