@@ -70,6 +70,8 @@ type unit struct {
 	draining bool
 	pending  bool          // a boot was requested and its evSummon not handled yet
 	waitCh   chan struct{} // closed when a requested boot settles
+	holdCh   chan struct{} // closed once the gate holds the addresses for the last requested boot
+	holdDone bool          // request already held the addresses: the boot's actHold skips it
 	removed  bool
 	query    time.Time
 	since    time.Time
@@ -424,7 +426,11 @@ func (s *Summoner) do(u *unit, a action, ev event) (*event, error) {
 		u.mu.Unlock()
 		s.m.boots.WithLabelValues(u.name).Inc()
 	case actHold:
-		if s.gate != nil {
+		u.mu.Lock()
+		done := u.holdDone
+		u.holdDone = false
+		u.mu.Unlock()
+		if s.gate != nil && !done {
 			if err := s.gate.Hold(cfg.Addrs, mac(cfg)); err != nil {
 				s.log.Warn("gate hold failed; booting anyway", zap.String("unikernel", u.name), zap.Error(err))
 			}

@@ -609,6 +609,17 @@ func (s *Summoner) Summon(ctx context.Context, name string) ([]netip.Addr, error
 	if err := s.request(u, now, false, "summon"); err != nil {
 		return nil, err
 	}
+	// A concurrent Summon may have started the boot: wait until its gate
+	// hold is in place before the answer goes out.
+	u.mu.Lock()
+	held := u.holdCh
+	u.mu.Unlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-ctx.Done():
+		}
+	}
 	if s.gate == nil && s.opts.ResponseDelay > 0 {
 		s.waitReady(ctx, u)
 	}
@@ -665,7 +676,23 @@ func (s *Summoner) request(u *unit, now time.Time, force bool, reason string) er
 	if u.waitCh == nil {
 		u.waitCh = make(chan struct{})
 	}
+	// The gate holds the addresses before Summon returns, so that no
+	// client can get the DNS answer and send its SYN before the hold is
+	// in place. Only from states where evSummon boots (not Stopping).
+	var held chan struct{}
+	if s.gate != nil && st != StateStopping {
+		held = make(chan struct{})
+		u.holdCh = held
+		u.holdDone = true
+	}
 	u.mu.Unlock()
+	if held != nil {
+		cfg := u.cfg.Load()
+		if err := s.gate.Hold(cfg.Addrs, mac(cfg)); err != nil {
+			s.log.Warn("gate hold failed", zap.String("unikernel", u.name), zap.Error(err))
+		}
+		close(held)
+	}
 	for _, v := range victims {
 		mode := v.cfg.Load().StopMode
 		if mode == hypervisor.StopSuspend || v.State() == StateSuspended {

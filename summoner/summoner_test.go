@@ -85,6 +85,29 @@ func TestSummonErrors(t *testing.T) {
 	}
 }
 
+// TestSummonReturnsAfterHold: the DNS answer goes out only once the gate
+// holds the addresses, so a client's first SYN can never beat the hold;
+// concurrent Summons of the same boot wait for it too.
+func TestSummonReturnsAfterHold(t *testing.T) {
+	h := withGate(t, Options{}, uk("web", "10.0.0.1")).run()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.summon("web")
+			if got := h.calls(); len(got) == 0 || got[0] != "hold 10.0.0.1" {
+				t.Errorf("Summon returned before the hold: calls %q", got)
+			}
+		}()
+	}
+	wg.Wait()
+	h.waitStarts("web", 1)
+	if got := h.calls(); got[0] != "hold 10.0.0.1" || slices.Contains(got[1:], "hold 10.0.0.1") {
+		t.Errorf("calls %q, want exactly one hold, first", got)
+	}
+}
+
 func TestGateOrder(t *testing.T) {
 	t.Run("ready", func(t *testing.T) {
 		h := withGate(t, Options{}, uk("web", "10.0.0.1")).run()
