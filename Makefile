@@ -11,6 +11,9 @@ LDFLAGS  := -X main.version=$(VERSION)
 
 BENCH_TARGETS  :=
 TEST_ROOT_PKGS :=
+# libvirt domain type of the boot benchmarks: qemu (TCG) here, kvm on a
+# host with working KVM (make bench DOMAIN_TYPE=kvm).
+DOMAIN_TYPE    ?= qemu
 
 .PHONY: all build test test-unit test-root lint bench clean help
 all: build

@@ -8,4 +8,4 @@ COLDSTART_RUNS ?= 10
 
 .PHONY: bench-coldstart
 bench-coldstart: build ## cold start: DNS query to first HTTP byte, with/without the SYN proxy, vs the boot floor
-	$(GO) run ./tools/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu
+	$(GO) run ./tools/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)

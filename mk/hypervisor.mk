@@ -22,9 +22,9 @@ bin/bootfloor:
 	$(GO) build -o bin/bootfloor ./tools/bootfloor
 
 bench-bootfloor: bin/bootfloor ## boot floor: start call -> first HTTP answer of the example unikernel (QEMU TCG), then the multiboot floor
-	bin/bootfloor -n $(BOOTFLOOR_RUNS) $(BOOTFLOOR_FLAGS)
-	@if [ -f $(BOOTFLOOR_MB) ]; then bin/bootfloor -n $(BOOTFLOOR_RUNS) -floor $(BOOTFLOOR_MB); \
+	bin/bootfloor -n $(BOOTFLOOR_RUNS) -domain-type $(DOMAIN_TYPE) $(BOOTFLOOR_FLAGS)
+	@if [ -f $(BOOTFLOOR_MB) ]; then bin/bootfloor -n $(BOOTFLOOR_RUNS) -domain-type $(DOMAIN_TYPE) -floor $(BOOTFLOOR_MB); \
 	  else echo "bench-bootfloor: $(BOOTFLOOR_MB) missing (make image), floor kernel skipped"; fi
 
 bench-bootfloor-floor: bin/bootfloor ## libvirt + QEMU + firmware floor: start call -> JITSU-READY of the multiboot kernel
-	bin/bootfloor -n $(BOOTFLOOR_RUNS) -floor $(BOOTFLOOR_MB)
+	bin/bootfloor -n $(BOOTFLOOR_RUNS) -domain-type $(DOMAIN_TYPE) -floor $(BOOTFLOOR_MB)

@@ -20,7 +20,7 @@ IDLE=${JITSU_DEMO_IDLE:-20s}
 ZONE=example.test
 SITE=examples/vm-per-url/site
 IMAGES=/var/lib/jitsu/images/vm-per-url
-KERNEL=/var/lib/jitsu/images/example/bzImage
+KERNEL=/var/lib/jitsu/images/example/vmlinux
 export PATH=/usr/local/go/bin:$PATH
 JITSU_BIN=${JITSU_DEMO_BIN:-$REPO/bin/jitsu}
 

@@ -56,6 +56,7 @@ type config struct {
 	extra      string
 	inner      bool
 	ns         string
+	domainType string
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&c.extra, "cmdline", "", "extra kernel command line")
 	flag.BoolVar(&c.inner, "inner", false, "internal: run the measurement (inside the namespace)")
 	flag.StringVar(&c.ns, "ns", "", "internal: the namespace's name")
+	flag.StringVar(&c.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.Parse()
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -174,7 +176,7 @@ func measure(ctx context.Context, c config) error {
 
 func (c config) spec() (hypervisor.Spec, error) {
 	spec := hypervisor.Spec{
-		Name: "bootfloor", MemoryBytes: c.memoryMiB << 20, DomainType: "qemu", Bridge: testenv.Bridge,
+		Name: "bootfloor", MemoryBytes: c.memoryMiB << 20, DomainType: c.domainType, Bridge: testenv.Bridge,
 	}
 	if c.floor != "" {
 		spec.Kernel, spec.Cmdline = c.floor, c.extra

@@ -16,7 +16,7 @@
 //
 // It needs root and `make build image`. Usage:
 //
-//	coldstart [-n 10] [-jitsu bin/jitsu]
+//	coldstart [-n 10] [-jitsu bin/jitsu] [-domain-type qemu|kvm]
 package main
 
 import (
@@ -46,6 +46,9 @@ import (
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
 )
 
+// domainType is the libvirt domain type of every boot (-domain-type).
+var domainType = "qemu"
+
 const (
 	guestIP = "10.213.0.5"
 	name    = "www.example.test."
@@ -62,7 +65,7 @@ ns = ["ns1.example.test."]
 records = ["ns1 A 127.0.0.1"]
 [hypervisor]
 uri = "qemu:///system"
-domain_type = "qemu"
+domain_type = "{{.DomainType}}"
 console_dir = "{{.ConsoleDir}}"
 [network]
 bridge = "br-jitsu"
@@ -87,11 +90,13 @@ type confData struct {
 	ConsoleDir, Socket string
 	Kernel, Initrd     string
 	Cmdline            string
+	DomainType         string
 }
 
 func main() {
 	n := flag.Int("n", 10, "cold starts per case")
 	bin := flag.String("jitsu", "bin/jitsu", "the jitsu binary")
+	flag.StringVar(&domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.Parse()
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -135,7 +140,7 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	base := confData{ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: img.Cmdline}
+	base := confData{ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: img.Cmdline, DomainType: domainType}
 
 	var results []result
 	cases := []struct {
@@ -161,7 +166,7 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	floor.label = "(c) boot floor (start call to HTTP)"
 	results = append(results, floor)
 
-	fmt.Printf("\ncold start, DNS query to first HTTP byte, %d runs each (QEMU TCG, %s)\n", n, img.Kernel)
+	fmt.Printf("\ncold start, DNS query to first HTTP byte, %d runs each (domain type %s, %s)\n", n, domainType, img.Kernel)
 	fmt.Printf("%-38s %9s %9s %9s %9s  %s\n", "case", "median", "p90", "min", "max", "notes")
 	for _, r := range results {
 		note := ""
@@ -361,7 +366,7 @@ func measureFloor(ctx context.Context, env *testenv.Env, img testenv.Image, dir 
 	spec := hypervisor.Spec{
 		Name: "jitsu-floor", Kernel: img.Kernel, Initrd: img.Initrd,
 		Cmdline:     img.Cmdline + " ip=" + guestIP + "::10.213.0.1:255.255.255.0::eth0:off",
-		MemoryBytes: 64 << 20, Bridge: env.Bridge, DomainType: "qemu",
+		MemoryBytes: 64 << 20, Bridge: env.Bridge, DomainType: domainType,
 	}
 	spec.MAC = hypervisor.DeriveMAC(spec.Name)
 	if err := env.PinNeighbour(ctx, []byte{10, 213, 0, 5}, spec.MAC); err != nil {

@@ -41,7 +41,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	site, out, images, zone, kernel, initPath, memory, domainType, bridge, control string
-	network, gateway                                                               string
+	network, gateway, params                                                       string
 	listen                                                                         string
 	first                                                                          int
 	idle                                                                           time.Duration
@@ -58,7 +58,8 @@ func run(ctx context.Context, args []string) error {
 	fl.StringVar(&o.gateway, "gateway", "", "host address on the bridge (default: the subnet's first address)")
 	fl.IntVar(&o.first, "first", 10, "offset in -net of the first address handed out")
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:5353", "comma-separated DNS listen addresses for the config")
-	fl.StringVar(&o.kernel, "kernel", "/var/lib/jitsu/images/example/bzImage", "kernel every unikernel boots (make image)")
+	fl.StringVar(&o.kernel, "kernel", "/var/lib/jitsu/images/example/vmlinux", "kernel every unikernel boots (make image)")
+	fl.StringVar(&o.params, "params", "", "kernel parameters before ip= (default: the example image's cmdline file, else console=ttyS0)")
 	fl.StringVar(&o.initPath, "init", "", "static /init program (default: built from ./examples/unikernel/init)")
 	fl.StringVar(&o.memory, "memory", "64MiB", "guest memory of each unikernel")
 	fl.DurationVar(&o.idle, "idle", 30*time.Second, "idle timeout of each unikernel")
@@ -202,7 +203,13 @@ func writeConfig(o options, gw netip.Prefix, pages []perurl.Page, initrd func(pe
 	}
 	co := perurl.ConfigOptions{
 		Zone: o.zone, Listen: listen, Bridge: o.bridge, Gateway: gw, DomainType: o.domainType,
-		Kernel: o.kernel, Memory: o.memory, IdleTimeout: o.idle, ControlSocket: o.control, Initrd: initrd,
+		Kernel: o.kernel, Params: o.params, Memory: o.memory, IdleTimeout: o.idle, ControlSocket: o.control, Initrd: initrd,
+	}
+	if co.Params == "" {
+		// The example image's recommended parameters (docs/boot.md).
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(o.kernel), "cmdline")); err == nil {
+			co.Params = strings.TrimSpace(string(b))
+		}
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", o.out, err)

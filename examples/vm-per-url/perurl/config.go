@@ -26,6 +26,10 @@ type ConfigOptions struct {
 	DomainType string
 	// Kernel is the kernel every page boots. Required.
 	Kernel string
+	// Params are the kernel parameters before ip= and jitsu.name=; default
+	// "console=ttyS0". The example image recommends more (its cmdline
+	// file, see docs/boot.md).
+	Params string
 	// Memory is each guest's memory, a config size; default "64MiB".
 	Memory string
 	// IdleTimeout stops a page's unikernel when unused; default 30s.
@@ -123,7 +127,11 @@ func WriteConfig(w io.Writer, o ConfigOptions, pages []Page) error {
 	p("[defaults]")
 	p("kernel = %s", tomlString(o.Kernel))
 	// jitsu.name lets each VM say who it is (the X-Jitsu-Name header).
-	p(`cmdline = "console=ttyS0 ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off jitsu.name={{.Name}}"`)
+	params := o.Params
+	if params == "" {
+		params = "console=ttyS0"
+	}
+	p("cmdline = %s", tomlString(params+" ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off jitsu.name={{.Name}}"))
 	p("memory = %s", tomlString(memory))
 	p("idle_timeout = %s", tomlString(idle.String()))
 	p(`stop_mode = "destroy"`)
