@@ -36,6 +36,8 @@ const (
 	URI = "qemu:///system"
 	// Bridge is the bridge created in the namespace.
 	Bridge = "br-jitsu"
+	// BridgeMAC is the bridge's fixed MAC address.
+	BridgeMAC = "02:6a:69:74:73:01"
 	// GatewayCIDR is the bridge's address.
 	GatewayCIDR = "10.213.0.1/24"
 	// ImageDir holds the example unikernel built by `make image`.
@@ -190,7 +192,10 @@ func (e *Env) netns(ctx context.Context) error {
 	})
 	for _, args := range [][]string{
 		{"-n", e.NS, "link", "set", "lo", "up"},
-		{"-n", e.NS, "link", "add", e.Bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0"},
+		// A fixed MAC: a bridge without one takes its lowest port's MAC
+		// and changes it as taps come and go, which flushes the
+		// neighbour entries on it (docs/boot.md).
+		{"-n", e.NS, "link", "add", e.Bridge, "address", BridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0"},
 		{"-n", e.NS, "addr", "add", GatewayCIDR, "dev", e.Bridge},
 		{"-n", e.NS, "link", "set", e.Bridge, "up"},
 	} {

@@ -239,8 +239,25 @@ func probeHTTP(ctx context.Context, addr string, interval time.Duration) (time.T
 	defer wg.Wait()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	// At most 4 attempts at a time, as jitsu's own probe: a guest without
+	// SYN cookies drops every SYN once its listen backlog is full of
+	// half-open probe connections.
+	slots := make(chan struct{}, 4)
 	for {
+		select {
+		case slots <- struct{}{}:
+		case at := <-found:
+			return at, nil
+		case <-ctx.Done():
+			select {
+			case at := <-found:
+				return at, nil
+			default:
+			}
+			return time.Time{}, fmt.Errorf("no HTTP answer from %s: %w", addr, ctx.Err())
+		}
 		wg.Go(func() {
+			defer func() { <-slots }()
 			if at, ok := httpOnce(ctx, addr); ok {
 				select {
 				case found <- at:
@@ -267,7 +284,7 @@ func probeHTTP(ctx context.Context, addr string, interval time.Duration) (time.T
 // httpOnce sends one GET and reports when the first byte of the answer
 // came back.
 func httpOnce(ctx context.Context, addr string) (time.Time, bool) {
-	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	dctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(dctx, "tcp", addr)
