@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
 )
 
 func TestSummonSingleFlight(t *testing.T) {
@@ -106,6 +107,30 @@ func TestSummonReturnsAfterHold(t *testing.T) {
 	if got := h.calls(); got[0] != "hold 10.0.0.1" || slices.Contains(got[1:], "hold 10.0.0.1") {
 		t.Errorf("calls %q, want exactly one hold, first", got)
 	}
+}
+
+// TestSummonWhileStopping: a query that arrives while the unikernel is
+// being stopped got its addresses, so the unikernel boots again once the
+// stop is done (the summon waits in the actor's queue behind the stop).
+func TestSummonWhileStopping(t *testing.T) {
+	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
+	h.bootReady("web")
+	stopping, release := make(chan struct{}), make(chan struct{})
+	h.f.OnCall(func(c hvtest.Call) {
+		if c.Op == "stop" {
+			close(stopping)
+			<-release
+		}
+	})
+	done := make(chan error, 1)
+	go func() { done <- h.s.Stop(h.ctx, "web", hypervisor.StopDestroy) }()
+	<-stopping
+	h.summon("web")
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	h.waitStarts("web", 2)
 }
 
 func TestGateOrder(t *testing.T) {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +64,28 @@ func TestReloadUnderLoad(t *testing.T) {
 		}()
 	}
 
+	// And dnsperf, the load generator of the DNS benchmarks, at a steady
+	// rate for the whole reload sequence.
+	dnsperf, err := exec.LookPath("dnsperf")
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatal("dnsperf not found but CI=true: apt-get install dnsperf")
+		}
+		t.Skip("dnsperf not found (apt-get install dnsperf)")
+	}
+	qfile := filepath.Join(w.dir, "queries")
+	if err := os.WriteFile(qfile, []byte("static.example.test A\nwww.example.test A\nns1.example.test A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	perf := w.env.Command(context.Background(), dnsperf, "-s", "127.0.0.1", "-p", "5353", "-d", qfile,
+		"-l", "4", "-c", "2", "-Q", "5000", "-t", "2")
+	var perfOut bytes.Buffer
+	perf.Stdout, perf.Stderr = &perfOut, &perfOut
+	if err := perf.Start(); err != nil {
+		t.Fatalf("start dnsperf: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+
 	reload := func() error {
 		c, err := control.Dial(context.Background(), w.socket)
 		if err != nil {
@@ -81,7 +105,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if err := os.WriteFile(w.conf, append(bytes.Clone(good), []byte("\n[dns]\nbogus = 1\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := reload()
+	err = reload()
 	if err == nil || !strings.Contains(err.Error(), "jitsu.toml:") {
 		t.Errorf("reload of an invalid file: %v, want the file's errors", err)
 	}
@@ -98,6 +122,14 @@ func TestReloadUnderLoad(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	wg.Wait()
+	if err := perf.Wait(); err != nil {
+		t.Fatalf("dnsperf: %v\n%s", err, perfOut.String())
+	}
+	perfSent, perfLost := dnsperfCount(perfOut.String(), "Queries sent:"), dnsperfCount(perfOut.String(), "Queries lost:")
+	t.Logf("dnsperf during the reloads: %d queries sent, %d lost", perfSent, perfLost)
+	if perfSent < 1000 || perfLost != 0 {
+		t.Errorf("dnsperf: %d sent, %d lost; want > 1000 sent and none lost\n%s", perfSent, perfLost, perfOut.String())
+	}
 	t.Logf("%d queries during the reloads, %d failed", sent.Load(), failed.Load())
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d queries failed during the reloads", failed.Load(), sent.Load())
@@ -131,6 +163,23 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// dnsperfCount returns the number after label in dnsperf's report, or -1.
+func dnsperfCount(out, label string) int {
+	i := strings.Index(out, label)
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(out[i+len(label):])
+	if len(f) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // TestCLIAndStatusPage: the jitsu CLI drives a running daemon (status,
