@@ -360,6 +360,50 @@ func TestLibvirtdRestart(t *testing.T) {
 	}
 }
 
+// TestStartWhileLibvirtdDown: jitsu started while libvirtd is down serves
+// its static records at once, answers SERVFAIL for unikernel names, and
+// boots them as soon as libvirtd is up.
+func TestStartWhileLibvirtdDown(t *testing.T) {
+	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5"})
+	if err := w.env.StopLibvirtd(); err != nil {
+		t.Fatalf("stop libvirtd: %v", err)
+	}
+	w.spawnJitsu()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, _, err := w.query("static.example.test")
+		if err == nil && resp.Rcode == dns.RcodeSuccess && len(resp.Answer) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no static answer while libvirtd is down: %v %v", err, resp)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, _, err := w.query("www.example.test")
+	if err != nil || resp.Rcode != dns.RcodeServerFailure {
+		t.Errorf("unikernel name while libvirtd is down: %v %v, want SERVFAIL", err, resp)
+	}
+	if err := w.env.StartLibvirtd(t.Context()); err != nil {
+		t.Fatalf("start libvirtd: %v", err)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		resp, _, err := w.query("www.example.test")
+		if err == nil && resp.Rcode == dns.RcodeSuccess {
+			body, err := w.get("10.213.0.5", 30*time.Second)
+			if err != nil || !strings.Contains(body, page) {
+				t.Fatalf("GET after libvirtd came up: %v %q", err, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("www not summonable after libvirtd came up: %v %v", err, resp)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 type dnsErr struct{ m *dns.Msg }
 
 func (e *dnsErr) Error() string { return "unexpected DNS answer: " + e.m.String() }

@@ -231,6 +231,33 @@ func (l *logBuf) String() string {
 // unless the test kills it first.
 func (w *world) startJitsu() *daemon {
 	w.t.Helper()
+	d := w.spawnJitsu()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := control.Dial(ctx, w.socket)
+		if err == nil {
+			_, err = c.Status(ctx)
+			c.Close()
+			if err == nil {
+				return d
+			}
+		}
+		select {
+		case <-d.done:
+			w.t.Fatalf("jitsu exited at start-up: %v\n%s", d.err, d.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("jitsu did not answer on %s: %v\n%s", w.socket, err, d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// spawnJitsu starts jitsu serve inside the namespace without waiting for it.
+func (w *world) spawnJitsu() *daemon {
+	w.t.Helper()
 	ctx := context.Background()
 	cmd := w.env.Command(ctx, jitsuBin, "serve", "--config", w.conf, "--log-json", "--log-level", "debug")
 	stderr, err := cmd.StderrPipe()
@@ -257,26 +284,7 @@ func (w *world) startJitsu() *daemon {
 			w.t.Logf("jitsu log:\n%s", d.log)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := control.Dial(ctx, w.socket)
-		if err == nil {
-			_, err = c.Status(ctx)
-			c.Close()
-			if err == nil {
-				return d
-			}
-		}
-		select {
-		case <-d.done:
-			w.t.Fatalf("jitsu exited at start-up: %v\n%s", d.err, d.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("jitsu did not answer on %s: %v\n%s", w.socket, err, d.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return d
 }
 
 // stop sends SIGTERM and waits; it is a no-op once the process has exited.

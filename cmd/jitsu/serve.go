@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +65,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 // socket's view of them.
 type daemon struct {
 	log *zap.Logger
-	sum *summoner.Summoner
+	// sum is set once libvirt is reachable and the summoner runs; until
+	// then unikernel names get SERVFAIL and the control socket says so.
+	sum atomic.Pointer[summoner.Summoner]
 	dns *dnsserver.Server
 
 	reloadMu sync.Mutex // serializes reloads
@@ -96,79 +99,13 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	if err := os.MkdirAll(cfg.Hypervisor.ConsoleDir, 0o755); err != nil {
 		return fmt.Errorf("console dir: %w", err)
 	}
-	hv, err := hvlibvirt.New(ctx, hvlibvirt.Options{
-		URI:             cfg.Hypervisor.URI,
-		Logger:          log.Named("hypervisor"),
-		ConsoleDir:      cfg.Hypervisor.ConsoleDir,
-		ShutdownTimeout: cfg.Hypervisor.ShutdownTimeout,
-		Registerer:      reg,
-	})
-	if err != nil {
-		return fmt.Errorf("connect to libvirt at %s: %w", cfg.Hypervisor.URI, err)
-	}
-	defer hv.Close()
-
 	g, gctx := errgroup.WithContext(ctx)
 
-	var gate summoner.Gate
-	var proxy *synproxy.Proxy
-	var probeMark uint32
-	if cfg.SynProxy.Enabled {
-		if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
-			log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
-		}
-		proxy, err = synproxy.New(synproxy.Options{
-			Bridge:     cfg.Network.Bridge,
-			Logger:     log.Named("synproxy"),
-			Registerer: reg,
-			Limits:     synLimits(cfg),
-			BypassMark: synproxy.DefaultBypassMark,
-			OnSYN:      d.onSYN,
-		})
-		if err != nil {
-			return fmt.Errorf("SYN proxy: %w", err)
-		}
-		gate = &timelineGate{Gate: proxy, d: d}
-		// The readiness probe's SYNs carry the mark the proxy lets through.
-		probeMark = synproxy.DefaultBypassMark
-		g.Go(func() error {
-			if err := proxy.Run(gctx); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("SYN proxy: %w", err)
-			}
-			return nil
-		})
-	}
-
-	sum, err := summoner.New(summoner.Options{
-		Hypervisor:    hv,
-		Gate:          gate,
-		Logger:        log.Named("summoner"),
-		Registerer:    reg,
-		MaxRunning:    cfg.Budget.MaxRunning,
-		MaxBooting:    cfg.Budget.MaxBooting,
-		MemoryBudget:  cfg.Budget.Memory,
-		ResponseDelay: responseDelay(cfg),
-		ProbeMark:     probeMark,
-	}, unikernels(cfg))
-	if err != nil {
-		return fmt.Errorf("summoner: %w", err)
-	}
-	d.sum = sum
-	g.Go(func() error {
-		if err := sum.Run(gctx); err != nil && gctx.Err() == nil {
-			return fmt.Errorf("summoner: %w", err)
-		}
-		return nil
-	})
-	select {
-	case <-sum.Running():
-	case <-gctx.Done():
-		return g.Wait()
-	}
-
+	// DNS first: static records are served even while libvirt is not
+	// reachable yet; unikernel names get SERVFAIL until it is.
 	dns, err := dnsserver.New(dnsConfig(cfg), dnsserver.Options{
 		Listen:     cfg.DNS.Listen,
-		Summoner:   sum,
+		Summoner:   d,
 		Logger:     log.Named("dns"),
 		Registerer: reg,
 	})
@@ -176,7 +113,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		return fmt.Errorf("DNS server: %w", err)
 	}
 	if err := dns.Start(gctx); err != nil {
-		return errors.Join(fmt.Errorf("DNS server: %w", err), stopAll(g, nil, nil))
+		return fmt.Errorf("DNS server: %w", err)
 	}
 	d.dns = dns
 	log.Info("DNS listening", zap.Stringers("addrs", dns.Addrs()))
@@ -202,6 +139,67 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		g.Go(func() error { return ws.ServeListener(gctx, ln) })
 	}
 
+	hv, err := connectLibvirt(gctx, cfg, log, reg)
+	if err != nil {
+		return errors.Join(err, stopAll(g, dns, ctl))
+	}
+	defer hv.Close()
+
+	var gate summoner.Gate
+	var probeMark uint32
+	if cfg.SynProxy.Enabled {
+		if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
+			log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
+		}
+		proxy, err := synproxy.New(synproxy.Options{
+			Bridge:     cfg.Network.Bridge,
+			Logger:     log.Named("synproxy"),
+			Registerer: reg,
+			Limits:     synLimits(cfg),
+			BypassMark: synproxy.DefaultBypassMark,
+			OnSYN:      d.onSYN,
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("SYN proxy: %w", err), stopAll(g, dns, ctl))
+		}
+		gate = &timelineGate{Gate: proxy, d: d}
+		// The readiness probe's SYNs carry the mark the proxy lets through.
+		probeMark = synproxy.DefaultBypassMark
+		g.Go(func() error {
+			if err := proxy.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("SYN proxy: %w", err)
+			}
+			return nil
+		})
+	}
+
+	sum, err := summoner.New(summoner.Options{
+		Hypervisor:    hv,
+		Gate:          gate,
+		Logger:        log.Named("summoner"),
+		Registerer:    reg,
+		MaxRunning:    cfg.Budget.MaxRunning,
+		MaxBooting:    cfg.Budget.MaxBooting,
+		MemoryBudget:  cfg.Budget.Memory,
+		ResponseDelay: responseDelay(cfg),
+		ProbeMark:     probeMark,
+	}, unikernels(cfg))
+	if err != nil {
+		return errors.Join(fmt.Errorf("summoner: %w", err), stopAll(g, dns, ctl))
+	}
+	g.Go(func() error {
+		if err := sum.Run(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("summoner: %w", err)
+		}
+		return nil
+	})
+	select {
+	case <-sum.Running():
+	case <-gctx.Done():
+		return stopAll(g, dns, ctl)
+	}
+	d.sum.Store(sum)
+
 	g.Go(func() error {
 		for {
 			select {
@@ -217,6 +215,52 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	log.Info("jitsu ready")
 	<-gctx.Done()
 	return stopAll(g, dns, ctl)
+}
+
+// connectLibvirt connects to libvirtd, retrying with backoff (and a log
+// line each time) while it is not reachable, until ctx is done.
+func connectLibvirt(ctx context.Context, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*hvlibvirt.Hypervisor, error) {
+	wait := 100 * time.Millisecond
+	for {
+		hv, err := hvlibvirt.New(ctx, hvlibvirt.Options{
+			URI:             cfg.Hypervisor.URI,
+			Logger:          log.Named("hypervisor"),
+			ConsoleDir:      cfg.Hypervisor.ConsoleDir,
+			ShutdownTimeout: cfg.Hypervisor.ShutdownTimeout,
+			Registerer:      reg,
+		})
+		if err == nil {
+			return hv, nil
+		}
+		log.Warn("libvirt not reachable; unikernel names get SERVFAIL until it is",
+			zap.String("uri", cfg.Hypervisor.URI), zap.Duration("retry_in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to libvirt at %s: %w", cfg.Hypervisor.URI, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// errNotConnected answers for unikernels until the summoner runs.
+var errNotConnected = errors.New("libvirt not connected yet")
+
+// summoner returns the running summoner, or errNotConnected.
+func (d *daemon) summoner() (*summoner.Summoner, error) {
+	if s := d.sum.Load(); s != nil {
+		return s, nil
+	}
+	return nil, errNotConnected
+}
+
+// Summon implements dnsserver.Summoner: the summoner's, once it runs.
+func (d *daemon) Summon(ctx context.Context, name string) ([]netip.Addr, error) {
+	s := d.sum.Load()
+	if s == nil {
+		return nil, errNotConnected
+	}
+	return s.Summon(ctx, name)
 }
 
 // stopAll closes the servers and waits for every goroutine of g; it returns
@@ -261,8 +305,8 @@ func (d *daemon) onSYN(addr netip.Addr) {
 	d.replayMu.Lock()
 	d.heldSYN[addr] = true
 	d.replayMu.Unlock()
-	if d.sum != nil {
-		d.sum.Touch(addr)
+	if s := d.sum.Load(); s != nil {
+		s.Touch(addr)
 	}
 }
 
@@ -303,7 +347,11 @@ func (g *timelineGate) Release(addrs []netip.Addr) error {
 
 // Status implements control.Daemon.
 func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
-	sts := d.sum.Status()
+	sum, err := d.summoner()
+	if err != nil {
+		return nil, err
+	}
+	sts := sum.Status()
 	out := make([]control.UnikernelStatus, 0, len(sts))
 	d.replayMu.Lock()
 	defer d.replayMu.Unlock()
@@ -334,7 +382,11 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 
 // Start implements control.Daemon.
 func (d *daemon) Start(ctx context.Context, name string) error {
-	return controlErr(d.sum.Start(ctx, name))
+	sum, err := d.summoner()
+	if err != nil {
+		return err
+	}
+	return controlErr(sum.Start(ctx, name))
 }
 
 // Stop implements control.Daemon.
@@ -346,7 +398,11 @@ func (d *daemon) Stop(ctx context.Context, name, mode string) error {
 			return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 		}
 	}
-	return controlErr(d.sum.Stop(ctx, name, m))
+	sum, err := d.summoner()
+	if err != nil {
+		return err
+	}
+	return controlErr(sum.Stop(ctx, name, m))
 }
 
 // controlErr maps the summoner's errors to the control protocol's.
@@ -373,7 +429,11 @@ func (d *daemon) Reload(context.Context) error {
 	for _, w := range restartOnly(old, cfg) {
 		d.log.Warn("config change needs a restart to take effect", zap.String("key", w))
 	}
-	if err := d.sum.Update(unikernels(cfg)); err != nil {
+	sum, err := d.summoner()
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if err := sum.Update(unikernels(cfg)); err != nil {
 		return fmt.Errorf("reload unikernels: %w", err)
 	}
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -252,13 +253,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.starts, m.startSecs, m.events, m.dropped, m.reconnects} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register hypervisor metrics: %w", err)
-			}
+		// A second backend on the same registry (jitsu retrying its first
+		// connection) shares the collectors already registered.
+		var errs []error
+		m.starts, errs = register(reg, m.starts, errs)
+		m.startSecs, errs = register(reg, m.startSecs, errs)
+		m.events, errs = register(reg, m.events, errs)
+		m.dropped, errs = register(reg, m.dropped, errs)
+		m.reconnects, errs = register(reg, m.reconnects, errs)
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("register hypervisor metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// register registers c with reg, or returns the equal collector already
+// registered there; a failure is appended to errs.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T, errs []error) (T, []error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, errs
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing, errs
+		}
+	}
+	return c, append(errs, err)
 }
 
 func (m *metrics) observeStart(t0 time.Time, err error) {

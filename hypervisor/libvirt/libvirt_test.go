@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,6 +80,22 @@ func TestNewBadURI(t *testing.T) {
 	}
 	if !errors.Is(err, hypervisor.ErrUnavailable) {
 		t.Errorf("New: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestNewRetrySharesMetrics: a backend created after a failed attempt on
+// the same registry (jitsu retrying while libvirtd is down) works.
+func TestNewRetrySharesMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", Registerer: reg}); err == nil {
+		t.Fatal("New with a bad URI succeeded")
+	}
+	h, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///default", Registerer: reg})
+	if err != nil {
+		t.Fatalf("New after a failed attempt on the same registry: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
