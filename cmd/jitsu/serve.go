@@ -141,6 +141,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 
 	hv, err := connectLibvirt(gctx, cfg, log, reg)
 	if err != nil {
+		if ctx.Err() != nil { // stopped while waiting for libvirt
+			return stopAll(g, dns, ctl)
+		}
 		return errors.Join(err, stopAll(g, dns, ctl))
 	}
 	defer hv.Close()
