@@ -355,6 +355,38 @@ func (h *Hypervisor) wrap(op, name string, err error) error {
 	return fmt.Errorf("%s %q: %w", op, name, err)
 }
 
+// openDomain serializes op with the other operations on domain name, takes
+// a connection, looks the domain up (jitsu's only) and reads its state; done
+// frees the domain, releases the connection and unlocks the name.
+func (h *Hypervisor) openDomain(ctx context.Context, op, name string) (conn *lv.Connect, d *lv.Domain, st lv.DomainState, done func(), err error) {
+	unlock, err := h.lockName(ctx, name)
+	if err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("%s %q: %w", op, name, err)
+	}
+	conn, err = h.acquire()
+	if err != nil {
+		unlock()
+		return nil, nil, 0, nil, fmt.Errorf("%s %q: %w", op, name, err)
+	}
+	d, _, err = h.lookup(conn, op, name)
+	if err != nil {
+		release(conn)
+		unlock()
+		return nil, nil, 0, nil, err
+	}
+	done = func() {
+		_ = d.Free()
+		release(conn)
+		unlock()
+	}
+	st, _, err = d.GetState()
+	if err != nil {
+		done()
+		return nil, nil, 0, nil, h.wrap("get state of", name, err)
+	}
+	return conn, d, st, done, nil
+}
+
 // lookup finds one of jitsu's domains by name. The caller frees it.
 func (h *Hypervisor) lookup(conn *lv.Connect, op, name string) (*lv.Domain, metadata, error) {
 	d, err := conn.LookupDomainByName(name)
@@ -555,25 +587,11 @@ func (h *Hypervisor) Stop(ctx context.Context, name string, mode hypervisor.Stop
 	if _, err := hypervisor.ParseStopMode(string(mode)); err != nil {
 		return fmt.Errorf("stop %q: %w", name, err)
 	}
-	unlock, err := h.lockName(ctx, name)
-	if err != nil {
-		return fmt.Errorf("stop %q: %w", name, err)
-	}
-	defer unlock()
-	conn, err := h.acquire()
-	if err != nil {
-		return fmt.Errorf("stop %q: %w", name, err)
-	}
-	defer release(conn)
-	d, _, err := h.lookup(conn, "stop", name)
+	conn, d, st, done, err := h.openDomain(ctx, "stop", name)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = d.Free() }()
-	st, _, err := d.GetState()
-	if err != nil {
-		return h.wrap("get state of", name, err)
-	}
+	defer done()
 	paused := st == lv.DOMAIN_PAUSED || st == lv.DOMAIN_PMSUSPENDED
 	if st != lv.DOMAIN_RUNNING && st != lv.DOMAIN_BLOCKED && st != lv.DOMAIN_SHUTDOWN && !paused {
 		return fmt.Errorf("stop %q: %w", name, hypervisor.ErrNotRunning)
@@ -724,25 +742,11 @@ func (h *Hypervisor) save(conn *lv.Connect, d *lv.Domain, name string) error {
 
 // Resume continues a paused domain; any other state gives ErrNotRunning.
 func (h *Hypervisor) Resume(ctx context.Context, name string) error {
-	unlock, err := h.lockName(ctx, name)
-	if err != nil {
-		return fmt.Errorf("resume %q: %w", name, err)
-	}
-	defer unlock()
-	conn, err := h.acquire()
-	if err != nil {
-		return fmt.Errorf("resume %q: %w", name, err)
-	}
-	defer release(conn)
-	d, _, err := h.lookup(conn, "resume", name)
+	_, d, st, done, err := h.openDomain(ctx, "resume", name)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = d.Free() }()
-	st, _, err := d.GetState()
-	if err != nil {
-		return h.wrap("get state of", name, err)
-	}
+	defer done()
 	switch st {
 	case lv.DOMAIN_PAUSED, lv.DOMAIN_PMSUSPENDED:
 		h.markSuspended(name)

@@ -33,32 +33,11 @@ JITSU_BIN=${JITSU_DEMO_BIN:-$REPO/bin/jitsu}
 
 jd_require_root demo
 
-jd_section "1. Dependencies"
-if [ "${JITSU_DEMO_SKIP_DEPS:-0}" = 1 ]; then
-  jd_info "skipped (JITSU_DEMO_SKIP_DEPS=1)"
-else
-  ./scripts/install-deps.sh
-fi
-jd_require_tools ip flock fuser dig curl virsh libvirtd virtlogd go awk
-
-jd_section "2. Building jitsu and the example unikernel"
-if [ "${JITSU_DEMO_SKIP_BUILD:-0}" = 1 ]; then
-  jd_info "skipped (JITSU_DEMO_SKIP_BUILD=1)"
-else
-  jd_run make --no-print-directory build image
-fi
-[ -x "$JITSU_BIN" ] || jd_die "$JITSU_BIN is missing: run make build"
+jd_prepare "Building jitsu and the example unikernel" ip flock fuser dig curl virsh libvirtd virtlogd go awk
 [ -f "$CONFIG_SRC" ] || jd_die "$CONFIG_SRC is missing"
 
 jd_section "3. Namespaces, bridge, libvirtd and jitsu"
-jd_take_lock
-if [ -e "/run/netns/$JD_HOST_NS" ] || [ -e "/run/netns/$JD_CLIENT_NS" ] || [ -d "$JD_STATE" ]; then
-  jd_info "removing what an earlier, interrupted demo left behind"
-  jd_cleanup
-  jd_take_lock
-fi
-jd_trap_cleanup
-jd_mktemp
+jd_start_fresh
 go build -o "$JD_TMP/timeline" ./scripts/demo/timeline
 CFG=$JD_TMP/jitsu.toml
 LOG=$JD_TMP/jitsu.log

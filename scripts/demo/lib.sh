@@ -314,3 +314,37 @@ jd_trap_cleanup() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
 }
+
+# jd_prepare TITLE TOOLS...: the first steps of every demo: install what is
+# missing (section 1), build jitsu and the example unikernel (section 2),
+# check the tools the demo runs.
+jd_prepare() {
+  local title=$1; shift
+  jd_section "1. Dependencies"
+  if [ "${JITSU_DEMO_SKIP_DEPS:-0}" = 1 ]; then
+    jd_info "skipped (JITSU_DEMO_SKIP_DEPS=1)"
+  else
+    ./scripts/install-deps.sh
+  fi
+  jd_require_tools "$@"
+  jd_section "2. $title"
+  if [ "${JITSU_DEMO_SKIP_BUILD:-0}" = 1 ]; then
+    jd_info "skipped (JITSU_DEMO_SKIP_BUILD=1)"
+  else
+    jd_run make --no-print-directory build image
+  fi
+  [ -x "$JITSU_BIN" ] || jd_die "$JITSU_BIN is missing: run make build"
+}
+
+# jd_start_fresh: takes the libvirtd lock, removes what an earlier,
+# interrupted demo left, and arms the cleanup and the temp directory.
+jd_start_fresh() {
+  jd_take_lock
+  if [ -e "/run/netns/$JD_HOST_NS" ] || [ -e "/run/netns/$JD_CLIENT_NS" ] || [ -d "$JD_STATE" ]; then
+    jd_info "removing what an earlier, interrupted demo left behind"
+    jd_cleanup
+    jd_take_lock
+  fi
+  jd_trap_cleanup
+  jd_mktemp
+}

@@ -26,32 +26,11 @@ JITSU_BIN=${JITSU_DEMO_BIN:-$REPO/bin/jitsu}
 
 jd_require_root demo-vm-per-url
 
-jd_section "1. Dependencies"
-if [ "${JITSU_DEMO_SKIP_DEPS:-0}" = 1 ]; then
-  jd_info "skipped (JITSU_DEMO_SKIP_DEPS=1)"
-else
-  ./scripts/install-deps.sh
-fi
-jd_require_tools ip flock fuser dig virsh libvirtd virtlogd go awk
-
-jd_section "2. Building jitsu and the example kernel"
-if [ "${JITSU_DEMO_SKIP_BUILD:-0}" = 1 ]; then
-  jd_info "skipped (JITSU_DEMO_SKIP_BUILD=1)"
-else
-  jd_run make --no-print-directory build image
-fi
-[ -x "$JITSU_BIN" ] || jd_die "$JITSU_BIN is missing: run make build"
+jd_prepare "Building jitsu and the example kernel" ip flock fuser dig virsh libvirtd virtlogd go awk
 [ -r "$KERNEL" ] || jd_die "$KERNEL is missing: run make image"
 
 jd_section "3. One unikernel per URL of $SITE"
-jd_take_lock
-if [ -e "/run/netns/$JD_HOST_NS" ] || [ -e "/run/netns/$JD_CLIENT_NS" ] || [ -d "$JD_STATE" ]; then
-  jd_info "removing what an earlier, interrupted demo left behind"
-  jd_cleanup
-  jd_take_lock
-fi
-jd_trap_cleanup
-jd_mktemp
+jd_start_fresh
 OUT=$JD_TMP/vm-per-url
 CFG=$OUT/jitsu.toml
 LOG=$JD_TMP/jitsu.log
