@@ -128,6 +128,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	started bool
 	running bool
+	ready   chan struct{} // closed once Run has installed the rules
 	addrs   map[netip.Addr]*heldAddr
 	order   *list.List // of *entry, oldest first
 	count   int
@@ -171,6 +172,7 @@ func New(opts Options) (*Proxy, error) {
 		now:    time.Now,
 		addrs:  make(map[netip.Addr]*heldAddr),
 		order:  list.New(),
+		ready:  make(chan struct{}),
 	}
 	if p.io == nil {
 		mark := opts.BypassMark
@@ -181,6 +183,11 @@ func New(opts Options) (*Proxy, error) {
 	}
 	return p, nil
 }
+
+// Running is closed once Run has installed its rules and intercepts SYNs:
+// before that, a SYN to a held address is not caught. jitsu answers for its
+// unikernels only from then on.
+func (p *Proxy) Running() <-chan struct{} { return p.ready }
 
 // Run installs the interception, handles intercepted SYNs until ctx ends,
 // then drops whatever is still held (the clients retransmit) and removes
@@ -208,6 +215,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
+	close(p.ready)
 
 	readErr := make(chan error, 1)
 	go func() { readErr <- p.readLoop(ctx) }()

@@ -366,9 +366,18 @@ func TestRunLifecycle(t *testing.T) {
 	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
 		t.Fatalf("hold before run: %v", err)
 	}
+	select {
+	case <-p.Running():
+		t.Fatal("Running closed before Run")
+	default:
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
+	<-p.Running() // the held address is installed by then
+	if got := f.Events(); !slices.Equal(got, []string{"open", "hold 10.77.0.2 02:00:4a:53:00:02"}) {
+		t.Fatalf("events when Running closed: %q", got)
+	}
 	f.in <- Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 1, 0)}
 	f.in <- Packet{ID: 2, Data: synPacket(t, client, guest, 40002, 80, 1, 0)}
 	f.in <- Packet{ID: 3, Data: []byte("junk")} // handled once 1 and 2 are

@@ -295,9 +295,14 @@ func (d *daemon) stop(t *testing.T) {
 		return
 	default:
 	}
+	start := time.Now()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
+		t.Logf("jitsu stopped %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+		if d.err != nil {
+			t.Errorf("jitsu exited uncleanly after SIGTERM: %v", d.err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("jitsu did not stop within 10s of SIGTERM")
 		_ = d.cmd.Process.Kill()

@@ -150,6 +150,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 
 	var gate summoner.Gate
 	var probeMark uint32
+	var proxyRunning <-chan struct{}
 	if cfg.SynProxy.Enabled {
 		if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
 			log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
@@ -166,6 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 			return errors.Join(fmt.Errorf("SYN proxy: %w", err), stopAll(g, dns, ctl))
 		}
 		gate = &timelineGate{Gate: proxy, d: d}
+		proxyRunning = proxy.Running()
 		// The readiness probe's SYNs carry the mark the proxy lets through.
 		probeMark = synproxy.DefaultBypassMark
 		g.Go(func() error {
@@ -196,6 +198,16 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		}
 		return nil
 	})
+	// Unikernel names are answered once the SYN proxy intercepts (a
+	// client's first SYN must find its rules in place) and the summoner
+	// has adopted what runs.
+	if proxyRunning != nil {
+		select {
+		case <-proxyRunning:
+		case <-gctx.Done():
+			return stopAll(g, dns, ctl)
+		}
+	}
 	select {
 	case <-sum.Running():
 	case <-gctx.Done():
