@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -65,6 +66,25 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// parsePositional is parseInterspersed for a command that takes exactly n
+// positional arguments: a command that takes none names the first extra
+// one, the others print their usage.
+func parsePositional(env *cliEnv, fs *flag.FlagSet, args []string, n int) ([]string, int, bool) {
+	pos, code, ok := parseInterspersed(fs, args)
+	if !ok {
+		return nil, code, false
+	}
+	if len(pos) != n {
+		if n == 0 {
+			fmt.Fprintf(env.stderr, "%s: unexpected argument %q\n", fs.Name(), pos[0])
+		} else {
+			fs.Usage()
+		}
+		return nil, exitUsage, false
+	}
+	return pos, exitOK, true
 }
 
 // dialDaemon connects to the daemon, printing why not on failure.
@@ -130,13 +150,8 @@ func writeJSON(env *cliEnv, v any) {
 func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlagSet(env, "status", "")
 	f := addCtlFlags(fs)
-	pos, code, ok := parseInterspersed(fs, args)
-	if !ok {
+	if _, code, ok := parsePositional(env, fs, args, 0); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(env.stderr, "jitsu status: unexpected argument %q\n", pos[0])
-		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -218,13 +233,9 @@ func shortDuration(d time.Duration) string {
 func runStart(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlagSet(env, "start", "NAME")
 	f := addCtlFlags(fs)
-	pos, code, ok := parseInterspersed(fs, args)
+	pos, code, ok := parsePositional(env, fs, args, 1)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
 	}
 	return ctlOp(ctx, env, f, "started "+pos[0], func(ctx context.Context, c *control.Client) error {
 		return c.Start(ctx, pos[0])
@@ -235,13 +246,9 @@ func runStop(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlagSet(env, "stop", "NAME")
 	f := addCtlFlags(fs)
 	mode := fs.String("mode", "", "destroy, shutdown, suspend or save (default: the unikernel's stop_mode)")
-	pos, code, ok := parseInterspersed(fs, args)
+	pos, code, ok := parsePositional(env, fs, args, 1)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
 	}
 	if *mode != "" && !validStopMode(*mode) {
 		fmt.Fprintf(env.stderr, "jitsu stop: unknown --mode %q (want %s)\n", *mode, strings.Join(config.StopModes, ", "))
@@ -257,24 +264,14 @@ func runStop(ctx context.Context, env *cliEnv, args []string) int {
 }
 
 func validStopMode(m string) bool {
-	for _, v := range config.StopModes {
-		if m == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(config.StopModes, m)
 }
 
 func runReload(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlagSet(env, "reload", "")
 	f := addCtlFlags(fs)
-	pos, code, ok := parseInterspersed(fs, args)
-	if !ok {
+	if _, code, ok := parsePositional(env, fs, args, 0); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(env.stderr, "jitsu reload: unexpected argument %q\n", pos[0])
-		return exitUsage
 	}
 	return ctlOp(ctx, env, f, "reloaded", func(ctx context.Context, c *control.Client) error {
 		return c.Reload(ctx)
