@@ -2,7 +2,6 @@ package test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/miekg/dns"
@@ -47,83 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // unikernelConf is one [[unikernel]] of a test config.
-type unikernelConf struct {
-	Name, IP, Kernel, Initrd, StopMode, Ready string
-	IdleTimeout, BootTimeout                  string
-}
-
-// confData fills the test config template.
-type confData struct {
-	SynProxy   bool
-	ConsoleDir string
-	Socket     string
-	Metrics    string
-	Kernel     string
-	Initrd     string
-	Cmdline    string
-	Unikernels []unikernelConf
-}
-
-var confTmpl = template.Must(template.New("conf").Parse(`
-[dns]
-listen = ["127.0.0.1:5353"]
-summon_ttl = "1s"
-
-[[zone]]
-origin = "example.test."
-soa = "ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"
-ns = ["ns1.example.test."]
-records = ["ns1 A 127.0.0.1", "static A 192.0.2.7"]
-
-[hypervisor]
-uri = "qemu:///system"
-domain_type = "qemu"
-console_dir = "{{.ConsoleDir}}"
-shutdown_timeout = "5s"
-
-[network]
-bridge = "br-jitsu"
-gateway = "10.213.0.1/24"
-
-[synproxy]
-enabled = {{.SynProxy}}
-
-[control]
-socket = "{{.Socket}}"
-
-[metrics]
-listen = "{{.Metrics}}"
-
-[defaults]
-kernel = "{{.Kernel}}"
-initrd = "{{.Initrd}}"
-cmdline = "{{.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off"
-memory = "64MiB"
-idle_timeout = "60s"
-boot_timeout = "20s"
-{{range .Unikernels}}
-[[unikernel]]
-name = "{{.Name}}"
-dns = ["{{.Name}}.example.test."]
-ip = "{{.IP}}"
-{{- if .Kernel}}
-kernel = "{{.Kernel}}"
-initrd = "{{.Initrd}}"
-{{- end}}
-{{- if .StopMode}}
-stop_mode = "{{.StopMode}}"
-{{- end}}
-{{- if .Ready}}
-ready = "{{.Ready}}"
-{{- end}}
-{{- if .IdleTimeout}}
-idle_timeout = "{{.IdleTimeout}}"
-{{- end}}
-{{- if .BootTimeout}}
-boot_timeout = "{{.BootTimeout}}"
-{{- end}}
-{{end}}
-`))
+type unikernelConf = testenv.JitsuUnikernel
 
 // world is one test's environment: a namespace with libvirtd and the
 // bridge, a config, and the jitsu daemons started in it.
@@ -133,7 +55,7 @@ type world struct {
 	dir    string
 	conf   string
 	socket string
-	data   confData
+	data   testenv.JitsuConfig
 	last   *daemon // the jitsu started last
 }
 
@@ -147,9 +69,6 @@ func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	t.Helper()
 	env := testenv.Libvirt(t)
 	img := testenv.ExampleImage(t)
-	if img.VMLinux != "" {
-		img.Kernel = img.VMLinux // the PVH kernel: no decompression
-	}
 	// QEMU runs as libvirt-qemu: the console dir must be traversable.
 	consoleDir, err := os.MkdirTemp("/var/lib/jitsu", "e2e-console-")
 	if err != nil {
@@ -173,14 +92,12 @@ func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	})
 	dir := t.TempDir()
 	w := &world{t: t, env: env, dir: dir, socket: filepath.Join(dir, "control.sock")}
-	w.data = confData{
+	w.data = testenv.JitsuConfig{
 		SynProxy:   synproxy,
 		ConsoleDir: consoleDir,
 		Socket:     w.socket,
 		Metrics:    "127.0.0.1:9153",
-		Kernel:     img.Kernel,
-		Initrd:     img.Initrd,
-		Cmdline:    img.Cmdline,
+		Image:      img,
 		Unikernels: uks,
 	}
 	w.writeConf()
@@ -190,12 +107,8 @@ func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 // writeConf (re)writes the config file from w.data.
 func (w *world) writeConf() {
 	w.t.Helper()
-	var b bytes.Buffer
-	if err := confTmpl.Execute(&b, w.data); err != nil {
-		w.t.Fatal(err)
-	}
 	w.conf = filepath.Join(w.dir, "jitsu.toml")
-	if err := os.WriteFile(w.conf, b.Bytes(), 0o644); err != nil {
+	if err := w.data.Write(w.conf); err != nil {
 		w.t.Fatal(err)
 	}
 }

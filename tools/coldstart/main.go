@@ -20,7 +20,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -35,7 +34,6 @@ import (
 	"slices"
 	"sync"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/miekg/dns"
@@ -53,45 +51,6 @@ const (
 	guestIP = "10.213.0.5"
 	name    = "www.example.test."
 )
-
-var confTmpl = template.Must(template.New("conf").Parse(`
-[dns]
-listen = ["127.0.0.1:5353"]
-response_delay = "{{.ResponseDelay}}"
-[[zone]]
-origin = "example.test."
-soa = "ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"
-ns = ["ns1.example.test."]
-records = ["ns1 A 127.0.0.1"]
-[hypervisor]
-uri = "qemu:///system"
-domain_type = "{{.DomainType}}"
-console_dir = "{{.ConsoleDir}}"
-[network]
-bridge = "br-jitsu"
-gateway = "10.213.0.1/24"
-[synproxy]
-enabled = {{.SynProxy}}
-[control]
-socket = "{{.Socket}}"
-[[unikernel]]
-name = "www"
-dns = ["www.example.test."]
-ip = "` + guestIP + `"
-kernel = "{{.Kernel}}"
-initrd = "{{.Initrd}}"
-cmdline = "{{.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off"
-idle_timeout = "0s"
-`))
-
-type confData struct {
-	SynProxy           bool
-	ResponseDelay      string
-	ConsoleDir, Socket string
-	Kernel, Initrd     string
-	Cmdline            string
-	DomainType         string
-}
 
 func main() {
 	n := flag.Int("n", 10, "cold starts per case")
@@ -124,9 +83,6 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	if err != nil {
 		return err
 	}
-	if img.VMLinux != "" {
-		img.Kernel = img.VMLinux // the PVH kernel: no decompression
-	}
 	env, err := testenv.StartLibvirt(ctx, func(f string, a ...any) { log.Printf("env: "+f, a...) })
 	if err != nil {
 		return fmt.Errorf("start environment: %w", err)
@@ -140,16 +96,19 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	base := confData{ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: img.Cmdline, DomainType: domainType}
+	base := testenv.JitsuConfig{
+		ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Image: img, DomainType: domainType,
+		Unikernels: []testenv.JitsuUnikernel{{Name: "www", IP: guestIP, IdleTimeout: "0s"}},
+	}
 
 	var results []result
 	cases := []struct {
 		label string
-		data  func(confData) confData
+		data  func(testenv.JitsuConfig) testenv.JitsuConfig
 	}{
-		{"(a) jitsu with the SYN proxy", func(c confData) confData { c.SynProxy, c.ResponseDelay = true, "0s"; return c }},
-		{"(b) jitsu without the SYN proxy", func(c confData) confData { c.SynProxy, c.ResponseDelay = false, "0s"; return c }},
-		{"(b') no SYN proxy, response delay", func(c confData) confData { c.SynProxy, c.ResponseDelay = false, "10s"; return c }},
+		{"(a) jitsu with the SYN proxy", func(c testenv.JitsuConfig) testenv.JitsuConfig { c.SynProxy, c.ResponseDelay = true, "0s"; return c }},
+		{"(b) jitsu without the SYN proxy", func(c testenv.JitsuConfig) testenv.JitsuConfig { c.SynProxy, c.ResponseDelay = false, "0s"; return c }},
+		{"(b') no SYN proxy, response delay", func(c testenv.JitsuConfig) testenv.JitsuConfig { c.SynProxy, c.ResponseDelay = false, "10s"; return c }},
 	}
 	for _, c := range cases {
 		r, err := measureJitsu(ctx, env, bin, c.data(base), n)
@@ -166,7 +125,7 @@ func run(ctx context.Context, n int, bin string) (err error) {
 	floor.label = "(c) boot floor (start call to HTTP)"
 	results = append(results, floor)
 
-	fmt.Printf("\ncold start, DNS query to first HTTP byte, %d runs each (domain type %s, %s)\n", n, domainType, img.Kernel)
+	fmt.Printf("\ncold start, DNS query to first HTTP byte, %d runs each (domain type %s, %s)\n", n, domainType, img.BootKernel())
 	fmt.Printf("%-38s %9s %9s %9s %9s  %s\n", "case", "median", "p90", "min", "max", "notes")
 	for _, r := range results {
 		note := ""
@@ -182,13 +141,9 @@ func run(ctx context.Context, n int, bin string) (err error) {
 }
 
 // measureJitsu runs jitsu with data's config and times n cold starts.
-func measureJitsu(ctx context.Context, env *testenv.Env, bin string, data confData, n int) (result, error) {
-	var b bytes.Buffer
-	if err := confTmpl.Execute(&b, data); err != nil {
-		return result{}, err
-	}
+func measureJitsu(ctx context.Context, env *testenv.Env, bin string, data testenv.JitsuConfig, n int) (result, error) {
 	conf := filepath.Join(data.ConsoleDir, "jitsu.toml")
-	if err := os.WriteFile(conf, b.Bytes(), 0o644); err != nil {
+	if err := data.Write(conf); err != nil {
 		return result{}, err
 	}
 	logf, err := os.Create(filepath.Join(data.ConsoleDir, "jitsu.log"))
@@ -364,7 +319,7 @@ func measureFloor(ctx context.Context, env *testenv.Env, img testenv.Image, dir 
 	}
 	defer hv.Close()
 	spec := hypervisor.Spec{
-		Name: "jitsu-floor", Kernel: img.Kernel, Initrd: img.Initrd,
+		Name: "jitsu-floor", Kernel: img.BootKernel(), Initrd: img.Initrd,
 		Cmdline:     img.Cmdline + " ip=" + guestIP + "::10.213.0.1:255.255.255.0::eth0:off",
 		MemoryBytes: 64 << 20, Bridge: env.Bridge, DomainType: domainType,
 	}
