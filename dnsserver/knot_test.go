@@ -162,6 +162,21 @@ func knotBattery() []battery {
 	add("medium.example.test.", dns.TypeTXT)
 	add("big.example.test.", dns.TypeTXT)
 	add("mail.example.test.", 65000, dns.TypeAXFR, dns.TypeIXFR)
+	// Wildcards: direct, deeper, the wildcard itself, blocked by an
+	// existing name and by an empty non-terminal, CNAME, NODATA type, a
+	// unikernel's name below a wildcard.
+	add("x.wild.example.test.", dns.TypeA, dns.TypeTXT, dns.TypeMX, dns.TypeAAAA, dns.TypeANY, dns.TypeCNAME)
+	add("X.Wild.Example.Test.", dns.TypeA)
+	add("deep.er.wild.example.test.", dns.TypeA, dns.TypeNS)
+	add("*.wild.example.test.", dns.TypeA, dns.TypeAAAA)
+	add("host.wild.example.test.", dns.TypeA, dns.TypeTXT)
+	add("b.wild.example.test.", dns.TypeA, dns.TypeTXT)
+	add("c.b.wild.example.test.", dns.TypeA)
+	add("a.b.wild.example.test.", dns.TypeA, dns.TypeTXT)
+	add("wild.example.test.", dns.TypeA)
+	add("uk.wild.example.test.", dns.TypeTXT, dns.TypeMX, dns.TypeAAAA)
+	add("foo.cn.example.test.", dns.TypeA, dns.TypeCNAME, dns.TypeTXT)
+	add("foo.cnw.example.test.", dns.TypeA, dns.TypeMX)
 	add("www.other.org.", dns.TypeA)
 	add("test.", dns.TypeSOA)
 	add(".", dns.TypeNS)
