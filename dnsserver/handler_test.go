@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -182,7 +183,7 @@ func TestHandlerCachedAndSlowPathsAgree(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s %s: not answered from cache", e.lname, dns.TypeToString[e.qtype])
 		}
-		slow, err := s.slow(snap, req, true, s.summonFunc, nil)
+		slow, err := s.slow(snap, req, true, s.summonFunc, nil, netip.Addr{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,8 +207,8 @@ func TestHandlerMalformed(t *testing.T) {
 		{name: "response bit set", req: append([]byte{valid[0], valid[1], 0x80 | valid[2]}, valid[3:]...), drop: true},
 		{name: "question cut", req: valid[:20], rcode: dns.RcodeFormatError},
 		{name: "qdcount 0", req: append(append([]byte{}, valid[:4]...), append([]byte{0, 0}, valid[6:12]...)...), rcode: dns.RcodeFormatError},
-		{name: "opcode NOTIFY", req: append([]byte{valid[0], valid[1], valid[2] | 4<<3}, valid[3:]...), rcode: dns.RcodeNotImplemented},
-		{name: "opcode UPDATE", req: append([]byte{valid[0], valid[1], valid[2] | 5<<3}, valid[3:]...), rcode: dns.RcodeNotImplemented},
+		{name: "opcode NOTIFY", req: append([]byte{valid[0], valid[1], valid[2] | 4<<3}, valid[3:]...), rcode: dns.RcodeNotAuth},
+		{name: "opcode UPDATE", req: append([]byte{valid[0], valid[1], valid[2] | 5<<3}, valid[3:]...), rcode: dns.RcodeNotAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,9 @@ type zoneData struct {
 	nodes  map[string]*node
 	// hasWildcards is set when some owner name starts with "*." (RFC 4592).
 	hasWildcards bool
+	secondaries  []netip.AddrPort // may transfer the zone; get NOTIFY
+	tsig         *TSIGKey         // signs transfers and NOTIFY, if set
+	xfr          *xfrData         // the zone as transferred (set by Update)
 }
 
 // snapshot is the immutable compiled form of a Config: what every query reads.
@@ -105,6 +108,9 @@ func compileZone(z Zone) (*zoneData, error) {
 	}
 	get(origin)
 	var errs []error
+	if err := compileTransfer(zd, z); err != nil {
+		errs = append(errs, err)
+	}
 	for i, rr := range z.Records {
 		if rr == nil {
 			errs = append(errs, fmt.Errorf("record %d: nil", i))
