@@ -28,12 +28,14 @@ type notifier struct {
 	mu      sync.Mutex
 	pending map[string]bool
 	wake    chan struct{}
-	// firstWait is notifyFirstWait (shorter in tests).
-	firstWait time.Duration
+	// firstWait and timeout are notifyFirstWait and notifyTimeout
+	// (shorter in tests).
+	firstWait, timeout time.Duration
 }
 
 func newNotifier(s *Server) *notifier {
-	return &notifier{s: s, pending: map[string]bool{}, wake: make(chan struct{}, 1), firstWait: notifyFirstWait}
+	return &notifier{s: s, pending: map[string]bool{}, wake: make(chan struct{}, 1),
+		firstWait: notifyFirstWait, timeout: notifyTimeout}
 }
 
 // trigger asks for NOTIFY to be sent for the zones (coalesced).
@@ -100,9 +102,9 @@ func (n *notifier) Run(ctx context.Context) error {
 // answers or the tries are used up.
 func (n *notifier) send(ctx context.Context, z *zoneData, sec netip.AddrPort) {
 	log := n.s.log.With(zap.String("zone", z.origin), zap.Stringer("secondary", sec), zap.Uint32("serial", z.soa.Serial))
-	c := &dns.Client{Net: "udp", Timeout: notifyTimeout}
+	c := &dns.Client{Net: "udp", Timeout: n.timeout}
 	if src := n.s.notifySource(sec.Addr()); src.IsValid() {
-		c.Dialer = &net.Dialer{Timeout: notifyTimeout, LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
+		c.Dialer = &net.Dialer{Timeout: n.timeout, LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
 	}
 	if z.tsig != nil {
 		c.TsigSecret = map[string]string{z.tsig.Name: z.tsig.Secret}
