@@ -38,6 +38,7 @@ type qinfo struct {
 	do            bool
 	udpSize       uint16
 	src           netip.Addr // client's address (transfer ACL)
+	tsigOK        bool       // signed with the zone's TSIG key
 }
 
 func (q *qinfo) udpLimit() int {
@@ -100,7 +101,7 @@ func (s *snapshot) answer(q *qinfo, tcp bool, summon summonFunc) (*dns.Msg, stri
 		}
 		return m, z.origin, nil
 	case dns.TypeIXFR:
-		if !tcp && q.lname == z.origin && z.tsig == nil && z.xfr != nil && z.allowed(q.src) {
+		if !tcp && q.lname == z.origin && (z.tsig == nil || q.tsigOK) && z.xfr != nil && z.allowed(q.src) {
 			// Over UDP, an allowed secondary gets the current SOA (RFC
 			// 1995 section 2: it retries over TCP), AA clear as knotd.
 			m.Answer = append(m.Answer, z.soa)
@@ -221,7 +222,18 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 	var resp *dns.Msg
 	zone := ""
 	var err error
+	tsig := m.IsTsig()
+	var tsigKey *TSIGKey
+	var reqMAC string
+	tsigErr := 0
+	if tsig != nil && q.hasQuestion {
+		tsigKey, reqMAC, tsigErr = snap.checkQueryTSIG(&m, req, q.lname)
+		q.tsigOK = tsigKey != nil
+	}
 	switch {
+	case tsigErr != 0:
+		resp = newReply(&q)
+		resp.Rcode = dns.RcodeNotAuth
 	case nopt > 1 || badopt:
 		q.edns = false
 		resp = newReply(&q)
@@ -257,13 +269,15 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		resp.Extra = slices.DeleteFunc(resp.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
 		wire, perr = resp.PackBuffer(out[:cap(out)])
 	}
+	if perr == nil && tsig != nil && q.hasQuestion {
+		wire, perr = signResponse(resp, &m, tsigKey, reqMAC, tsigErr)
+	} else if perr == nil && q.hasQuestion {
+		patchQuestionCase(wire, req)
+	}
 	if perr != nil {
 		s.log.Warn("pack response", zapError(perr))
 		s.met.droppedPack.Inc()
 		return nil, nil
-	}
-	if q.hasQuestion {
-		patchQuestionCase(wire, req)
 	}
 	s.met.query(zone, q.qtype, resp.Rcode).Inc()
 	return wire, nil

@@ -125,6 +125,42 @@ func (z *zoneData) checkTSIG(q *dns.Msg, req []byte) (string, int) {
 	return t.MAC, 0
 }
 
+// checkQueryTSIG checks the TSIG record of a query (other than a transfer
+// over TCP) for lname against its zone's key. It returns the key and the
+// request's MAC when it verifies, else the TSIG error to answer with.
+func (s *snapshot) checkQueryTSIG(q *dns.Msg, req []byte, lname string) (*TSIGKey, string, int) {
+	z := s.findZone(lname)
+	if z == nil {
+		return nil, "", dns.RcodeBadKey
+	}
+	mac, tsigErr := z.checkTSIG(q, req)
+	if tsigErr != 0 {
+		return nil, "", tsigErr
+	}
+	return z.tsig, mac, 0
+}
+
+// signResponse packs resp, the answer to the signed query q, with a TSIG
+// record: signed with key after the request's MAC, or unsigned carrying
+// tsigErr (BADKEY, BADSIG) when the request did not verify. The question
+// keeps the query's case (patching it later would break the MAC).
+func signResponse(resp, q *dns.Msg, key *TSIGKey, reqMAC string, tsigErr int) ([]byte, error) {
+	t := q.IsTsig()
+	if len(resp.Question) == 1 && len(q.Question) == 1 {
+		resp.Question[0].Name = q.Question[0].Name
+	}
+	resp.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, time.Now().Unix())
+	rt := resp.IsTsig()
+	rt.Error = uint16(tsigErr)
+	rt.OrigId = q.Id
+	secret := ""
+	if key != nil && tsigErr == 0 {
+		secret = key.Secret
+	}
+	wire, _, err := dns.TsigGenerate(resp, secret, reqMAC, false)
+	return wire, err
+}
+
 // writeTSIGError answers q NOTAUTH with an unsigned TSIG record carrying
 // tsigErr (RFC 8945 section 5.3.2).
 func (s *Server) writeTSIGError(c net.Conn, q *dns.Msg, z *zoneData, tsigErr int) error {
