@@ -226,8 +226,14 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 	var tsigKey *TSIGKey
 	var reqMAC string
 	tsigErr := 0
-	if tsig != nil && q.hasQuestion {
+	// Like knotd: AXFR over UDP is NOTIMP, signed or not; a signed
+	// transfer request from an address that may not transfer is BADKEY.
+	signed := tsig != nil && q.hasQuestion && (tcp || q.qtype != dns.TypeAXFR)
+	if signed {
 		tsigKey, reqMAC, tsigErr = snap.checkQueryTSIG(&m, req, q.lname)
+		if tsigErr == 0 && (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && !snap.findZone(q.lname).allowed(src) {
+			tsigKey, reqMAC, tsigErr = nil, "", dns.RcodeBadKey
+		}
 		q.tsigOK = tsigKey != nil
 	}
 	switch {
@@ -269,7 +275,7 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		resp.Extra = slices.DeleteFunc(resp.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
 		wire, perr = resp.PackBuffer(out[:cap(out)])
 	}
-	if perr == nil && tsig != nil && q.hasQuestion {
+	if perr == nil && signed {
 		wire, perr = signResponse(resp, &m, tsigKey, reqMAC, tsigErr)
 	} else if perr == nil && q.hasQuestion {
 		patchQuestionCase(wire, req)
