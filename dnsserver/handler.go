@@ -268,7 +268,11 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		}
 	}
 	wire, perr := resp.PackBuffer(out[:cap(out)])
-	if perr == nil && !tcp && len(wire) > q.udpLimit() {
+	limit := q.udpLimit()
+	if signed {
+		limit -= tsigReserve(tsig)
+	}
+	if perr == nil && !tcp && len(wire) > limit {
 		// Like knotd: TC and no records at all; the client retries over TCP.
 		resp.Truncated = true
 		resp.Answer, resp.Ns = nil, nil

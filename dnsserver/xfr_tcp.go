@@ -140,6 +140,10 @@ func (s *snapshot) checkQueryTSIG(q *dns.Msg, req []byte, lname string) (*TSIGKe
 	return z.tsig, mac, 0
 }
 
+// tsigReserve is room for the TSIG record of an answer to a query signed
+// with t: name, fixed fields, a MAC of up to 64 bytes (SHA-512).
+func tsigReserve(t *dns.TSIG) int { return len(t.Hdr.Name) + len(t.Algorithm) + 2 + 10 + 16 + 64 }
+
 // signResponse packs resp, the answer to the signed query q, with a TSIG
 // record: signed with key after the request's MAC, or unsigned carrying
 // tsigErr (BADKEY, BADSIG) when the request did not verify. The question
