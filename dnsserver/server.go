@@ -159,10 +159,7 @@ func (s *Server) Update(cfg Config) error {
 	}
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
-	changed := s.applyHistory(snap, cfg.Addrs)
-	s.buildCache(snap)
-	s.snap.Store(snap)
-	s.xfr.notify.trigger(changed)
+	s.install(snap, cfg)
 	return nil
 }
 

@@ -46,6 +46,7 @@ type xfrData struct {
 // number its versions and answer IXFR.
 type zoneHistory struct {
 	configured uint32 // the serial in the configuration
+	floor      uint32 // if not 0, the next serial is at least this (RFC 1982)
 	keys       []string
 	xfr        *xfrData
 }
@@ -54,6 +55,40 @@ type zoneHistory struct {
 type xfrState struct {
 	history map[string]*zoneHistory
 	notify  *notifier
+	cfg     Config // the configuration installed last
+}
+
+// install numbers the zones of snap (a compiled cfg), makes it the one
+// served and sends NOTIFY for the zones that changed. Called with updateMu
+// held.
+func (s *Server) install(snap *snapshot, cfg Config) {
+	changed := s.applyHistory(snap, cfg.Addrs)
+	s.buildCache(snap)
+	s.snap.Store(snap)
+	s.xfr.cfg = cfg
+	s.xfr.notify.trigger(changed)
+}
+
+// raiseSerial makes the zone origin's serial at least serial (RFC 1982),
+// reinstalling the current configuration if it must change. A secondary
+// that holds a newer serial than ours (jitsu restarted after automatic
+// bumps) thus gets a newer one still, and follows the zone again.
+func (s *Server) raiseSerial(origin string, serial uint32) error {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+	h := s.xfr.history[origin]
+	if h == nil || !serialNewer(serial, h.xfr.soa.Serial) {
+		return nil
+	}
+	snap, err := compile(s.xfr.cfg)
+	if err != nil {
+		return fmt.Errorf("raise serial of %s: %w", origin, err)
+	}
+	h.floor = serial
+	s.log.Info("a secondary holds a newer serial: raising ours past it", zap.String("zone", origin),
+		zap.Uint32("from", h.xfr.soa.Serial), zap.Uint32("to", serial))
+	s.install(snap, s.xfr.cfg)
+	return nil
 }
 
 // serialNewer reports whether serial a is newer than b (RFC 1982).
@@ -133,6 +168,9 @@ func (s *Server) applyHistory(snap *snapshot, addrs map[string][]netip.Addr) []s
 				serial = prev.xfr.soa.Serial + 1
 			default:
 				serial = prev.xfr.soa.Serial
+			}
+			if prev.floor != 0 && serialNewer(prev.floor, serial) {
+				serial = prev.floor
 			}
 		}
 		z.setSerial(serial)

@@ -381,44 +381,84 @@ func TestJournalBounds(t *testing.T) {
 	}
 }
 
-// TestNotify checks that a change sends NOTIFY (signed) to each secondary,
-// retried until it is answered.
-func TestNotify(t *testing.T) {
+// notified is one NOTIFY a fakeSecondary received.
+type notified struct {
+	from   string
+	serial uint32
+	signed bool
+}
+
+// fakeSecondary listens on 127.0.0.2 (UDP): it holds serial (answers SOA
+// queries with it, signed), and records each NOTIFY, answering only every
+// second one (the sender must retry).
+type fakeSecondary struct {
+	addr   string
+	serial uint32
+	mu     sync.Mutex
+	seen   []notified
+}
+
+func startFakeSecondary(t *testing.T, serial uint32) *fakeSecondary {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	type got struct {
-		from   string
-		serial uint32
-		signed bool
-	}
-	var mu sync.Mutex
-	var seen []got
+	f := &fakeSecondary{addr: pc.LocalAddr().String(), serial: serial}
 	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{"xfr.example.test.": testSecret},
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			mu.Lock()
-			g := got{from: w.RemoteAddr().(*net.UDPAddr).IP.String(), signed: r.IsTsig() != nil && w.TsigStatus() == nil}
+			m := new(dns.Msg).SetReply(r)
+			signed := r.IsTsig() != nil && w.TsigStatus() == nil
+			if signed {
+				m.SetTsig("xfr.example.test.", dns.HmacSHA256, 300, time.Now().Unix())
+			}
+			if r.Opcode == dns.OpcodeQuery {
+				soa := mustRRs(t, "example.test. 60 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60")[0].(*dns.SOA)
+				soa.Serial = f.serial
+				m.Answer = []dns.RR{soa}
+				_ = w.WriteMsg(m)
+				return
+			}
+			f.mu.Lock()
+			g := notified{from: w.RemoteAddr().(*net.UDPAddr).IP.String(), signed: signed}
 			if len(r.Answer) == 1 {
 				g.serial = r.Answer[0].(*dns.SOA).Serial
 			}
-			seen = append(seen, g)
-			n := len(seen)
-			mu.Unlock()
+			f.seen = append(f.seen, g)
+			n := len(f.seen)
+			f.mu.Unlock()
 			if n%2 == 1 {
 				return // drop every first try: the sender must retry
 			}
-			m := new(dns.Msg).SetReply(r)
-			m.SetTsig("xfr.example.test.", dns.HmacSHA256, 300, time.Now().Unix())
 			_ = w.WriteMsg(m)
 		})}
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }
 	go func() { _ = srv.ActivateAndServe() }()
 	<-started
-	defer func() { _ = srv.Shutdown() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return f
+}
 
-	cfg := xfrConfig(t, true, pc.LocalAddr().String())
+// wait returns the NOTIFY messages received once there are at least n.
+func (f *fakeSecondary) wait(t *testing.T, n int) []notified {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+		f.mu.Lock()
+		if len(f.seen) >= n {
+			out := slices.Clone(f.seen)
+			f.mu.Unlock()
+			return out
+		}
+		f.mu.Unlock()
+	}
+	t.Fatalf("fewer than %d NOTIFY received: %v", n, f.seen)
+	return nil
+}
+
+// startNotifying starts a server with cfg, its NOTIFY retries quick.
+func startNotifying(t *testing.T, cfg Config) *Server {
+	t.Helper()
 	s, err := New(cfg, Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner()})
 	if err != nil {
 		t.Fatal(err)
@@ -428,31 +468,46 @@ func TestNotify(t *testing.T) {
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = s.Close() }()
-	waitFor := func(n int) []got {
-		t.Helper()
-		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
-			mu.Lock()
-			if len(seen) >= n {
-				out := slices.Clone(seen)
-				mu.Unlock()
-				return out
-			}
-			mu.Unlock()
-		}
-		t.Fatalf("fewer than %d NOTIFY received: %v", n, seen)
-		return nil
-	}
-	g := waitFor(2) // start-up: the first is dropped, the retry answered
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestNotify checks that a change sends NOTIFY (signed) to each secondary,
+// retried until it is answered.
+func TestNotify(t *testing.T) {
+	f := startFakeSecondary(t, 1)
+	cfg := xfrConfig(t, true, f.addr)
+	s := startNotifying(t, cfg)
+	f.wait(t, 2) // start-up: the first is dropped, the retry answered
 	if err := s.Update(withRecord(t, cfg, "new.example.test. 60 IN A 192.0.2.1")); err != nil {
 		t.Fatal(err)
 	}
-	g = waitFor(4)
+	g := f.wait(t, 4)
 	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	want := []got{{"127.0.0.1", 1, true}, {"127.0.0.1", 1, true}, {"127.0.0.1", 2, true}, {"127.0.0.1", 2, true}}
-	if !slices.Equal(seen, want) || !slices.Equal(g, want) {
-		t.Errorf("NOTIFY received %v, want %v (no more after the answer)", seen, want)
+	want := []notified{{"127.0.0.1", 1, true}, {"127.0.0.1", 1, true}, {"127.0.0.1", 2, true}, {"127.0.0.1", 2, true}}
+	if !slices.Equal(g, want) || !slices.Equal(f.wait(t, 4), want) {
+		t.Errorf("NOTIFY received %v, want %v (no more after the answer)", f.wait(t, 4), want)
+	}
+}
+
+// TestSerialRaisedPastSecondary checks that a secondary holding a newer
+// serial than the configured one (jitsu restarted after automatic bumps)
+// makes jitsu continue after it.
+func TestSerialRaisedPastSecondary(t *testing.T) {
+	f := startFakeSecondary(t, 41)
+	s := startNotifying(t, xfrConfig(t, true, f.addr))
+	for start := time.Now(); servedSerial(t, s) != 42; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("serial %d, want 42 (after the secondary's 41)", servedSerial(t, s))
+		}
+	}
+	for start := time.Now(); !slices.Contains(f.wait(t, 1), notified{"127.0.0.1", 42, true}); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no NOTIFY for serial 42: %v", f.wait(t, 1))
+		}
+	}
+	rrs := s.snap.Load().zones["example.test."].xfr.transferRecords(true, 1)
+	if len(rrs) != 4 || rrs[0].(*dns.SOA).Serial != 42 {
+		t.Errorf("IXFR from 1: %v, want SOA 42, SOA 1, SOA 42, SOA 42 (no record changed)", rrs)
 	}
 }
