@@ -64,6 +64,14 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// RRL limits the rate of UDP answers (see RRLOptions); zero is off.
+	RRL RRLOptions
+	// Cookies answers DNS cookies (RFC 7873, RFC 9018); a valid server
+	// cookie exempts its client from RRL.
+	Cookies bool
+	// ResponseDelay holds the answer for a booting unikernel until it is
+	// ready, up to this long, if the Summoner implements Waiter; 0 = never.
+	ResponseDelay time.Duration
 }
 
 // Tunables.
@@ -92,11 +100,13 @@ type Server struct {
 	addrs    []net.Addr
 	wg       sync.WaitGroup
 	updateMu sync.Mutex
+	hard     hardening
 }
 
 // worker is per-goroutine scratch space.
 type worker struct {
 	key []byte
+	g   guardScratch
 }
 
 // New validates cfg and returns a server that is not yet listening.
@@ -119,6 +129,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
 	s.summonRL.interval = time.Second
+	if err := s.initHardening(opts); err != nil {
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
 		s.cancel()
