@@ -161,4 +161,3 @@ func (s *Server) notifySource(dst netip.Addr) netip.Addr {
 	}
 	return netip.Addr{}
 }
-
