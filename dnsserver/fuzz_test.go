@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -12,24 +11,32 @@ import (
 )
 
 // FuzzHandler feeds arbitrary messages to the handler, over UDP and TCP,
-// on the paths that may and may not block, from a stranger and from the
-// zone's secondary (which may transfer it: over TCP the transfer path
+// on the paths that may and may not block, and its answers through the
+// guard (DNS cookies and RRL, with a rate low enough that the fuzzer hits
+// the slip and drop paths), from a stranger and from the zone's secondary
+// (which may transfer it, with its TSIG key: over TCP the transfer path
 // runs too). Answers must be well-formed responses to the query's ID;
 // nothing may crash or hang. The seed corpus is testdata/fuzz/FuzzHandler
-// (valid and malformed queries, transfers, NOTIFY, UPDATE, wildcards).
+// (valid and malformed queries, with and without cookies, transfers,
+// NOTIFY, UPDATE, wildcards, TSIG).
 func FuzzHandler(f *testing.F) {
-	s, err := New(xfrConfig(f, true, "127.0.0.2:53"), Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner()})
+	s, err := New(xfrConfig(f, true, "127.0.0.2:53"), Options{
+		Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(),
+		RRL: RRLOptions{Rate: 2, Slip: 2, Window: time.Second}, Cookies: true,
+	})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = s.Close() })
-	secondary := netip.MustParseAddr("127.0.0.2")
+	secondary := net.IPv4(127, 0, 0, 2)
 	f.Fuzz(func(t *testing.T, req []byte, tcp bool) {
 		snap := s.snap.Load()
-		for _, src := range []netip.Addr{{}, secondary} {
-			w := &worker{src: src}
+		for _, ip := range []net.IP{net.IPv4(192, 0, 2, byte(len(req))), secondary} {
+			src := &net.UDPAddr{IP: ip, Port: 53}
+			w := &worker{src: addrOf(src)}
 			for _, mayBlock := range []bool{false, true} {
 				resp, deferred := s.process(w, snap, req, tcp, mayBlock, make([]byte, 0, 512))
+				resp = s.guard(w, req, resp, src, tcp)
 				if deferred {
 					if mayBlock {
 						t.Fatal("deferred although it may block")
@@ -42,7 +49,7 @@ func FuzzHandler(f *testing.F) {
 			}
 		}
 		if tcp {
-			c := &recordConn{remote: &net.TCPAddr{IP: secondary.AsSlice(), Port: 5353}}
+			c := &recordConn{remote: &net.TCPAddr{IP: secondary, Port: 5353}}
 			if _, err := s.serveTransfer(c, snap, req); err != nil {
 				return
 			}

@@ -226,16 +226,3 @@ func (s *Server) notifySource(dst netip.Addr) netip.Addr {
 	}
 	return netip.Addr{}
 }
-
-// addrOf returns the IP address of a UDP or TCP address (invalid if none).
-func addrOf(a net.Addr) netip.Addr {
-	switch x := a.(type) {
-	case *net.UDPAddr:
-		ip, _ := netip.AddrFromSlice(x.IP)
-		return ip.Unmap()
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(x.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
-}

@@ -194,7 +194,10 @@ func TestKnotSecondary(t *testing.T) {
 	requireKnot(t)
 	port2, port4 := freePortOn(t, "127.0.0.2"), freePortOn(t, "127.0.0.4")
 	cfg := xfrConfig(t, true, fmt.Sprintf("127.0.0.2:%d", port2), fmt.Sprintf("127.0.0.4:%d", port4))
-	s, err := New(cfg, Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner()})
+	// As jitsu serve runs it: cookies on, RRL on (the battery's queries
+	// come from 127.0.0.1, the transfers from the secondaries).
+	s, err := New(cfg, Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(),
+		Cookies: true, RRL: RRLOptions{Rate: 100000, Slip: 2, Window: 15 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

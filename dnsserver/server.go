@@ -73,6 +73,14 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// RRL limits the rate of UDP answers (see RRLOptions); zero is off.
+	RRL RRLOptions
+	// Cookies answers DNS cookies (RFC 7873, RFC 9018); a valid server
+	// cookie exempts its client from RRL.
+	Cookies bool
+	// ResponseDelay holds the answer for a booting unikernel until it is
+	// ready, up to this long, if the Summoner implements Waiter; 0 = never.
+	ResponseDelay time.Duration
 }
 
 // Tunables.
@@ -102,6 +110,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	updateMu sync.Mutex
 	xfr      xfrState // zone versions and NOTIFY (xfr.go), under updateMu
+	hard     hardening
 }
 
 // worker is per-goroutine scratch space.
@@ -111,6 +120,7 @@ type worker struct {
 	// needed).
 	src  netip.Addr
 	addr net.Addr
+	g    guardScratch
 }
 
 // source returns the client's address.
@@ -142,6 +152,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
 	s.summonRL.interval = time.Second
 	s.xfr.notify = newNotifier(s)
+	if err := s.initHardening(opts); err != nil {
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
 		s.cancel()
