@@ -121,18 +121,23 @@ func (n *notifier) send(ctx context.Context, z *zoneData, sec netip.AddrPort) {
 			m.SetTsig(z.tsig.Name, z.tsig.Algorithm, tsigFudge, time.Now().Unix())
 		}
 		r, _, err := c.ExchangeContext(ctx, m, sec.String())
+		count := func(result string) { n.s.met.notify.WithLabelValues(z.origin, result).Inc() }
 		switch {
 		case err == nil && r.Rcode == dns.RcodeSuccess:
+			count("acknowledged")
 			log.Debug("NOTIFY acknowledged", zap.Int("try", try))
 			return
 		case ctx.Err() != nil:
 			return
 		case err == nil:
+			count("refused")
 			log.Warn("NOTIFY refused", zap.Int("try", try), zap.String("rcode", dns.RcodeToString[r.Rcode]))
 		default:
+			count("unanswered")
 			log.Info("NOTIFY not answered", zap.Int("try", try), zap.Error(err))
 		}
 		if try >= notifyTries {
+			count("given_up")
 			log.Warn("NOTIFY given up; the secondary will find the change at its next refresh", zap.Int("tries", try))
 			return
 		}

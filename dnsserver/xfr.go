@@ -67,6 +67,10 @@ func (s *Server) install(snap *snapshot, cfg Config) {
 	s.snap.Store(snap)
 	s.xfr.cfg = cfg
 	s.xfr.notify.trigger(changed)
+	s.met.serial.Reset()
+	for origin, z := range snap.zones {
+		s.met.serial.WithLabelValues(origin).Set(float64(z.soa.Serial))
+	}
 }
 
 // raiseSerial makes the zone origin's serial at least serial (RFC 1982),
@@ -250,15 +254,29 @@ func appendDiff(journal []*ixfrDiff, d *ixfrDiff) []*ixfrDiff {
 	return out
 }
 
+// Results of a transfer (the result label of jitsu_dns_transfers_total).
+const (
+	xfrFull        = "full"
+	xfrIncremental = "incremental"
+	xfrUpToDate    = "uptodate"
+	xfrBadTSIG     = "bad_tsig"
+)
+
 // transferRecords returns the records answering a transfer request from a
 // secondary holding serial have (ixfr false: AXFR): a single SOA when it is
 // up to date, the journal's differences since have (IXFR) when they are
 // kept, else the whole zone (AXFR form).
 func (x *xfrData) transferRecords(ixfr bool, have uint32) []dns.RR {
+	rrs, _ := x.transfer(ixfr, have)
+	return rrs
+}
+
+// transfer is transferRecords, with the kind of answer (xfrFull...).
+func (x *xfrData) transfer(ixfr bool, have uint32) ([]dns.RR, string) {
 	cur := x.soa
 	if ixfr {
 		if have == cur.Serial || serialNewer(have, cur.Serial) {
-			return []dns.RR{cur}
+			return []dns.RR{cur}, xfrUpToDate
 		}
 		for i, d := range x.journal {
 			if d.from.Serial != have {
@@ -271,13 +289,13 @@ func (x *xfrData) transferRecords(ixfr bool, have uint32) []dns.RR {
 				out = append(out, d.to)
 				out = append(out, d.add...)
 			}
-			return append(out, cur)
+			return append(out, cur), xfrIncremental
 		}
 	}
 	out := make([]dns.RR, 0, len(x.records)+2)
 	out = append(out, cur)
 	out = append(out, x.records...)
-	return append(out, cur)
+	return append(out, cur), xfrFull
 }
 
 // allowed reports whether src may transfer z.

@@ -63,14 +63,17 @@ func (s *Server) serveTransfer(c net.Conn, snap *snapshot, req []byte) (bool, er
 	if tsigErr != 0 {
 		s.log.Info("zone transfer refused: bad TSIG", zap.String("zone", z.origin),
 			zap.Stringer("from", src), zap.String("error", dns.RcodeToString[tsigErr]))
+		s.met.transfers.WithLabelValues(z.origin, dns.TypeToString[qt], xfrBadTSIG).Inc()
 		return true, s.writeTSIGError(c, &q, z, tsigErr)
 	}
 	if reqMAC == "" && z.tsig != nil {
 		return false, nil // unsigned: NOTAUTH
 	}
-	rrs := z.xfr.transferRecords(qt == dns.TypeIXFR, have)
-	s.log.Debug("zone transfer", zap.String("zone", z.origin), zap.Stringer("from", src),
-		zap.String("type", dns.TypeToString[qt]), zap.Uint32("serial", z.xfr.soa.Serial), zap.Int("records", len(rrs)))
+	rrs, kind := z.xfr.transfer(qt == dns.TypeIXFR, have)
+	s.log.Info("zone transfer", zap.String("zone", z.origin), zap.Stringer("from", src),
+		zap.String("type", dns.TypeToString[qt]), zap.String("result", kind), zap.Uint32("from_serial", have),
+		zap.Uint32("serial", z.xfr.soa.Serial), zap.Int("records", len(rrs)))
+	s.met.transfers.WithLabelValues(z.origin, dns.TypeToString[qt], kind).Inc()
 	s.met.query(z.origin, qt, dns.RcodeSuccess).Inc()
 	mac := reqMAC
 	for first := true; first || len(rrs) > 0; first = false {

@@ -13,7 +13,22 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// metricValue returns the value of a counter or gauge.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return d.GetGauge().GetValue()
+}
 
 // testSecret is a TSIG secret for the tests (base64 of 32 bytes).
 var testSecret = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
@@ -108,6 +123,9 @@ func TestSerialScheme(t *testing.T) {
 		}
 		if got := servedSerial(t, s); got != st.want {
 			t.Errorf("%s: serial %d, want %d", st.name, got, st.want)
+		}
+		if g := metricValue(t, s.met.serial.WithLabelValues("example.test.")); g != float64(st.want) {
+			t.Errorf("%s: jitsu_dns_zone_serial %v, want %d", st.name, g, st.want)
 		}
 	}
 	if err := s.Close(); err != nil {
@@ -278,6 +296,15 @@ func TestTransfer(t *testing.T) {
 	rrs, err = transfer(t, addr, "127.0.0.2", true, 0xf000_0000, "", "")
 	if err != nil || !slices.Equal(rrStrings(rrs[:max(len(rrs)-1, 0)], true), zoneStrings(t, cfg2, 2)) {
 		t.Errorf("IXFR from an unknown serial: %d records, %v; want the whole zone (AXFR form)", len(rrs), err)
+	}
+
+	for _, c := range []struct {
+		typ, result string
+		want        float64
+	}{{"AXFR", xfrFull, 1}, {"IXFR", xfrIncremental, 1}, {"IXFR", xfrUpToDate, 1}, {"IXFR", xfrFull, 1}} {
+		if got := metricValue(t, s.met.transfers.WithLabelValues("example.test.", c.typ, c.result)); got != c.want {
+			t.Errorf("jitsu_dns_transfers_total{type=%s,result=%s} = %v, want %v", c.typ, c.result, got, c.want)
+		}
 	}
 
 	// Strangers get NOTAUTH, over TCP and UDP.
@@ -487,6 +514,11 @@ func TestNotify(t *testing.T) {
 	want := []notified{{"127.0.0.1", 1, true}, {"127.0.0.1", 1, true}, {"127.0.0.1", 2, true}, {"127.0.0.1", 2, true}}
 	if !slices.Equal(g, want) || !slices.Equal(f.wait(t, 4), want) {
 		t.Errorf("NOTIFY received %v, want %v (no more after the answer)", f.wait(t, 4), want)
+	}
+	for result, want := range map[string]float64{"acknowledged": 2, "unanswered": 2, "given_up": 0} {
+		if got := metricValue(t, s.met.notify.WithLabelValues("example.test.", result)); got != want {
+			t.Errorf("jitsu_dns_notify_total{result=%s} = %v, want %v", result, got, want)
+		}
 	}
 }
 
