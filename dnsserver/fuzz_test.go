@@ -20,7 +20,7 @@ import (
 // (valid and malformed queries, with and without cookies, transfers,
 // NOTIFY, UPDATE, wildcards, TSIG).
 func FuzzHandler(f *testing.F) {
-	s, err := New(xfrConfig(f, true, "127.0.0.2:53"), Options{
+	s, err := New(xfrConfig(f, true, "127.0.0.2:9"), Options{
 		Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(),
 		RRL: RRLOptions{Rate: 2, Slip: 2, Window: time.Second}, Cookies: true,
 	})

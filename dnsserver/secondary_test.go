@@ -25,7 +25,7 @@ import (
 func TestTransferLikeKnot(t *testing.T) {
 	for _, tsig := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tsig=%v", tsig), func(t *testing.T) {
-			cfg := xfrConfig(t, tsig, "127.0.0.2:53")
+			cfg := xfrConfig(t, tsig, "127.0.0.2:9")
 			knot := startKnot(t, cfg, testAddrs)
 			_, ours := startXFRServer(t, cfg)
 			type req struct {
