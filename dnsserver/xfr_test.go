@@ -545,3 +545,18 @@ func TestSerialRaisedPastSecondary(t *testing.T) {
 		t.Errorf("IXFR from 1: %v, want SOA 42, SOA 1, SOA 42, SOA 42 (no record changed)", rrs)
 	}
 }
+
+// TestWildcardNeverLeadsToAUnikernel checks that a wildcard CNAME whose
+// chain reaches a unikernel's name is refused (it would summon for any
+// name).
+func TestWildcardNeverLeadsToAUnikernel(t *testing.T) {
+	for _, line := range []string{
+		"*.any.example.test. 60 IN CNAME www.example.test.",
+		"*.any.example.test. 60 IN CNAME touk.example.test.", // touk -> www
+	} {
+		_, err := New(withRecord(t, testConfig(t), line), Options{Listen: []string{"127.0.0.1:0"}})
+		if err == nil || !strings.Contains(err.Error(), `unikernel "www"`) {
+			t.Errorf("%s: error %v, want one naming unikernel www", line, err)
+		}
+	}
+}
