@@ -66,7 +66,7 @@ func (d *delayer) unikernelOf(snap *snapshot, req []byte) string {
 	_, _ = d.s.slow(snap, req, false, func(name string) ([]netip.Addr, error) {
 		uk = name
 		return nil, errDefer
-	}, nil)
+	}, nil, netip.Addr{})
 	return uk
 }
 

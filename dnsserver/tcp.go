@@ -54,7 +54,7 @@ func (s *Server) serveTCP(c net.Conn, slot *tcpConn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
-	w := &worker{key: make([]byte, 0, 300)}
+	w := &worker{key: make([]byte, 0, 300), src: addrOf(c.RemoteAddr())}
 	r := bufio.NewReader(c)
 	req := make([]byte, 0, 512)
 	out := make([]byte, 2, 4096)
@@ -72,6 +72,12 @@ func (s *Server) serveTCP(c net.Conn, slot *tcpConn) {
 		req = req[:n]
 		if _, err := io.ReadFull(r, req); err != nil {
 			return
+		}
+		if done, err := s.serveTransfer(c, s.snap.Load(), req); done {
+			if err != nil {
+				return
+			}
+			continue
 		}
 		s.hard.tcp.setBusy(slot, true)
 		snap := s.snap.Load()

@@ -114,7 +114,7 @@ func (l *udpListener) steal(b *summonBatch) {
 	for _, it := range items {
 		go func() {
 			defer s.wg.Done()
-			w, snap := &worker{}, s.snap.Load()
+			w, snap := &worker{src: addrOf(it.addr)}, s.snap.Load()
 			if s.hard.delay.park(snap, it.req, it.addr, l.conn) {
 				return
 			}
@@ -186,6 +186,7 @@ func (l *udpListener) reader() {
 		deferred = deferred[:0]
 		for i := range n {
 			req := in[i].Buffers[0][:in[i].N]
+			w.addr = in[i].Addr
 			resp, def := s.process(w, snap, req, false, false, outBufs[i][:0])
 			if def {
 				deferred = append(deferred, i)
@@ -211,6 +212,7 @@ func (l *udpListener) reader() {
 				break
 			}
 			req := in[i].Buffers[0][:in[i].N]
+			w.addr = in[i].Addr
 			if s.hard.delay.park(snap, req, in[i].Addr, l.conn) {
 				continue
 			}
