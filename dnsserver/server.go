@@ -189,22 +189,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	var lc net.ListenConfig
 	for _, addr := range s.opts.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		uc, ln, err := listenPair(ctx, &lc, addr)
 		if err != nil {
 			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		if host, port, _ := net.SplitHostPort(addr); port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err != nil {
-			_ = uc.Close()
-			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen tcp %s: %w", taddr, err)
+			return fmt.Errorf("start DNS server: %w", err)
 		}
 		l := newUDPListener(s, uc)
 		s.udp = append(s.udp, l)
