@@ -186,6 +186,11 @@ func (s *Server) guard(w *worker, req, resp []byte, src net.Addr, tcp bool) []by
 			h.met.exempt.Inc()
 		} else {
 			class, name := classify(resp, l, w.g.name[:0])
+			if class == rrlNormal || class == rrlLarge {
+				if zone := s.snap.Load().wildcardZone(name); zone != "" {
+					class, name = rrlWildcard, append(name[:0], zone...)
+				}
+			}
 			w.g.name = name
 			switch h.rrl.account(h.rrl.key(class, addr, name), now) {
 			case rrlDrop:

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -46,13 +47,14 @@ const (
 	rrlLarge           // an answer larger than rrlLargeSize
 	rrlAny             // QTYPE ANY
 	rrlError           // any other error rcode: one account per prefix
+	rrlWildcard        // synthesized from a wildcard: accounted per zone
 	numRRLClasses
 )
 
 // rrlLargeSize is the size above which an answer is of class large.
 const rrlLargeSize = 1024
 
-var rrlClassNames = [numRRLClasses]string{"normal", "nxdomain", "nodata", "large", "any", "error"}
+var rrlClassNames = [numRRLClasses]string{"normal", "nxdomain", "nodata", "large", "any", "error", "wildcard"}
 
 // RRL verdicts.
 const (
@@ -190,4 +192,28 @@ func authorityName(resp []byte, l msgLayout, name []byte) []byte {
 		return name
 	}
 	return out
+}
+
+// wildcardZone returns the origin of the zone whose wildcard synthesized
+// the answer for the lower-case wire name qname, "" if none did: answers
+// for random names under a wildcard are accounted together, as NXDOMAIN
+// answers are, or a flood of random names would escape the limit.
+func (snap *snapshot) wildcardZone(qname []byte) string {
+	if !snap.anyWildcards {
+		return ""
+	}
+	var b strings.Builder
+	for i := 0; i < len(qname) && qname[i] != 0; i += 1 + int(qname[i]) {
+		b.Write(qname[i+1 : i+1+int(qname[i])])
+		b.WriteByte('.')
+	}
+	name := b.String()
+	if name == "" {
+		name = "."
+	}
+	z := snap.findZone(name)
+	if z == nil || !z.hasWildcards || z.nodes[name] != nil {
+		return ""
+	}
+	return z.origin
 }
