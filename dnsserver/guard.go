@@ -32,6 +32,7 @@ type hardening struct {
 type guardScratch struct {
 	cookie []byte
 	name   []byte
+	hash   []byte
 }
 
 // guardMetrics are the guard's counters, children resolved.
@@ -187,12 +188,14 @@ func (s *Server) guard(w *worker, req, resp []byte, src net.Addr, tcp bool) []by
 		} else {
 			class, name := classify(resp, l, w.g.name[:0])
 			if class == rrlNormal || class == rrlLarge {
-				if zone := s.snap.Load().wildcardZone(name); zone != "" {
+				if zone := s.snap.Load().wildcardZone(name, w.key); zone != "" {
 					class, name = rrlWildcard, append(name[:0], zone...)
 				}
 			}
 			w.g.name = name
-			switch h.rrl.account(h.rrl.key(class, addr, name), now) {
+			var k uint64
+			k, w.g.hash = h.rrl.key(class, addr, name, w.g.hash)
+			switch h.rrl.account(k, now) {
 			case rrlDrop:
 				h.met.limited[class].Inc()
 				h.met.dropped.Inc()

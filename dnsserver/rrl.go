@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
@@ -95,26 +96,22 @@ func newRRLTable(o RRLOptions) *rrlTable {
 	}
 }
 
-// key hashes (class, source prefix, name).
-func (t *rrlTable) key(class int, src netip.Addr, name []byte) uint64 {
-	var h maphash.Hash
-	h.SetSeed(t.seed)
-	var b [18]byte
-	b[0] = byte(class)
+// key hashes (class, source prefix, name), using buf as scratch space.
+func (t *rrlTable) key(class int, src netip.Addr, name, buf []byte) (uint64, []byte) {
+	buf = append(buf[:0], byte(class))
 	if src.Is4() {
 		p, _ := src.Prefix(t.opts.IPv4Prefix)
 		a := p.Addr().As4()
-		b[1] = 4
-		copy(b[2:], a[:])
+		buf = append(buf, 4)
+		buf = append(buf, a[:]...)
 	} else {
 		p, _ := src.Prefix(t.opts.IPv6Prefix)
 		a := p.Addr().As16()
-		b[1] = 6
-		copy(b[2:], a[:])
+		buf = append(buf, 6)
+		buf = append(buf, a[:]...)
 	}
-	_, _ = h.Write(b[:])
-	_, _ = h.Write(name)
-	return h.Sum64()
+	buf = append(buf, name...)
+	return maphash.Bytes(t.seed, buf), buf
 }
 
 // account charges one response with key k at time now.
@@ -198,8 +195,13 @@ func authorityName(resp []byte, l msgLayout, name []byte) []byte {
 // the answer for the lower-case wire name qname, "" if none did: answers
 // for random names under a wildcard are accounted together, as NXDOMAIN
 // answers are, or a flood of random names would escape the limit.
-func (snap *snapshot) wildcardZone(qname []byte) string {
+func (snap *snapshot) wildcardZone(qname, cacheKey []byte) string {
 	if !snap.anyWildcards {
+		return ""
+	}
+	// The usual case, cheaply: the fast path's cache key for this very
+	// name (lower-case wire name, type, variant) is an existing answer.
+	if len(cacheKey) == len(qname)+3 && bytes.Equal(cacheKey[:len(qname)], qname) && snap.cache[string(cacheKey)] != nil {
 		return ""
 	}
 	var b strings.Builder
