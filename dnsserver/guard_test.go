@@ -281,6 +281,7 @@ func TestRRLRandomNames(t *testing.T) {
 		{"random NXDOMAIN", "r%d.example.test.", true},
 		{"random names under a wildcard", "r%d.wild.example.test.", true},
 		{"random names under a wildcard, mixed case", "R%d.WiLd.example.test.", true},
+		{"random names below a delegation", "r%d.sub.example.test.", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGuardServer(t, RRLOptions{Rate: rate, Slip: 2, Window: time.Second}, false)

@@ -49,13 +49,14 @@ const (
 	rrlAny             // QTYPE ANY
 	rrlError           // any other error rcode: one account per prefix
 	rrlWildcard        // synthesized from a wildcard: accounted per zone
+	rrlReferral        // a delegation: accounted per delegation point
 	numRRLClasses
 )
 
 // rrlLargeSize is the size above which an answer is of class large.
 const rrlLargeSize = 1024
 
-var rrlClassNames = [numRRLClasses]string{"normal", "nxdomain", "nodata", "large", "any", "error", "wildcard"}
+var rrlClassNames = [numRRLClasses]string{"normal", "nxdomain", "nodata", "large", "any", "error", "wildcard", "referral"}
 
 // RRL verdicts.
 const (
@@ -168,6 +169,8 @@ func classify(resp []byte, l msgLayout, name []byte) (int, []byte) {
 		return rrlAny, name
 	case l.an == 0 && resp[2]&0x04 != 0: // authoritative NODATA
 		return rrlEmpty, authorityName(resp, l, name)
+	case l.an == 0 && l.ns > 0: // a referral: random names below a cut share it
+		return rrlReferral, authorityName(resp, l, name)
 	case len(resp) > rrlLargeSize:
 		name, _ = appendLowerName(name, resp, hdrLen)
 		return rrlLarge, name
