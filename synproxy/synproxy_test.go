@@ -399,3 +399,18 @@ func TestRunLifecycle(t *testing.T) {
 		t.Error("second Run: no error")
 	}
 }
+
+func TestBridgeMAC(t *testing.T) {
+	a, b := BridgeMAC("br-jitsu"), BridgeMAC("br-other")
+	if a.String() != BridgeMAC("br-jitsu").String() {
+		t.Errorf("BridgeMAC is not stable: %v then %v", a, BridgeMAC("br-jitsu"))
+	}
+	if a.String() == b.String() {
+		t.Errorf("two bridges got the same MAC %v", a)
+	}
+	for _, m := range []net.HardwareAddr{a, b} {
+		if m[0]&1 != 0 || m[0]&2 == 0 || zeroMAC(m) {
+			t.Errorf("BridgeMAC = %v, want a locally administered unicast address", m)
+		}
+	}
+}

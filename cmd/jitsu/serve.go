@@ -93,7 +93,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	d := &daemon{log: log, cfg: cfg, heldSYN: map[netip.Addr]bool{}, replayed: map[string]time.Time{}}
 	d.indexAddrs(cfg)
 
-	if err := pinBridgeMAC(cfg.Network.Bridge); err != nil {
+	if _, err := synproxy.PinBridgeMAC(cfg.Network.Bridge, log.Named("network")); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(cfg.Hypervisor.ConsoleDir, 0o755); err != nil {
