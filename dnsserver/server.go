@@ -60,6 +60,11 @@ type Options struct {
 	Listen []string
 	// Summoner answers for unikernel names; nil answers them SERVFAIL.
 	Summoner Summoner
+	// SummonAfter holds back the Summoner: unikernel names get SERVFAIL
+	// until every channel is closed (e.g. until the SYN proxy intercepts
+	// and the summoner has adopted what runs). Static names are answered
+	// from the start.
+	SummonAfter []<-chan struct{}
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
@@ -84,6 +89,7 @@ type Server struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
+	ready    chan struct{} // closed once listening
 	ctx      context.Context
 	cancel   context.CancelFunc
 	udp      []*udpListener
@@ -117,7 +123,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new DNS server: %w", err)
 	}
-	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}, ready: make(chan struct{})}
 	s.summonRL.interval = time.Second
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
@@ -141,8 +147,28 @@ func (s *Server) Update(cfg Config) error {
 	return nil
 }
 
+// Run binds UDP and TCP on every listen address, closes Ready, and serves
+// until ctx ends (or Close is called); it then closes every socket and
+// connection and returns once every goroutine of the server has ended. It
+// returns nil after such a shutdown, or the error that kept it from
+// listening. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done(): // Close
+	}
+	return s.Close()
+}
+
+// Ready is closed once the server listens on every address.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Start binds UDP and TCP on every listen address and serves until Close
-// (or until ctx is cancelled). It returns once listening.
+// (or until ctx is cancelled). It returns once listening. Run is Start,
+// wait for ctx, Close.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -201,6 +227,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
+	close(s.ready)
 	return nil
 }
 
@@ -238,10 +265,21 @@ func (s *Server) closeLocked() {
 	}
 }
 
+// errNotSummoning answers unikernel names until SummonAfter's channels
+// are closed.
+var errNotSummoning = errors.New("not summoning yet")
+
 // summon calls the Summoner.
 func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
 	if s.opts.Summoner == nil {
 		return nil, errors.New("no summoner configured")
+	}
+	for _, c := range s.opts.SummonAfter {
+		select {
+		case <-c:
+		default:
+			return nil, fmt.Errorf("summon %q: %w", unikernel, errNotSummoning)
+		}
 	}
 	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
 	if err != nil {
