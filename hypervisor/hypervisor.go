@@ -121,9 +121,13 @@ const (
 	EventCrashed
 	EventSuspended
 	EventResumed
+	// EventReconnected is not about one domain (Name is empty): the
+	// backend has (re)connected to the hypervisor, and events may have
+	// been missed meanwhile; the consumer reconciles its view with List.
+	EventReconnected
 )
 
-var eventNames = [...]string{"", "started", "stopped", "crashed", "suspended", "resumed"}
+var eventNames = [...]string{"", "started", "stopped", "crashed", "suspended", "resumed", "reconnected"}
 
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventNames) {

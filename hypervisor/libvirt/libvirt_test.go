@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestContractTestDriver(t *testing.T) {
 }
 
 func TestNewBadURI(t *testing.T) {
-	_, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml"})
+	_, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", ShutdownTimeout: time.Second})
 	if err == nil {
 		t.Fatal("New with a bad URI succeeded")
 	}
@@ -87,10 +88,10 @@ func TestNewBadURI(t *testing.T) {
 // the same registry (jitsu retrying while libvirtd is down) works.
 func TestNewRetrySharesMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", Registerer: reg}); err == nil {
+	if _, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", ShutdownTimeout: time.Second, Registerer: reg}); err == nil {
 		t.Fatal("New with a bad URI succeeded")
 	}
-	h, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///default", Registerer: reg})
+	h, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///default", ShutdownTimeout: time.Second, Registerer: reg})
 	if err != nil {
 		t.Fatalf("New after a failed attempt on the same registry: %v", err)
 	}
@@ -159,5 +160,74 @@ func TestAdoptAfterRestart(t *testing.T) {
 		case <-timeout:
 			t.Fatal("no stopped event on the second backend")
 		}
+	}
+}
+
+// TestOptionsRequired: the backend takes explicit values (config owns the
+// defaults): no URI or no shutdown timeout is an error.
+func TestOptionsRequired(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts libvirt.Options
+		want string
+	}{
+		{"no URI", libvirt.Options{ShutdownTimeout: time.Second}, "no connection URI"},
+		{"no shutdown timeout", libvirt.Options{URI: "test:///default"}, "shutdown timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := libvirt.Open(tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Open: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestOpenUnreachable: Open returns at once with libvirt unreachable;
+// calls fail with ErrUnavailable, Connected stays open, and Close stops
+// the background connection attempts.
+func TestOpenUnreachable(t *testing.T) {
+	h, err := libvirt.Open(libvirt.Options{URI: "test:///nonexistent/file.xml", ShutdownTimeout: time.Second,
+		ReconnectMin: time.Millisecond, ReconnectMax: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	if _, err := h.List(ctx); !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Errorf("List while unreachable: %v, want ErrUnavailable", err)
+	}
+	if err := h.Start(ctx, testSpec("x")); !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Errorf("Start while unreachable: %v, want ErrUnavailable", err)
+	}
+	select {
+	case <-h.Connected():
+		t.Error("Connected closed although libvirt is unreachable")
+	default:
+	}
+}
+
+// TestOpenConnects: Open connects in the background, closes Connected and
+// reports EventReconnected.
+func TestOpenConnects(t *testing.T) {
+	h, err := libvirt.Open(libvirt.Options{URI: "test:///default", ShutdownTimeout: time.Second, ConsoleDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer h.Close()
+	select {
+	case <-h.Connected():
+	case <-time.After(30 * time.Second):
+		t.Fatal("not connected to test:///default after 30 s")
+	}
+	select {
+	case ev := <-h.Events():
+		if ev.Kind != hypervisor.EventReconnected || ev.Name != "" {
+			t.Errorf("first event %+v, want %v with no domain", ev, hypervisor.EventReconnected)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reconnected event 30 s after connecting")
+	}
+	if _, err := h.List(context.Background()); err != nil {
+		t.Errorf("List once connected: %v", err)
 	}
 }
