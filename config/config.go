@@ -177,7 +177,7 @@ type Unikernel struct {
 	DNS         []string         // names it answers for: lower-case FQDNs
 	IP          netip.Addr       // IPv4, inside Network.Gateway
 	IP6         netip.Addr       // optional, inside Network.Gateway6; invalid when unset
-	MAC         net.HardwareAddr // optional; nil = libvirt chooses
+	MAC         net.HardwareAddr // the mac key, else DeriveMAC(DomainPrefix + Name)
 	Kernel      string           // absolute path
 	Initrd      string           // absolute path, optional
 	Cmdline     string           // kernel command line, template already expanded

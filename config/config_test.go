@@ -176,7 +176,7 @@ func TestDefaults(t *testing.T) {
 	c = mustParse(t, base+unikernel("a", "2"))
 	u := c.Unikernels[0]
 	if u.Memory != 64<<20 || u.VCPUs != 1 || u.IdleTimeout != 60*time.Second || u.BootTimeout != 30*time.Second ||
-		u.StopMode != "destroy" || u.Ready.Kind != ReadyTCP || u.Ready.Port != 80 || u.Initrd != "" || u.MAC != nil ||
+		u.StopMode != "destroy" || u.Ready.Kind != ReadyTCP || u.Ready.Port != 80 || u.Initrd != "" || u.MAC.String() != DeriveMAC("jitsu-a").String() ||
 		u.IP6.IsValid() || len(u.Disks) != 0 {
 		t.Errorf("unikernel defaults: %+v", u)
 	}

@@ -12,10 +12,6 @@ import (
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
-// domainPrefix prefixes every domain jitsu creates, so that its domains are
-// recognisable in `virsh list` beside the host's others.
-const domainPrefix = "jitsu-"
-
 // dnsConfig builds the DNS server's zones from cfg: each zone's static
 // records, and the unikernel names inside it.
 func dnsConfig(cfg *config.Config) dnsserver.Config {
@@ -48,11 +44,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 		if u.IP6.IsValid() {
 			addrs = append(addrs, u.IP6)
 		}
-		dom := domainPrefix + u.Name
-		mac := u.MAC
-		if len(mac) == 0 {
-			mac = hypervisor.DeriveMAC(dom)
-		}
+		dom := config.DomainPrefix + u.Name
 		out = append(out, summoner.Unikernel{
 			Name:  u.Name,
 			Addrs: addrs,
@@ -65,7 +57,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				MemoryBytes: u.Memory,
 				VCPUs:       u.VCPUs,
 				Bridge:      cfg.Network.Bridge,
-				MAC:         mac,
+				MAC:         u.MAC,
 				DomainType:  cfg.Hypervisor.DomainType,
 				ConsoleLog:  filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
 			},

@@ -562,7 +562,7 @@ func (h *Hypervisor) Start(ctx context.Context, spec hypervisor.Spec) (err error
 	if err := prepareConsole(h.consolePath(spec)); err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
-	h.remember(spec.Name, metadata{Name: spec.Name, MAC: specMAC(spec).String()})
+	h.remember(spec.Name, metadata{Name: spec.Name, MAC: spec.NIC().String()})
 	if h.opts.Persistent {
 		d, err := conn.DomainDefineXML(domXML)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 
@@ -50,13 +49,6 @@ func parseMetadata(s string) (metadata, error) {
 	return m, nil
 }
 
-// specMAC is the NIC address of spec: its MAC or one derived from its name.
-func specMAC(spec hypervisor.Spec) net.HardwareAddr {
-	if len(spec.MAC) != 0 {
-		return spec.MAC
-	}
-	return hypervisor.DeriveMAC(spec.Name)
-}
 
 // validateSpec rejects specs that cannot become a domain.
 func validateSpec(spec hypervisor.Spec) error {
@@ -103,7 +95,7 @@ func domainXML(spec hypervisor.Spec, uuid, consoleLog, machine string) (string, 
 	if vcpus == 0 {
 		vcpus = 1
 	}
-	mac := specMAC(spec)
+	mac := spec.NIC()
 	d := &libvirtxml.Domain{
 		Type:     domType,
 		Name:     spec.Name,
