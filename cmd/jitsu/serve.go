@@ -65,6 +65,10 @@ type daemon struct {
 	log *zap.Logger
 	sum *summoner.Summoner
 	dns *dnsserver.Server
+	// serving are closed once unikernels are served (the SYN proxy
+	// intercepts, the summoner has adopted what runs): until then the
+	// control socket answers errStarting.
+	serving []<-chan struct{}
 
 	reloadMu sync.Mutex // serializes reloads
 	cfgMu    sync.Mutex
@@ -162,6 +166,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	}
 	d.sum = p.sum
 	summonAfter = append(summonAfter, p.sum.Running())
+	d.serving = summonAfter
 	if err := p.buildServers(cfg, log, reg, summonAfter); err != nil {
 		return fail(err)
 	}
@@ -356,8 +361,26 @@ func (g *timelineGate) Release(addrs []netip.Addr) error {
 	return err
 }
 
+// errStarting answers the control socket until unikernels are served.
+var errStarting = errors.New("jitsu is starting: libvirt not connected yet, or the SYN proxy not running yet")
+
+// starting returns errStarting until unikernels are served.
+func (d *daemon) starting() error {
+	for _, c := range d.serving {
+		select {
+		case <-c:
+		default:
+			return errStarting
+		}
+	}
+	return nil
+}
+
 // Status implements control.Daemon.
 func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
+	if err := d.starting(); err != nil {
+		return nil, err
+	}
 	sts := d.sum.Status()
 	out := make([]control.UnikernelStatus, 0, len(sts))
 	d.replayMu.Lock()
@@ -389,6 +412,9 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 
 // Start implements control.Daemon.
 func (d *daemon) Start(ctx context.Context, name string) error {
+	if err := d.starting(); err != nil {
+		return err
+	}
 	return controlErr(d.sum.Start(ctx, name))
 }
 
@@ -400,6 +426,9 @@ func (d *daemon) Stop(ctx context.Context, name, mode string) error {
 		if m, err = hypervisor.ParseStopMode(mode); err != nil {
 			return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 		}
+	}
+	if err := d.starting(); err != nil {
+		return err
 	}
 	return controlErr(d.sum.Stop(ctx, name, m))
 }
