@@ -50,6 +50,9 @@ type Options struct {
 	// Bridge is the bridge the guests are attached to; neighbour entries are
 	// pinned on it. Required unless IO is set.
 	Bridge string
+	// Table is the name of the nftables table (family inet) the proxy owns;
+	// empty means TableName.
+	Table string
 	// NetNS is the path of the network namespace (e.g. /run/netns/host)
 	// holding the bridge; empty means the namespace of the calling thread
 	// when Run starts.
@@ -172,7 +175,11 @@ func New(opts Options) (*Proxy, error) {
 		if mark == 0 {
 			mark = DefaultBypassMark
 		}
-		p.io = newKernelIO(opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
+		table := opts.Table
+		if table == "" {
+			table = TableName
+		}
+		p.io = newKernelIO(table, opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
 	}
 	return p, nil
 }

@@ -96,7 +96,15 @@ type parts struct {
 // serve runs jitsu until ctx is done. hup delivers reload requests.
 func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan os.Signal) error {
 	log.Info("jitsu starting", zap.String("version", version), zap.String("config", cfg.File),
-		zap.Int("zones", len(cfg.Zones)), zap.Int("unikernels", len(cfg.Unikernels)))
+		zap.Int("zones", len(cfg.Zones)), zap.Int("unikernels", len(cfg.Unikernels)),
+		zap.String("instance", cfg.Daemon.ID))
+	// Nothing is touched before the lock is held: a second daemon of the
+	// same instance must not clean up the first one's table.
+	unlock, err := lockInstance(cfg.Daemon.LockFile(), cfg.Daemon.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := synproxy.PinBridgeMAC(cfg.Network.Bridge, log.Named("network")); err != nil {
 		return err
 	}
@@ -125,6 +133,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		Logger:          log.Named("hypervisor"),
 		ConsoleDir:      cfg.Hypervisor.ConsoleDir,
 		ShutdownTimeout: cfg.Hypervisor.ShutdownTimeout,
+		Instance:        cfg.Daemon.ID,
 		Registerer:      reg,
 	})
 	if err != nil {
@@ -176,11 +185,12 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 // newProxy builds the SYN proxy, after removing what a previous run that
 // crashed left behind.
 func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d *daemon) (*synproxy.Proxy, error) {
-	if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
+	if err := synproxy.Cleanup(cfg.Network.Bridge, nftTable(cfg)); err != nil {
 		log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
 	}
 	proxy, err := synproxy.New(synproxy.Options{
 		Bridge:     cfg.Network.Bridge,
+		Table:      nftTable(cfg),
 		Logger:     log.Named("synproxy"),
 		Registerer: reg,
 		Limits:     synLimits(cfg),

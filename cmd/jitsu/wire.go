@@ -85,3 +85,8 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 		MaxAge:     cfg.SynProxy.MaxAge,
 	}
 }
+
+// nftTable is the name of this instance's nftables table.
+func nftTable(cfg *config.Config) string {
+	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
+}

@@ -48,6 +48,11 @@ type Options struct {
 	// ShutdownTimeout is how long StopShutdown waits for the guest to power
 	// off before destroying it. Required.
 	ShutdownTimeout time.Duration
+	// Instance is the id of the jitsu daemon using this backend: written
+	// into the metadata of every domain it creates. Domains whose metadata
+	// names another instance (or none, when Instance is set) are foreign:
+	// never listed, started, stopped or reported.
+	Instance string
 	// Machine is the QEMU machine type (e.g. "pc", "q35"); "" means
 	// libvirt's default.
 	Machine string
@@ -471,7 +476,14 @@ func (h *Hypervisor) jitsuMetadata(d *lv.Domain) (metadata, error) {
 		}
 		return metadata{}, h.wrap("read metadata of", "", err)
 	}
-	return parseMetadata(s)
+	md, err := parseMetadata(s)
+	if err != nil {
+		return md, err
+	}
+	if md.Instance != h.opts.Instance {
+		return metadata{}, fmt.Errorf("domain of jitsu instance %q, not %q: %w", md.Instance, h.opts.Instance, hypervisor.ErrForeign)
+	}
+	return md, nil
 }
 
 func (h *Hypervisor) remember(name string, md metadata) *domInfo {
@@ -555,14 +567,14 @@ func (h *Hypervisor) Start(ctx context.Context, spec hypervisor.Spec) (err error
 	case !errors.Is(err, hypervisor.ErrNotFound):
 		return err
 	}
-	domXML, err := domainXML(spec, "", h.consolePath(spec), h.opts.Machine)
+	domXML, err := domainXML(spec, h.opts.Instance, "", h.consolePath(spec), h.opts.Machine)
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
 	if err := prepareConsole(h.consolePath(spec)); err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
-	h.remember(spec.Name, metadata{Name: spec.Name, MAC: spec.NIC().String()})
+	h.remember(spec.Name, metadata{Name: spec.Name, MAC: spec.NIC().String(), Instance: h.opts.Instance})
 	if h.opts.Persistent {
 		d, err := conn.DomainDefineXML(domXML)
 		if err != nil {
@@ -620,7 +632,7 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 	if err != nil {
 		return h.wrap("get UUID of", spec.Name, err)
 	}
-	domXML, err := domainXML(spec, uuid, h.consolePath(spec), h.opts.Machine)
+	domXML, err := domainXML(spec, h.opts.Instance, uuid, h.consolePath(spec), h.opts.Machine)
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}

@@ -231,3 +231,66 @@ func TestOpenConnects(t *testing.T) {
 		t.Errorf("List once connected: %v", err)
 	}
 }
+
+// TestInstancesKeepApart: a backend never lists, starts over, stops or
+// reports the domains of another jitsu instance.
+func TestInstancesKeepApart(t *testing.T) {
+	ctx := context.Background()
+	open := func(instance string) *libvirt.Hypervisor {
+		hv, err := libvirt.New(ctx, libvirt.Options{URI: "test:///default", Logger: zaptest.NewLogger(t),
+			ConsoleDir: t.TempDir(), ShutdownTimeout: 2 * time.Second, Instance: instance})
+		if err != nil {
+			t.Fatalf("New(%s): %v", instance, err)
+		}
+		t.Cleanup(func() { _ = hv.Close() })
+		return hv
+	}
+	blue, green := open("blue"), open("green")
+	name := fmt.Sprintf("inst-%d", run.Add(1))
+	if err := blue.Start(ctx, testSpec(name)); err != nil {
+		t.Fatalf("blue Start: %v", err)
+	}
+	defer blue.Stop(ctx, name, hypervisor.StopDestroy)
+	doms, err := green.List(ctx)
+	if err != nil {
+		t.Fatalf("green List: %v", err)
+	}
+	for _, d := range doms {
+		if d.Name == name {
+			t.Errorf("green lists blue's domain %q", name)
+		}
+	}
+	for _, tt := range []struct {
+		op  string
+		err error
+	}{
+		{"Stop", green.Stop(ctx, name, hypervisor.StopDestroy)},
+		{"Start", green.Start(ctx, testSpec(name))},
+		{"Resume", green.Resume(ctx, name)},
+	} {
+		if !errors.Is(tt.err, hypervisor.ErrForeign) {
+			t.Errorf("green %s on blue's domain: %v, want ErrForeign", tt.op, tt.err)
+		}
+	}
+	if _, err := green.State(ctx, name); !errors.Is(err, hypervisor.ErrForeign) {
+		t.Errorf("green State of blue's domain: %v, want ErrForeign", err)
+	}
+	if st, err := blue.State(ctx, name); err != nil || st != hypervisor.StateRunning {
+		t.Errorf("blue's domain after green's attempts: %v %v, want running", st, err)
+	}
+	if err := blue.Stop(ctx, name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("blue Stop: %v", err)
+	}
+	// green saw none of it.
+	for {
+		select {
+		case ev := <-green.Events():
+			if ev.Name == name {
+				t.Errorf("green got an event of blue's domain: %+v", ev)
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+}
