@@ -20,9 +20,11 @@ package config
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -49,6 +51,7 @@ const (
 	DefaultSynMaxBytes     = 16 << 20
 	DefaultSynMaxAge       = 30 * time.Second
 	DefaultControlSocket   = "/run/jitsu/control.sock"
+	DefaultLockDir         = "/run/jitsu"
 	DefaultControlMode     = os.FileMode(0o600)
 	DefaultCmdline         = "console=ttyS0 ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off"
 	DefaultMemory          = 64 << 20
@@ -80,6 +83,7 @@ const (
 // Config is a validated configuration file.
 type Config struct {
 	File       string // the name it was parsed under
+	Daemon     DaemonConfig
 	DNS        DNSConfig
 	Zones      []Zone // [[zone]]
 	Hypervisor HypervisorConfig
@@ -90,6 +94,29 @@ type Config struct {
 	Control    ControlConfig
 	Defaults   UnikernelDefaults
 	Unikernels []Unikernel // [[unikernel]], defaults applied
+}
+
+// DaemonConfig is [daemon]: who this daemon is among those on the host.
+type DaemonConfig struct {
+	// ID is the instance id (see DefaultID): in its domains' metadata, its
+	// nftables table's name and its lock file's name.
+	ID string
+	// LockDir holds the lock file ID.lock.
+	LockDir string
+}
+
+// LockFile is the file this daemon holds locked while it runs.
+func (c DaemonConfig) LockFile() string { return filepath.Join(c.LockDir, c.ID+".lock") }
+
+// DefaultID is the instance id of a config file that sets none: "jitsu-"
+// and 8 hex digits of a hash of the file's absolute path.
+func DefaultID(file string) string {
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	h := fnv.New32a()
+	h.Write([]byte(file))
+	return fmt.Sprintf("jitsu-%08x", h.Sum32())
 }
 
 // DNSConfig is [dns].
@@ -202,7 +229,7 @@ type Unikernel struct {
 	DNS         []string         // names it answers for: lower-case FQDNs
 	IP          netip.Addr       // IPv4, inside Network.Gateway
 	IP6         netip.Addr       // optional, inside Network.Gateway6; invalid when unset
-	MAC         net.HardwareAddr // optional; nil = libvirt chooses
+	MAC         net.HardwareAddr // the mac key, else DeriveMAC(DomainPrefix + Name)
 	Kernel      string           // absolute path
 	Initrd      string           // absolute path, optional
 	Cmdline     string           // kernel command line, template already expanded

@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -69,6 +68,11 @@ type Options struct {
 	Listen []string
 	// Summoner answers for unikernel names; nil answers them SERVFAIL.
 	Summoner Summoner
+	// SummonAfter holds back the Summoner: unikernel names get SERVFAIL
+	// until every channel is closed (e.g. until the SYN proxy intercepts
+	// and the summoner has adopted what runs). Static names are answered
+	// from the start.
+	SummonAfter []<-chan struct{}
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
@@ -101,6 +105,7 @@ type Server struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
+	ready    chan struct{} // closed once listening
 	ctx      context.Context
 	cancel   context.CancelFunc
 	udp      []*udpListener
@@ -149,7 +154,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new DNS server: %w", err)
 	}
-	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}, ready: make(chan struct{})}
 	s.summonRL.interval = time.Second
 	s.xfr.notify = newNotifier(s)
 	if err := s.initHardening(opts); err != nil {
@@ -176,8 +181,28 @@ func (s *Server) Update(cfg Config) error {
 	return nil
 }
 
+// Run binds UDP and TCP on every listen address, closes Ready, and serves
+// until ctx ends (or Close is called); it then closes every socket and
+// connection and returns once every goroutine of the server has ended. It
+// returns nil after such a shutdown, or the error that kept it from
+// listening. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done(): // Close
+	}
+	return s.Close()
+}
+
+// Ready is closed once the server listens on every address.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Start binds UDP and TCP on every listen address and serves until Close
-// (or until ctx is cancelled). It returns once listening.
+// (or until ctx is cancelled). It returns once listening. Run is Start,
+// wait for ctx, Close.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,33 +251,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
+	close(s.ready)
 	return nil
-}
-
-// listenPair binds UDP and TCP on addr, on the same port. With port 0 the
-// port UDP got may be taken for TCP: another is tried (a few times).
-func listenPair(ctx context.Context, lc *net.ListenConfig, addr string) (*net.UDPConn, net.Listener, error) {
-	for try := 1; ; try++ {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		host, port, _ := net.SplitHostPort(addr)
-		if port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err == nil {
-			return uc, ln, nil
-		}
-		_ = uc.Close()
-		if port != "0" || try >= 10 || !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, nil, fmt.Errorf("listen tcp %s: %w", taddr, err)
-		}
-	}
 }
 
 // Addrs returns the bound addresses (UDP and TCP for each listen address).
@@ -289,10 +289,21 @@ func (s *Server) closeLocked() {
 	}
 }
 
+// errNotSummoning answers unikernel names until SummonAfter's channels
+// are closed.
+var errNotSummoning = errors.New("not summoning yet")
+
 // summon calls the Summoner.
 func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
 	if s.opts.Summoner == nil {
 		return nil, errors.New("no summoner configured")
+	}
+	for _, c := range s.opts.SummonAfter {
+		select {
+		case <-c:
+		default:
+			return nil, fmt.Errorf("summon %q: %w", unikernel, errNotSummoning)
+		}
 	}
 	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
 	if err != nil {

@@ -12,10 +12,6 @@ import (
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
-// domainPrefix prefixes every domain jitsu creates, so that its domains are
-// recognisable in `virsh list` beside the host's others.
-const domainPrefix = "jitsu-"
-
 // dnsConfig builds the DNS server's zones from cfg: each zone's static
 // records, the unikernel names inside it and their addresses (for zone
 // transfers), its secondaries and TSIG key.
@@ -63,11 +59,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 		if u.IP6.IsValid() {
 			addrs = append(addrs, u.IP6)
 		}
-		dom := domainPrefix + u.Name
-		mac := u.MAC
-		if len(mac) == 0 {
-			mac = hypervisor.DeriveMAC(dom)
-		}
+		dom := config.DomainPrefix + u.Name
 		out = append(out, summoner.Unikernel{
 			Name:  u.Name,
 			Addrs: addrs,
@@ -80,7 +72,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				MemoryBytes: u.Memory,
 				VCPUs:       u.VCPUs,
 				Bridge:      cfg.Network.Bridge,
-				MAC:         mac,
+				MAC:         u.MAC,
 				DomainType:  cfg.Hypervisor.DomainType,
 				ConsoleLog:  filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
 			},
@@ -107,4 +99,9 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 		Bytes:      cfg.SynProxy.MaxBytes,
 		MaxAge:     cfg.SynProxy.MaxAge,
 	}
+}
+
+// nftTable is the name of this instance's nftables table.
+func nftTable(cfg *config.Config) string {
+	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
 }

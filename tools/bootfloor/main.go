@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	jconfig "github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 	"github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
@@ -129,7 +130,7 @@ func measure(ctx context.Context, c config) error {
 		return fmt.Errorf("create console dir: %w", err)
 	}
 	defer os.RemoveAll(consoleDir)
-	hv, err := libvirt.New(ctx, libvirt.Options{URI: testenv.URI, ConsoleDir: consoleDir, Persistent: c.persistent})
+	hv, err := libvirt.New(ctx, libvirt.Options{URI: testenv.URI, ConsoleDir: consoleDir, Persistent: c.persistent, ShutdownTimeout: jconfig.DefaultShutdownTimeout})
 	if err != nil {
 		return err
 	}

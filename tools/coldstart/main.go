@@ -38,6 +38,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 	"github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
@@ -313,7 +314,7 @@ func waitControl(ctx context.Context, socket string) error {
 // the Spec jitsu would use, and times the start call to the first HTTP
 // answer, probed every 5 ms.
 func measureFloor(ctx context.Context, env *testenv.Env, img testenv.Image, dir string, n int) (result, error) {
-	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir})
+	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
 	if err != nil {
 		return result{}, err
 	}
