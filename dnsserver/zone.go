@@ -42,6 +42,9 @@ type snapshot struct {
 	zones     map[string]*zoneData
 	summonTTL uint32
 	cache     map[string]*cacheEntry // pre-encoded answers, see cache.go
+	// anyWildcards is set when some zone has a wildcard (RRL accounts
+	// their answers per zone).
+	anyWildcards bool
 }
 
 // compile validates cfg and builds its snapshot (without the answer cache).
@@ -66,6 +69,7 @@ func compile(cfg Config) (*snapshot, error) {
 			continue
 		}
 		s.zones[zd.origin] = zd
+		s.anyWildcards = s.anyWildcards || zd.hasWildcards
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
