@@ -3,7 +3,7 @@
 # zone, one server core each (server on CPU 1, dnsperf on CPU 0), in one run;
 # prints queries per second and the ratio jitsu/knotd, for static names and
 # for names of running unikernels. Loopback only.
-# Usage: dnsserver/dnsbench/bench.sh [seconds]   (run from the module root)
+# Usage: bench/dns/bench.sh [seconds]   (run from the module root)
 set -eu
 SECS=${1:-${BENCH_DNS_SECONDS:-10}}
 PERF_OPTS=${BENCH_DNS_PERF_OPTS:-"-c 4 -q 256"}
@@ -20,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM HUP PIPE
-go build -o "$TMP/dnsbench" ./dnsserver/dnsbench
+go build -o "$TMP/dnsbench" ./bench/dns
 "$TMP/dnsbench" -write "$TMP"
 KPORT=${BENCH_DNS_KNOT_PORT:-53531} JPORT=${BENCH_DNS_JITSU_PORT:-53532}
 # knotd runs with its default worker threads (BENCH_DNS_KNOT_WORKERS="    udp-workers: 1"
