@@ -234,7 +234,7 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 		fmt.Printf("%-8s %9s %9s %9s %9s  %s%s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90),
 			benchkit.MS(s.Min), benchkit.MS(s.Max), c.label, note)
 	}
-	for _, ref := range refs {
+	for ri, ref := range refs {
 		rs, ok := b.samples[ref]
 		if !ok {
 			continue
@@ -243,7 +243,9 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 		fmt.Printf("%-8s %9s %9s %9s %9s\n", "case", "median", "p90", "min", "max")
 		for _, c := range selected {
 			cs := b.samples[c.key]
-			if c.key == ref || len(cs) != len(rs) {
+			// A reference already compared against an earlier one
+			// gives no new row.
+			if i := slices.Index(refs, c.key); i >= 0 && i <= ri || len(cs) != len(rs) {
 				continue
 			}
 			diffs := make([]time.Duration, len(cs))
