@@ -248,14 +248,19 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 			if i := slices.Index(refs, c.key); i >= 0 && i <= ri || len(cs) != len(rs) {
 				continue
 			}
-			diffs := make([]time.Duration, len(cs))
-			for i := range cs {
-				diffs[i] = cs[i].d - rs[i].d
-			}
-			s := benchkit.Summarize(diffs)
+			s := benchkit.Summarize(paired(cs, rs))
 			fmt.Printf("%-8s %9s %9s %9s %9s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90), benchkit.MS(s.Min), benchkit.MS(s.Max))
 		}
 	}
+}
+
+// paired returns, round by round, the case's sample minus the reference's.
+func paired(cs, rs []sample) []time.Duration {
+	out := make([]time.Duration, min(len(cs), len(rs)))
+	for i := range out {
+		out[i] = cs[i].d - rs[i].d
+	}
+	return out
 }
 
 func durations(ss []sample) []time.Duration {
