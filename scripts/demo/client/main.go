@@ -71,7 +71,7 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
-	stamp("client: DNS query for %s sent", name)
+	stamp("DNS query for %s sent", name)
 	resp, _, err := (&dns.Client{Timeout: 10 * time.Second}).ExchangeContext(ctx, m, server)
 	if err != nil {
 		return evs, fmt.Errorf("query %s: %w", name, err)
@@ -86,12 +86,12 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 	if addr == nil {
 		return evs, fmt.Errorf("no A record for %s: %s", name, dns.RcodeToString[resp.Rcode])
 	}
-	stamp("client: DNS answer %s (TTL %ds)", addr, resp.Answer[0].Header().Ttl)
+	stamp("DNS answer %s (TTL %ds)", addr, resp.Answer[0].Header().Ttl)
 
 	trace := &httptrace.ClientTrace{
-		ConnectStart:         func(_, _ string) { stamp("client: TCP connect to %s:80 starts (SYN sent)", addr) },
+		ConnectStart:         func(_, _ string) { stamp("TCP connect to %s:80 starts (SYN sent)", addr) },
 		ConnectDone:          func(_, _ string, err error) { connectDone(stamp, err) },
-		GotFirstResponseByte: func() { stamp("client: first byte of the page") },
+		GotFirstResponseByte: func() { stamp("first byte of the page") },
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, "http://"+name+"/", nil)
 	if err != nil {
@@ -125,7 +125,7 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 	if err != nil {
 		return evs, fmt.Errorf("read the page: %w", err)
 	}
-	stamp("client: page received (HTTP %d, %d bytes)", res.StatusCode, n)
+	stamp("page received (HTTP %d, %d bytes)", res.StatusCode, n)
 	if res.StatusCode != http.StatusOK {
 		return evs, fmt.Errorf("GET http://%s/: %s", name, res.Status)
 	}
@@ -134,10 +134,10 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 
 func connectDone(stamp func(string, ...any), err error) {
 	if err != nil {
-		stamp("client: TCP connect failed: %v", err)
+		stamp("TCP connect failed: %v", err)
 		return
 	}
-	stamp("client: TCP connected (SYN-ACK received)")
+	stamp("TCP connected (SYN-ACK received)")
 }
 
 // writeEvents writes evs to path as UNIXNANO=LABEL lines; "" writes none.
