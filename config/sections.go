@@ -45,6 +45,7 @@ func (d *decoder) dnsSection(t *table, c *DNSConfig) {
 	if v, ok := t.duration("response_delay"); ok {
 		c.ResponseDelay = v
 	}
+	d.dnsHardening(t, c)
 	t.done()
 }
 
@@ -210,6 +211,7 @@ func (d *decoder) metrics(t *table, c *MetricsConfig) {
 	if c.Pprof && c.Listen == "" {
 		t.errorf("pprof", "pprof is served on the metrics address: set metrics.listen too")
 	}
+	d.metricsAuth(t, c)
 	t.done()
 }
 
