@@ -3,4 +3,4 @@
 # private network namespace (internal/sandbox), holding
 # /run/jitsu-libvirtd.lock. The boot-floor benchmarks are in mk/bench.mk.
 
-TEST_ROOT_PKGS += ./hypervisor/libvirt/integration ./internal/testenv
+TEST_ROOT_PKGS += ./hypervisor/libvirt/integration ./internal/testenv ./internal/sandbox
