@@ -53,9 +53,6 @@ jd_die() { printf '%sjitsu demo: %s%s\n' "$JD_RED" "$*" "$JD_OFF" >&2; exit 1; }
 
 # jd_now_ns prints the wall clock in Unix nanoseconds.
 jd_now_ns() { date +%s%N; }
-# jd_sec_to_ns SECONDS prints a decimal number of seconds (curl's timings)
-# in whole nanoseconds.
-jd_sec_to_ns() { awk -v s="$1" 'BEGIN { printf "%.0f", s * 1e9 }'; }
 
 # ---- preconditions --------------------------------------------------------
 
