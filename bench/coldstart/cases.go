@@ -34,7 +34,7 @@ func floorSample(ctx context.Context, b *bench, _ *benchCase) (sample, error) {
 	defer func() {
 		_ = b.env.Command(context.Background(), "ip", "neigh", "del", guestIP, "dev", b.env.Bridge).Run()
 	}()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	start := time.Now()
 	if err := b.hv.Start(ctx, b.spec); err != nil {
@@ -112,7 +112,7 @@ func getFrom(ctx context.Context, b *bench, start time.Time, addr string) (time.
 		if err == nil {
 			return first.Sub(start), retries, nil
 		}
-		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EHOSTUNREACH) || time.Since(start) > time.Minute {
+		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EHOSTUNREACH) || time.Since(start) > 2*time.Minute {
 			return 0, retries, err
 		}
 		retries++

@@ -199,7 +199,9 @@ func selectCases(only string) ([]*benchCase, error) {
 func (b *bench) writeConfigs(selected []*benchCase, img sandbox.Image, domainType string) error {
 	base := sandbox.JitsuConfig{
 		ConsoleDir: b.dir, Socket: b.socket, Image: img, DomainType: domainType,
-		Unikernels: []sandbox.JitsuUnikernel{{Name: "www", IP: guestIP, IdleTimeout: "0s"}},
+		// A boot timeout no loaded machine reaches: a sample must not fail
+		// for being slow (the floor has none).
+		Unikernels: []sandbox.JitsuUnikernel{{Name: "www", IP: guestIP, IdleTimeout: "0s", BootTimeout: "120s"}},
 	}
 	specConf := filepath.Join(b.dir, "base.toml")
 	if err := base.Write(specConf); err != nil {
