@@ -117,6 +117,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	d.budget(track(&tables, root.sub("budget")), &c.Budget)
 	d.metrics(track(&tables, root.sub("metrics")), &c.Metrics)
 	d.control(track(&tables, root.sub("control")), &c.Control)
+	d.frontdoor(track(&tables, root.sub("frontdoor")), &c.Frontdoor)
 	tmpl := d.defaults(track(&tables, root.sub("defaults")), &c.Defaults)
 	d.unikernels(c, []*table{track(&tables, d.newTable("unikernel[0]", map[string]any{}))}, tmpl)
 	root.get("zone")

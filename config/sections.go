@@ -21,10 +21,12 @@ func (d *decoder) config(root *table) *Config {
 	d.budget(root.sub("budget"), &c.Budget)
 	d.metrics(root.sub("metrics"), &c.Metrics)
 	d.control(root.sub("control"), &c.Control)
+	d.frontdoor(root.sub("frontdoor"), &c.Frontdoor)
 	tmpl := d.defaults(root.sub("defaults"), &c.Defaults)
 	uts := root.tables("unikernel")
 	root.done()
 	d.checkZones(c)
+	d.checkFrontdoor(c)
 	d.unikernels(c, uts, tmpl)
 	return c
 }
