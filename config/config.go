@@ -37,6 +37,8 @@ const (
 	DefaultListen          = "127.0.0.1:5353"
 	DefaultSummonTTL       = time.Second
 	DefaultZoneTTL         = time.Hour
+	DefaultSecondaryPort   = 53            // NOTIFY destination port of a secondary written without one
+	DefaultTSIGAlgorithm   = "hmac-sha256" // zone.tsig.algorithm
 	DefaultHypervisorURI   = "qemu:///system"
 	DefaultDomainType      = "kvm"
 	DefaultConsoleDir      = "/var/log/jitsu"
@@ -111,6 +113,12 @@ type Zone struct {
 	// with $ORIGIN=Origin and $TTL=TTL, owner names lower-case FQDNs.
 	RRs  []dns.RR
 	Line int // line of its [[zone]] table
+	// Secondaries may transfer the zone (AXFR/IXFR, from their address;
+	// the port is where NOTIFY goes, DefaultSecondaryPort if not written).
+	Secondaries []netip.AddrPort
+	// TSIG, when set, is the key every transfer must be signed with; the
+	// NOTIFY messages are signed with it too.
+	TSIG *TSIGKey
 }
 
 // HypervisorConfig is [hypervisor].

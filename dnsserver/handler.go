@@ -37,6 +37,7 @@ type qinfo struct {
 	ednsVersion   uint8
 	do            bool
 	udpSize       uint16
+	src           netip.Addr // client's address (transfer ACL)
 }
 
 func (q *qinfo) udpLimit() int {
@@ -99,6 +100,12 @@ func (s *snapshot) answer(q *qinfo, tcp bool, summon summonFunc) (*dns.Msg, stri
 		}
 		return m, z.origin, nil
 	case dns.TypeIXFR:
+		if !tcp && q.lname == z.origin && z.tsig == nil && z.xfr != nil && z.allowed(q.src) {
+			// Over UDP, an allowed secondary gets the current SOA (RFC
+			// 1995 section 2: it retries over TCP), AA clear as knotd.
+			m.Answer = append(m.Answer, z.soa)
+			return m, z.origin, nil
+		}
 		m.Rcode = dns.RcodeNotAuth
 		return m, z.origin, nil
 	case dns.TypeNone:
@@ -129,7 +136,7 @@ func (s *Server) process(w *worker, snap *snapshot, req []byte, tcp, mayBlock bo
 	if !mayBlock {
 		summon = deferSummon
 	}
-	resp, err := s.slow(snap, req, tcp, summon, out)
+	resp, err := s.slow(snap, req, tcp, summon, out, w.source())
 	if errors.Is(err, errDefer) {
 		return nil, true
 	}
@@ -146,7 +153,7 @@ func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQue
 	if e.unikernel != "" {
 		addrs, err := s.summon(e.unikernel)
 		if err != nil {
-			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out)
+			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out, netip.Addr{})
 			return resp, true
 		}
 		d := e.dyn.Load()
@@ -159,7 +166,7 @@ func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQue
 		}
 		wire, counter = d.wire, d.counter
 		if !tcp && len(wire) > fq.limit {
-			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return addrs, nil }, out)
+			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return addrs, nil }, out, netip.Addr{})
 			return resp, true
 		}
 	}
@@ -176,7 +183,8 @@ func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQue
 }
 
 // slow is the general path: full parse with miekg/dns, every error case.
-func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, out []byte) ([]byte, error) {
+// src is the client's address (for the transfer ACL; may be invalid).
+func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, out []byte, src netip.Addr) ([]byte, error) {
 	if len(req) < 12 {
 		s.met.droppedShort.Inc()
 		return nil, nil
@@ -192,7 +200,7 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		s.met.query("", 0, dns.RcodeFormatError).Inc()
 		return out, nil
 	}
-	q := qinfo{id: m.Id, opcode: m.Opcode, rd: m.RecursionDesired, cd: m.CheckingDisabled}
+	q := qinfo{id: m.Id, opcode: m.Opcode, rd: m.RecursionDesired, cd: m.CheckingDisabled, src: src}
 	if len(m.Question) == 1 {
 		q.hasQuestion = true
 		q.lname = strings.ToLower(m.Question[0].Name)
@@ -218,6 +226,11 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		q.edns = false
 		resp = newReply(&q)
 		resp.Rcode = dns.RcodeFormatError
+	case m.Opcode == dns.OpcodeNotify || m.Opcode == dns.OpcodeUpdate:
+		// jitsu is no secondary and takes no updates: knotd answers both
+		// NOTAUTH when it has no ACL allowing them.
+		resp = newReply(&q)
+		resp.Rcode = dns.RcodeNotAuth
 	case m.Opcode != dns.OpcodeQuery:
 		resp = newReply(&q)
 		resp.Rcode = dns.RcodeNotImplemented

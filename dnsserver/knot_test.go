@@ -162,6 +162,21 @@ func knotBattery() []battery {
 	add("medium.example.test.", dns.TypeTXT)
 	add("big.example.test.", dns.TypeTXT)
 	add("mail.example.test.", 65000, dns.TypeAXFR, dns.TypeIXFR)
+	// Wildcards: direct, deeper, the wildcard itself, blocked by an
+	// existing name and by an empty non-terminal, CNAME, NODATA type, a
+	// unikernel's name below a wildcard.
+	add("x.wild.example.test.", dns.TypeA, dns.TypeTXT, dns.TypeMX, dns.TypeAAAA, dns.TypeANY, dns.TypeCNAME)
+	add("X.Wild.Example.Test.", dns.TypeA)
+	add("deep.er.wild.example.test.", dns.TypeA, dns.TypeNS)
+	add("*.wild.example.test.", dns.TypeA, dns.TypeAAAA)
+	add("host.wild.example.test.", dns.TypeA, dns.TypeTXT)
+	add("b.wild.example.test.", dns.TypeA, dns.TypeTXT)
+	add("c.b.wild.example.test.", dns.TypeA)
+	add("a.b.wild.example.test.", dns.TypeA, dns.TypeTXT)
+	add("wild.example.test.", dns.TypeA)
+	add("uk.wild.example.test.", dns.TypeTXT, dns.TypeMX, dns.TypeAAAA)
+	add("foo.cn.example.test.", dns.TypeA, dns.TypeCNAME, dns.TypeTXT)
+	add("foo.cnw.example.test.", dns.TypeA, dns.TypeMX)
 	add("www.other.org.", dns.TypeA)
 	add("test.", dns.TypeSOA)
 	add(".", dns.TypeNS)
@@ -171,6 +186,16 @@ func knotBattery() []battery {
 		battery{name: "RD and CD", qname: "www.example.test.", qtype: dns.TypeA, mutate: func(m *dns.Msg) { m.RecursionDesired = true; m.CheckingDisabled = true }},
 		battery{name: "opcode STATUS", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Opcode = dns.OpcodeStatus }},
 		battery{name: "opcode IQUERY", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Opcode = dns.OpcodeIQuery }},
+		battery{name: "opcode NOTIFY", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }},
+		battery{name: "opcode NOTIFY outside zones", qname: "other.org.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }},
+		battery{name: "opcode UPDATE", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate }},
+		battery{name: "opcode UPDATE with a record", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) {
+			m.Opcode = dns.OpcodeUpdate
+			m.Ns = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "new.example.test.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: []byte{192, 0, 2, 9}}}
+		}},
+		battery{name: "IXFR from a stranger", qname: "example.test.", qtype: dns.TypeIXFR, mutate: func(m *dns.Msg) {
+			m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Ns: "a.", Mbox: "b.", Serial: 0}}
+		}},
 		battery{name: "no question", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Question = nil }},
 		battery{name: "two questions", qname: "example.test.", qtype: dns.TypeSOA, mutate: func(m *dns.Msg) {
 			m.Question = append(m.Question, dns.Question{Name: "www.example.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET})

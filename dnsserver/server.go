@@ -43,6 +43,11 @@ type Zone struct {
 	// Unikernels maps an owner name (FQDN, lower case) to the name of the
 	// unikernel whose addresses answer A and AAAA queries for it.
 	Unikernels map[string]string
+	// Secondaries may transfer the zone (AXFR/IXFR over TCP, from their
+	// address) and are sent NOTIFY (at their port) when it changes.
+	Secondaries []netip.AddrPort
+	// TSIG, if set, must sign every transfer; NOTIFY is signed with it.
+	TSIG *TSIGKey
 }
 
 // Config is the server's zone data; Update swaps it at run time.
@@ -51,6 +56,9 @@ type Config struct {
 	// SummonTTL is the TTL of the A and AAAA records of unikernel names
 	// (whole seconds).
 	SummonTTL time.Duration
+	// Addrs are the unikernels' addresses (by unikernel name): their names
+	// are transferred to secondaries as A/AAAA records with these.
+	Addrs map[string][]netip.Addr
 }
 
 // Options are the server's run-time dependencies.
@@ -92,11 +100,24 @@ type Server struct {
 	addrs    []net.Addr
 	wg       sync.WaitGroup
 	updateMu sync.Mutex
+	xfr      xfrState // zone versions and NOTIFY (xfr.go), under updateMu
 }
 
 // worker is per-goroutine scratch space.
 type worker struct {
 	key []byte
+	// The client's address: src (TCP), or addr (UDP, converted only when
+	// needed).
+	src  netip.Addr
+	addr net.Addr
+}
+
+// source returns the client's address.
+func (w *worker) source() netip.Addr {
+	if !w.src.IsValid() && w.addr != nil {
+		return addrOf(w.addr)
+	}
+	return w.src
 }
 
 // New validates cfg and returns a server that is not yet listening.
@@ -119,6 +140,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
 	s.summonRL.interval = time.Second
+	s.xfr.notify = newNotifier(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
 		s.cancel()
@@ -134,10 +156,12 @@ func (s *Server) Update(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("load zones: %w", err)
 	}
-	s.buildCache(snap)
 	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+	changed := s.applyHistory(snap, cfg.Addrs)
+	s.buildCache(snap)
 	s.snap.Store(snap)
-	s.updateMu.Unlock()
+	s.xfr.notify.trigger(changed)
 	return nil
 }
 
@@ -187,6 +211,8 @@ func (s *Server) Start(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.acceptLoop(ln)
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); _ = s.xfr.notify.Run(s.ctx) }()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -48,7 +48,7 @@ func (s *Server) serveTCP(c net.Conn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
-	w := &worker{key: make([]byte, 0, 300)}
+	w := &worker{key: make([]byte, 0, 300), src: addrOf(c.RemoteAddr())}
 	r := bufio.NewReader(c)
 	req := make([]byte, 0, 512)
 	out := make([]byte, 2, 4096)
@@ -65,6 +65,12 @@ func (s *Server) serveTCP(c net.Conn) {
 		req = req[:n]
 		if _, err := io.ReadFull(r, req); err != nil {
 			return
+		}
+		if done, err := s.serveTransfer(c, s.snap.Load(), req); done {
+			if err != nil {
+				return
+			}
+			continue
 		}
 		resp, _ := s.process(w, s.snap.Load(), req, true, true, out[2:2])
 		if resp == nil {

@@ -114,7 +114,7 @@ func (l *udpListener) steal(b *summonBatch) {
 	for _, it := range items {
 		go func() {
 			defer s.wg.Done()
-			resp, _ := s.process(&worker{}, s.snap.Load(), it.req, false, true, nil)
+			resp, _ := s.process(&worker{src: addrOf(it.addr)}, s.snap.Load(), it.req, false, true, nil)
 			if resp != nil {
 				_, _ = l.conn.WriteTo(resp, it.addr)
 			}
@@ -182,6 +182,7 @@ func (l *udpListener) reader() {
 		deferred = deferred[:0]
 		for i := range n {
 			req := in[i].Buffers[0][:in[i].N]
+			w.addr = in[i].Addr
 			resp, def := s.process(w, snap, req, false, false, outBufs[i][:0])
 			if def {
 				deferred = append(deferred, i)
@@ -206,6 +207,7 @@ func (l *udpListener) reader() {
 				break
 			}
 			req := in[i].Buffers[0][:in[i].N]
+			w.addr = in[i].Addr
 			resp, _ := s.process(w, snap, req, false, true, outBufs[i][:0])
 			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
 		}

@@ -30,6 +30,11 @@ type zoneData struct {
 	soa    *dns.SOA
 	negSOA *dns.SOA // SOA for negative answers, TTL min(TTL, MINIMUM)
 	nodes  map[string]*node
+	// hasWildcards is set when some owner name starts with "*." (RFC 4592).
+	hasWildcards bool
+	secondaries  []netip.AddrPort // may transfer the zone; get NOTIFY
+	tsig         *TSIGKey         // signs transfers and NOTIFY, if set
+	xfr          *xfrData         // the zone as transferred (set by Update)
 }
 
 // snapshot is the immutable compiled form of a Config: what every query reads.
@@ -103,6 +108,9 @@ func compileZone(z Zone) (*zoneData, error) {
 	}
 	get(origin)
 	var errs []error
+	if err := compileTransfer(zd, z); err != nil {
+		errs = append(errs, err)
+	}
 	for i, rr := range z.Records {
 		if rr == nil {
 			errs = append(errs, fmt.Errorf("record %d: nil", i))
@@ -134,6 +142,9 @@ func compileZone(z Zone) (*zoneData, error) {
 			}
 		}
 		h.Name = owner
+		if strings.HasPrefix(owner, "*.") {
+			zd.hasWildcards = true
+		}
 		n := get(owner)
 		n.rrsets[h.Rrtype] = append(n.rrsets[h.Rrtype], rr)
 	}
@@ -167,6 +178,10 @@ func compileZone(z Zone) (*zoneData, error) {
 		}
 		if !dns.IsSubDomain(origin, owner) {
 			errs = append(errs, fmt.Errorf("unikernel %q: name %s outside zone %s", uk, owner, origin))
+			continue
+		}
+		if strings.Contains(owner, "*") {
+			errs = append(errs, fmt.Errorf("unikernel %q: name %s is a wildcard (a unikernel's names are explicit)", uk, owner))
 			continue
 		}
 		n := get(owner)
