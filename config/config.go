@@ -129,6 +129,9 @@ type HypervisorConfig struct {
 	// ShutdownTimeout is how long stop mode "shutdown" waits for the guest
 	// before destroying it.
 	ShutdownTimeout time.Duration
+	// SeedDir holds the unikernels' seed-file disk images (see
+	// Unikernel.Files).
+	SeedDir string
 }
 
 // NetworkConfig is [network].

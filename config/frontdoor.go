@@ -23,6 +23,8 @@ const (
 	// DefaultFrontdoorActivityInterval is how often a spliced connection
 	// with traffic counts as activity of its unikernel (not a key).
 	DefaultFrontdoorActivityInterval = 5 * time.Second
+	// DefaultSeedDir is where the seed-file disk images are written.
+	DefaultSeedDir = "/var/lib/jitsu/seed"
 	// MaxSeedFileName is the longest name of a seed file: what a ustar
 	// header holds (155 bytes of prefix, '/', 100 of name).
 	MaxSeedFileName = 255
@@ -47,6 +49,18 @@ type FrontdoorConfig struct {
 	MaxConnections int
 	// DialTimeout bounds the connect to a ready unikernel.
 	DialTimeout time.Duration
+}
+
+// IPv4 returns the address the A records of frontdoor = true unikernels
+// answer: the first IPv4 listen address that is not unspecified, or the
+// zero Addr.
+func (f *FrontdoorConfig) IPv4() netip.Addr {
+	for _, ap := range f.Listen {
+		if a := ap.Addr().Unmap(); a.Is4() && !a.IsUnspecified() {
+			return a
+		}
+	}
+	return netip.Addr{}
 }
 
 // IsTLS reports whether the port takes TLS (the name from the SNI).
@@ -137,13 +151,24 @@ func (d *decoder) checkFrontdoor(c *Config) {
 	}
 }
 
+// seedDir decodes hypervisor.seed_dir into c.
+func (d *decoder) seedDir(t *table, c *HypervisorConfig) {
+	c.SeedDir = DefaultSeedDir
+	if s, ok := t.str("seed_dir"); ok && d.absPath(t, "seed_dir", s) {
+		c.SeedDir = s
+	}
+}
+
 // unikernelExtras decodes the [[unikernel]] keys of the front door and the
 // seed-file disk into u.
 func (d *decoder) unikernelExtras(c *Config, t *table, u *Unikernel) {
 	if v, ok := t.boolean("frontdoor"); ok {
 		u.Frontdoor = v
-		if v && len(c.Frontdoor.Listen) == 0 {
+		switch {
+		case v && len(c.Frontdoor.Listen) == 0:
 			t.errorf("frontdoor", "true, but [frontdoor] listen is empty: the front door is off")
+		case v && !c.Frontdoor.IPv4().IsValid():
+			t.errorf("frontdoor", "true, but [frontdoor] listen has no specific IPv4 address for its A records (0.0.0.0 cannot be an answer)")
 		}
 	}
 	if v, ok := t.boolean("proxy_protocol"); ok {

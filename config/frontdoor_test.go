@@ -48,6 +48,12 @@ dial_timeout = "1s"
 		f.MaxWaiting != 20 || f.MaxWaitingPerUnikernel != 5 || f.MaxConnections != 100 || f.DialTimeout != time.Second {
 		t.Errorf("limits %+v", f)
 	}
+	if a := f.IPv4(); a != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("IPv4() = %v", a)
+	}
+	if c.Hypervisor.SeedDir != DefaultSeedDir {
+		t.Errorf("seed_dir = %q", c.Hypervisor.SeedDir)
+	}
 	u := c.Unikernels[0]
 	if !u.Frontdoor || !u.ProxyProtocol || len(u.Files) != 2 || u.Files["tls/key.pem"] != "/etc/jitsu/blog/key.pem" {
 		t.Errorf("unikernel: frontdoor %v proxy %v files %v", u.Frontdoor, u.ProxyProtocol, u.Files)
@@ -62,6 +68,10 @@ func TestFrontdoorErrors(t *testing.T) {
 	}{
 		{"frontdoor without listen", unikernel("a", "2", "frontdoor = true # E1"),
 			[]wantErr{{"# E1", "unikernel[0].frontdoor", "[frontdoor] listen is empty"}}},
+		{"frontdoor without IPv4", "\n[frontdoor]\nlisten = [\"0.0.0.0:443\", \"[2001:db8::1]:443\"]\n" + unikernel("a", "2", "frontdoor = true # E1"),
+			[]wantErr{{"# E1", "unikernel[0].frontdoor", "no specific IPv4 address"}}},
+		{"relative seed_dir", "\n[hypervisor]\nseed_dir = \"seed\" # E1\n",
+			[]wantErr{{"# E1", "hypervisor.seed_dir", "not an absolute path"}}},
 		{"proxy without frontdoor", fd + unikernel("a", "2", "proxy_protocol = true # E1"),
 			[]wantErr{{"# E1", "unikernel[0].proxy_protocol", "set frontdoor = true"}}},
 		{"bad listen", "\n[frontdoor]\nlisten = [\"x:443\"] # E1\n",

@@ -92,6 +92,7 @@ func (d *decoder) hypervisor(t *table, c *HypervisorConfig) {
 		}
 		c.ShutdownTimeout = v
 	}
+	d.seedDir(t, c)
 	t.done()
 }
 
