@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -109,8 +110,7 @@ func (s *Server) connect(ctx context.Context, rt Route, src netip.Addr, port uin
 		return nil, refusal{reasonSummonFailed, fmt.Errorf("summon %q: %w", rt.Unikernel, err)}
 	}
 	to := netip.AddrPortFrom(addr, port)
-	d := net.Dialer{Timeout: s.cfg.DialTimeout}
-	gc, err := d.DialContext(ctx, "tcp", to.String())
+	gc, err := s.dial(ctx, to, start.Add(rt.BootTimeout))
 	if err != nil {
 		return nil, refusal{reasonDialFailed, fmt.Errorf("connect to %q at %s: %w", rt.Unikernel, to, err)}
 	}
@@ -126,6 +126,27 @@ func (s *Server) connect(ctx context.Context, rt Route, src netip.Addr, port uin
 		return nil, refusal{reasonOverload, errors.New("front door shutting down")}
 	}
 	return guest, nil
+}
+
+// dialRetry is the pause between connects refused by a ready guest.
+const dialRetry = 20 * time.Millisecond
+
+// dial connects to the guest. A ready guest may refuse for a moment a
+// port other than the one its readiness probe checks (it opens them one
+// after the other): refused connects are retried until deadline.
+func (s *Server) dial(ctx context.Context, to netip.AddrPort, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	for {
+		c, err := d.DialContext(ctx, "tcp", to.String())
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(dialRetry).After(deadline) {
+			return c, err
+		}
+		select {
+		case <-time.After(dialRetry):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 }
 
 // readName reads from c until the name is known, within NameTimeout and

@@ -582,3 +582,42 @@ func TestRunListenError(t *testing.T) {
 		t.Errorf("Run on a taken address = %v", err)
 	}
 }
+
+// TestDialRetry: a ready guest that opens the port a moment later is
+// retried until it accepts; one that never does is refused at the boot
+// timeout.
+func TestDialRetry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused until it listens again
+	f := startFixture(t, ln, nil, func(c *Config) {
+		c.Routes["late.example.test"] = Route{Unikernel: "late", BootTimeout: 300 * time.Millisecond}
+	})
+	if s, _ := get(t, f.httpAddr, "late.example.test"); s != 503 {
+		t.Errorf("guest that never listens: %d, want 503", s)
+	}
+	if got := f.refusals("late", reasonDialFailed); got != 1 {
+		t.Errorf("dial_failed refusals = %v, want 1", got)
+	}
+	opened := make(chan struct{})
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("listen again on %s: %v", addr, err)
+			close(opened)
+			return
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "late") })}
+		t.Cleanup(func() { hs.Close() })
+		close(opened)
+		hs.Serve(ln)
+	}()
+	if s, b := get(t, f.httpAddr, "www.example.test"); s != 200 || b != "late" {
+		t.Errorf("guest that listens 150ms late: %d %q", s, b)
+	}
+	<-opened
+}
