@@ -132,6 +132,10 @@ func handler(cfg *atomic.Pointer[BootConfig]) http.Handler {
 		files http.Handler
 	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == bytesPath {
+			serveBytes(w, r)
+			return
+		}
 		bc := cfg.Load()
 		dir := "/www"
 		if bc != nil {
