@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -72,6 +73,14 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// RRL limits the rate of UDP answers (see RRLOptions); zero is off.
+	RRL RRLOptions
+	// Cookies answers DNS cookies (RFC 7873, RFC 9018); a valid server
+	// cookie exempts its client from RRL.
+	Cookies bool
+	// ResponseDelay holds the answer for a booting unikernel until it is
+	// ready, up to this long, if the Summoner implements Waiter; 0 = never.
+	ResponseDelay time.Duration
 }
 
 // Tunables.
@@ -101,6 +110,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	updateMu sync.Mutex
 	xfr      xfrState // zone versions and NOTIFY (xfr.go), under updateMu
+	hard     hardening
 }
 
 // worker is per-goroutine scratch space.
@@ -110,6 +120,7 @@ type worker struct {
 	// needed).
 	src  netip.Addr
 	addr net.Addr
+	g    guardScratch
 }
 
 // source returns the client's address.
@@ -141,6 +152,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
 	s.summonRL.interval = time.Second
 	s.xfr.notify = newNotifier(s)
+	if err := s.initHardening(opts); err != nil {
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
 		s.cancel()
@@ -158,10 +172,7 @@ func (s *Server) Update(cfg Config) error {
 	}
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
-	changed := s.applyHistory(snap, cfg.Addrs)
-	s.buildCache(snap)
-	s.snap.Store(snap)
-	s.xfr.notify.trigger(changed)
+	s.install(snap, cfg)
 	return nil
 }
 
@@ -176,22 +187,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	var lc net.ListenConfig
 	for _, addr := range s.opts.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		uc, ln, err := listenPair(ctx, &lc, addr)
 		if err != nil {
 			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		if host, port, _ := net.SplitHostPort(addr); port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err != nil {
-			_ = uc.Close()
-			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen tcp %s: %w", taddr, err)
+			return fmt.Errorf("start DNS server: %w", err)
 		}
 		l := newUDPListener(s, uc)
 		s.udp = append(s.udp, l)
@@ -228,6 +227,32 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
 	return nil
+}
+
+// listenPair binds UDP and TCP on addr, on the same port. With port 0 the
+// port UDP got may be taken for TCP: another is tried (a few times).
+func listenPair(ctx context.Context, lc *net.ListenConfig, addr string) (*net.UDPConn, net.Listener, error) {
+	for try := 1; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen udp %s: %w", addr, err)
+		}
+		uc := pc.(*net.UDPConn)
+		// Same port for TCP as UDP got (":0" picks one).
+		taddr := addr
+		host, port, _ := net.SplitHostPort(addr)
+		if port == "0" {
+			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
+		}
+		ln, err := lc.Listen(ctx, "tcp", taddr)
+		if err == nil {
+			return uc, ln, nil
+		}
+		_ = uc.Close()
+		if port != "0" || try >= 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("listen tcp %s: %w", taddr, err)
+		}
+	}
 }
 
 // Addrs returns the bound addresses (UDP and TCP for each listen address).

@@ -114,8 +114,12 @@ func (l *udpListener) steal(b *summonBatch) {
 	for _, it := range items {
 		go func() {
 			defer s.wg.Done()
-			resp, _ := s.process(&worker{src: addrOf(it.addr)}, s.snap.Load(), it.req, false, true, nil)
-			if resp != nil {
+			w, snap := &worker{src: addrOf(it.addr)}, s.snap.Load()
+			if s.hard.delay.park(snap, it.req, it.addr, l.conn) {
+				return
+			}
+			resp, _ := s.process(w, snap, it.req, false, true, nil)
+			if resp = s.guard(w, it.req, resp, it.addr, false); resp != nil {
 				_, _ = l.conn.WriteTo(resp, it.addr)
 			}
 		}()
@@ -188,6 +192,7 @@ func (l *udpListener) reader() {
 				deferred = append(deferred, i)
 				continue
 			}
+			resp = s.guard(w, req, resp, in[i].Addr, false)
 			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
 		}
 		l.write(out[:k])
@@ -208,7 +213,11 @@ func (l *udpListener) reader() {
 			}
 			req := in[i].Buffers[0][:in[i].N]
 			w.addr = in[i].Addr
+			if s.hard.delay.park(snap, req, in[i].Addr, l.conn) {
+				continue
+			}
 			resp, _ := s.process(w, snap, req, false, true, outBufs[i][:0])
+			resp = s.guard(w, req, resp, in[i].Addr, false)
 			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
 		}
 		timer.Stop()

@@ -104,10 +104,13 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	// DNS first: static records are served even while libvirt is not
 	// reachable yet; unikernel names get SERVFAIL until it is.
 	dns, err := dnsserver.New(dnsConfig(cfg), dnsserver.Options{
-		Listen:     cfg.DNS.Listen,
-		Summoner:   d,
-		Logger:     log.Named("dns"),
-		Registerer: reg,
+		Listen:        cfg.DNS.Listen,
+		Summoner:      d,
+		Logger:        log.Named("dns"),
+		Registerer:    reg,
+		RRL:           dnsRRL(cfg),
+		Cookies:       cfg.DNS.Cookies,
+		ResponseDelay: responseDelay(cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("DNS server: %w", err)
@@ -130,7 +133,11 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		g.Go(func() error { return ctl.Serve(gctx) })
 	}
 	if cfg.Metrics.Listen != "" {
-		ws := web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: d, Logger: log.Named("web")})
+		auth, err := web.LoadAuth(cfg.Metrics.BasicAuthFile, cfg.Metrics.BearerTokenFile)
+		if err != nil {
+			return errors.Join(err, stopAll(g, dns, ctl))
+		}
+		ws := web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: d, Logger: log.Named("web"), Auth: auth})
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			return errors.Join(fmt.Errorf("metrics listen on %s: %w", cfg.Metrics.Listen, err), stopAll(g, dns, ctl))
@@ -186,7 +193,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		MaxRunning:    cfg.Budget.MaxRunning,
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
-		ResponseDelay: responseDelay(cfg),
+		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
 		ProbeMark:     probeMark,
 	}, unikernels(cfg))
 	if err != nil {
@@ -276,6 +283,15 @@ func (d *daemon) Summon(ctx context.Context, name string) ([]netip.Addr, error) 
 		return nil, errNotConnected
 	}
 	return s.Summon(ctx, name)
+}
+
+// WaitReady implements dnsserver.Waiter: the summoner's, once it runs.
+func (d *daemon) WaitReady(name string) <-chan struct{} {
+	s := d.sum.Load()
+	if s == nil {
+		return nil
+	}
+	return s.WaitReady(name)
 }
 
 // stopAll closes the servers and waits for every goroutine of g; it returns
@@ -469,6 +485,10 @@ func restartOnly(a, b *config.Config) []string {
 	var out []string
 	if fmt.Sprint(a.DNS.Listen) != fmt.Sprint(b.DNS.Listen) {
 		out = append(out, "dns.listen")
+	}
+	if a.DNS.RRLRate != b.DNS.RRLRate || a.DNS.RRLSlip != b.DNS.RRLSlip || a.DNS.RRLWindow != b.DNS.RRLWindow ||
+		a.DNS.Cookies != b.DNS.Cookies || a.DNS.ResponseDelay != b.DNS.ResponseDelay {
+		out = append(out, "dns.rrl_*, dns.cookies, dns.response_delay")
 	}
 	if a.Hypervisor != b.Hypervisor {
 		out = append(out, "hypervisor")

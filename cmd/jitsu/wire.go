@@ -54,6 +54,11 @@ func dnsConfig(cfg *config.Config) dnsserver.Config {
 	return out
 }
 
+// dnsRRL is the DNS server's response-rate limiting from [dns].
+func dnsRRL(cfg *config.Config) dnsserver.RRLOptions {
+	return dnsserver.RRLOptions{Rate: cfg.DNS.RRLRate, Slip: cfg.DNS.RRLSlip, Window: cfg.DNS.RRLWindow}
+}
+
 // unikernels converts the config's unikernels for the summoner.
 func unikernels(cfg *config.Config) []summoner.Unikernel {
 	out := make([]summoner.Unikernel, 0, len(cfg.Unikernels))
