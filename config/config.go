@@ -92,6 +92,7 @@ type Config struct {
 	Budget     BudgetConfig
 	Metrics    MetricsConfig
 	Control    ControlConfig
+	Frontdoor  FrontdoorConfig // [frontdoor]
 	Defaults   UnikernelDefaults
 	Unikernels []Unikernel // [[unikernel]], defaults applied
 }
@@ -166,6 +167,9 @@ type HypervisorConfig struct {
 	// ShutdownTimeout is how long stop mode "shutdown" waits for the guest
 	// before destroying it.
 	ShutdownTimeout time.Duration
+	// SeedDir holds the unikernels' seed-file disk images (see
+	// Unikernel.Files).
+	SeedDir string
 }
 
 // NetworkConfig is [network].
@@ -241,6 +245,14 @@ type Unikernel struct {
 	StopMode    string // one of StopModes
 	Ready       Ready
 	Line        int // line of its [[unikernel]] table
+	// Frontdoor: its A records answer the front door's address and the
+	// front door routes its names to it.
+	Frontdoor bool
+	// ProxyProtocol: the front door sends a PROXY protocol v2 header first.
+	ProxyProtocol bool
+	// Files maps names in its read-only seed-file disk (a tar image) to
+	// absolute host paths; nil when unset.
+	Files map[string]string
 }
 
 // Ready is a readiness probe: "tcp:PORT", "console:REGEXP" or

@@ -118,6 +118,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	d.budget(track(&tables, root.sub("budget")), &c.Budget)
 	d.metrics(track(&tables, root.sub("metrics")), &c.Metrics)
 	d.control(track(&tables, root.sub("control")), &c.Control)
+	d.frontdoor(track(&tables, root.sub("frontdoor")), &c.Frontdoor)
 	tmpl := d.defaults(track(&tables, root.sub("defaults")), &c.Defaults)
 	d.unikernels(c, []*table{track(&tables, d.newTable("unikernel[0]", map[string]any{}))}, tmpl)
 	root.get("zone")
@@ -151,7 +152,7 @@ func TestDefaults(t *testing.T) {
 	if len(c.DNS.Listen) != 1 || c.DNS.Listen[0] != DefaultListen || c.DNS.SummonTTL != time.Second || c.DNS.ResponseDelay != 0 {
 		t.Errorf("dns = %+v", c.DNS)
 	}
-	if c.Hypervisor != (HypervisorConfig{URI: "qemu:///system", DomainType: "kvm", ConsoleDir: "/var/log/jitsu", ShutdownTimeout: 30 * time.Second}) {
+	if c.Hypervisor != (HypervisorConfig{URI: "qemu:///system", DomainType: "kvm", ConsoleDir: "/var/log/jitsu", ShutdownTimeout: 30 * time.Second, SeedDir: DefaultSeedDir}) {
 		t.Errorf("hypervisor = %+v", c.Hypervisor)
 	}
 	if c.Network.Bridge != "br-jitsu" || c.Network.Gateway.IsValid() || c.Network.Gateway6.IsValid() {

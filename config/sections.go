@@ -23,10 +23,12 @@ func (d *decoder) config(root *table) *Config {
 	d.budget(root.sub("budget"), &c.Budget)
 	d.metrics(root.sub("metrics"), &c.Metrics)
 	d.control(root.sub("control"), &c.Control)
+	d.frontdoor(root.sub("frontdoor"), &c.Frontdoor)
 	tmpl := d.defaults(root.sub("defaults"), &c.Defaults)
 	uts := root.tables("unikernel")
 	root.done()
 	d.checkZones(c)
+	d.checkFrontdoor(c)
 	d.unikernels(c, uts, tmpl)
 	d.checkWildcardTargets(c)
 	return c
@@ -113,6 +115,7 @@ func (d *decoder) hypervisor(t *table, c *HypervisorConfig) {
 		}
 		c.ShutdownTimeout = v
 	}
+	d.seedDir(t, c)
 	t.done()
 }
 

@@ -290,6 +290,8 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 			u.Disks = elemStrings(l)
 		}
 
+		d.unikernelExtras(c, t, &u)
+
 		if c.Budget.Memory > 0 && u.Memory > c.Budget.Memory {
 			t.errorf("memory", "%s does not fit in budget.memory (%s)", FormatSize(u.Memory), FormatSize(c.Budget.Memory))
 		}

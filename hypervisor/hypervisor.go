@@ -29,6 +29,10 @@ type Spec struct {
 	Initrd string
 	// Cmdline is the kernel command line, already expanded.
 	Cmdline string
+	// ReadOnlyDisks are optional raw disk images attached read-only as
+	// virtio disks, before Disks (the first is the guest's /dev/vda): the
+	// seed-file disk.
+	ReadOnlyDisks []string
 	// Disks are optional raw or qcow2 disk images attached as virtio disks.
 	Disks []string
 	// MemoryBytes is the guest memory size.

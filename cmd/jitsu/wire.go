@@ -8,6 +8,7 @@ import (
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/dnsserver"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/seeddisk"
 	"github.com/jitsu-unikernel/jitsu/summoner"
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
@@ -34,6 +35,9 @@ func dnsConfig(cfg *config.Config) dnsserver.Config {
 	}
 	for _, u := range cfg.Unikernels {
 		out.Addrs[u.Name] = []netip.Addr{u.IP}
+		if fd4 := cfg.Frontdoor.IPv4(); u.Frontdoor && fd4.IsValid() {
+			out.Addrs[u.Name] = []netip.Addr{fd4} // transferred as the front door's
+		}
 		if u.IP6.IsValid() {
 			out.Addrs[u.Name] = append(out.Addrs[u.Name], u.IP6)
 		}
@@ -64,17 +68,19 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 			Name:  u.Name,
 			Addrs: addrs,
 			Spec: hypervisor.Spec{
-				Name:        dom,
-				Kernel:      u.Kernel,
-				Initrd:      u.Initrd,
-				Cmdline:     u.Cmdline,
-				Disks:       u.Disks,
-				MemoryBytes: u.Memory,
-				VCPUs:       u.VCPUs,
-				Bridge:      cfg.Network.Bridge,
-				MAC:         u.MAC,
-				DomainType:  cfg.Hypervisor.DomainType,
-				ConsoleLog:  filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
+				Name:    dom,
+				Kernel:  u.Kernel,
+				Initrd:  u.Initrd,
+				Cmdline: u.Cmdline,
+				Disks:   u.Disks,
+				// The seed-file disk (written by writeSeedDisks) is /dev/vda.
+				ReadOnlyDisks: seedDisks(cfg, &u),
+				MemoryBytes:   u.Memory,
+				VCPUs:         u.VCPUs,
+				Bridge:        cfg.Network.Bridge,
+				MAC:           u.MAC,
+				DomainType:    cfg.Hypervisor.DomainType,
+				ConsoleLog:    filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
 			},
 			IdleTimeout: u.IdleTimeout,
 			BootTimeout: u.BootTimeout,
@@ -104,4 +110,13 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 // nftTable is the name of this instance's nftables table.
 func nftTable(cfg *config.Config) string {
 	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
+}
+
+// seedDisks returns the read-only disks of u: its seed-file disk image
+// when it has files.
+func seedDisks(cfg *config.Config, u *config.Unikernel) []string {
+	if len(u.Files) == 0 {
+		return nil
+	}
+	return []string{seeddisk.Path(cfg.Hypervisor.SeedDir, u.Name)}
 }

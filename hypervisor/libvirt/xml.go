@@ -71,6 +71,9 @@ func validateSpec(spec hypervisor.Spec) error {
 	if spec.Initrd != "" && spec.Kernel == "" {
 		errs = append(errs, errors.New("initrd without kernel"))
 	}
+	if n := len(spec.ReadOnlyDisks) + len(spec.Disks); n > 26 {
+		errs = append(errs, fmt.Errorf("%d disks, more than vda..vdz", n))
+	}
 	if spec.VCPUs < 0 {
 		errs = append(errs, fmt.Errorf("negative vcpus %d", spec.VCPUs))
 	}
@@ -146,7 +149,16 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 			d.Devices.Interfaces[0].ROM = &libvirtxml.DomainROM{Enabled: "no"}
 		}
 	}
-	for i, disk := range spec.Disks {
+	for _, disk := range spec.ReadOnlyDisks {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "disk",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+len(d.Devices.Disks))), Bus: "virtio"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
+	}
+	for _, disk := range spec.Disks {
 		format := "raw"
 		if strings.EqualFold(filepath.Ext(disk), ".qcow2") {
 			format = "qcow2"
@@ -155,7 +167,7 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 			Device: "disk",
 			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format},
 			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk}},
-			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+i)), Bus: "virtio"},
+			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+len(d.Devices.Disks))), Bus: "virtio"},
 		})
 	}
 	if consoleLog != "" {

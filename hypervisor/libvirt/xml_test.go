@@ -22,6 +22,7 @@ func TestDomainXML(t *testing.T) {
 		wantVCPU  uint
 		wantPanic bool
 		wantDisks []string
+		readOnly  int // the first disks are read-only
 	}{
 		{
 			name:     "qemu with derived MAC and defaults",
@@ -34,6 +35,12 @@ func TestDomainXML(t *testing.T) {
 				Disks: []string{"/a.img", "/b.qcow2"}},
 			wantType: "kvm", wantMAC: mac.String(), wantKiB: 64 << 10, wantVCPU: 2, wantPanic: true,
 			wantDisks: []string{"raw", "qcow2"},
+		},
+		{
+			name:     "seed disk first, read-only",
+			spec:     hypervisor.Spec{Name: "s", Kernel: "/k", Bridge: "br0", ReadOnlyDisks: []string{"/seed.tar"}, Disks: []string{"/b.qcow2"}},
+			wantType: "kvm", wantMAC: hypervisor.DeriveMAC("s").String(), wantKiB: DefaultMemoryBytes >> 10, wantVCPU: 1, wantPanic: true,
+			wantDisks: []string{"raw", "qcow2"}, readOnly: 1,
 		},
 		{
 			name:     "test driver: no pvpanic",
@@ -89,6 +96,8 @@ func TestDomainXML(t *testing.T) {
 			for i, format := range tt.wantDisks {
 				check("disk format", d.Devices.Disks[i].Driver.Type, format)
 				check("disk bus", d.Devices.Disks[i].Target.Bus, "virtio")
+				check("disk device", d.Devices.Disks[i].Target.Dev, "vd"+string(rune('a'+i)))
+				check("disk read-only", d.Devices.Disks[i].ReadOnly != nil, i < tt.readOnly)
 			}
 			md, err := parseMetadata(strings.TrimSpace(d.Metadata.XML))
 			if err != nil {
