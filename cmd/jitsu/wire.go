@@ -90,3 +90,15 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 func nftTable(cfg *config.Config) string {
 	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
 }
+
+// unikernelAddrs lists every unikernel's addresses.
+func unikernelAddrs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, u := range cfg.Unikernels {
+		out = append(out, u.IP)
+		if u.IP6.IsValid() {
+			out = append(out, u.IP6)
+		}
+	}
+	return out
+}

@@ -258,3 +258,9 @@ func testLimits(l synproxy.Limits) synproxy.Limits {
 	}
 	return l
 }
+
+// Protocols to hold.
+var (
+	tcpOnly = []uint8{6}
+	tcpUDP  = []uint8{6, 17}
+)
