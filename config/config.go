@@ -39,6 +39,8 @@ const (
 	DefaultListen          = "127.0.0.1:5353"
 	DefaultSummonTTL       = time.Second
 	DefaultZoneTTL         = time.Hour
+	DefaultSecondaryPort   = 53            // NOTIFY destination port of a secondary written without one
+	DefaultTSIGAlgorithm   = "hmac-sha256" // zone.tsig.algorithm
 	DefaultHypervisorURI   = "qemu:///system"
 	DefaultDomainType      = "kvm"
 	DefaultConsoleDir      = "/var/log/jitsu"
@@ -123,7 +125,18 @@ type DNSConfig struct {
 	SummonTTL time.Duration // TTL of answers for unikernel names (whole seconds)
 	// ResponseDelay holds the DNS answer for a booting unikernel until it
 	// is ready, up to this long, when the synproxy is disabled; 0 = never.
+	// At most MaxResponseDelay.
 	ResponseDelay time.Duration
+	// RRLRate is the UDP answers per second allowed per source prefix,
+	// response class and name; 0 turns response-rate limiting off.
+	RRLRate int
+	// RRLSlip: every RRLSlip-th limited answer goes out truncated; 0 drops
+	// them all.
+	RRLSlip int
+	// RRLWindow is how long a flood is remembered (whole seconds).
+	RRLWindow time.Duration
+	// Cookies answers DNS cookies; a valid one exempts a client from RRL.
+	Cookies bool
 }
 
 // Zone is one [[zone]]: a zone jitsu is authoritative for.
@@ -137,6 +150,12 @@ type Zone struct {
 	// with $ORIGIN=Origin and $TTL=TTL, owner names lower-case FQDNs.
 	RRs  []dns.RR
 	Line int // line of its [[zone]] table
+	// Secondaries may transfer the zone (AXFR/IXFR, from their address;
+	// the port is where NOTIFY goes, DefaultSecondaryPort if not written).
+	Secondaries []netip.AddrPort
+	// TSIG, when set, is the key every transfer must be signed with; the
+	// NOTIFY messages are signed with it too.
+	TSIG *TSIGKey
 }
 
 // HypervisorConfig is [hypervisor].
@@ -176,6 +195,12 @@ type BudgetConfig struct {
 type MetricsConfig struct {
 	Listen string // "ip:port" of the metrics and status page; "" = off
 	Pprof  bool   // also serve /debug/pprof/ there
+	// BasicAuthFile holds "user:password" (one line): HTTP basic
+	// authentication on every endpoint. "" = none.
+	BasicAuthFile string
+	// BearerTokenFile holds a token: "Authorization: Bearer TOKEN" on
+	// every endpoint. "" = none.
+	BearerTokenFile string
 }
 
 // ControlConfig is [control]: the control socket of `jitsu status` & co.

@@ -28,6 +28,7 @@ func (d *decoder) config(root *table) *Config {
 	root.done()
 	d.checkZones(c)
 	d.unikernels(c, uts, tmpl)
+	d.checkWildcardTargets(c)
 	return c
 }
 
@@ -66,6 +67,7 @@ func (d *decoder) dnsSection(t *table, c *DNSConfig) {
 	if v, ok := t.duration("response_delay"); ok {
 		c.ResponseDelay = v
 	}
+	d.dnsHardening(t, c)
 	t.done()
 }
 
@@ -231,6 +233,7 @@ func (d *decoder) metrics(t *table, c *MetricsConfig) {
 	if c.Pprof && c.Listen == "" {
 		t.errorf("pprof", "pprof is served on the metrics address: set metrics.listen too")
 	}
+	d.metricsAuth(t, c)
 	t.done()
 }
 

@@ -43,6 +43,11 @@ type Zone struct {
 	// Unikernels maps an owner name (FQDN, lower case) to the name of the
 	// unikernel whose addresses answer A and AAAA queries for it.
 	Unikernels map[string]string
+	// Secondaries may transfer the zone (AXFR/IXFR over TCP, from their
+	// address) and are sent NOTIFY (at their port) when it changes.
+	Secondaries []netip.AddrPort
+	// TSIG, if set, must sign every transfer; NOTIFY is signed with it.
+	TSIG *TSIGKey
 }
 
 // Config is the server's zone data; Update swaps it at run time.
@@ -51,6 +56,9 @@ type Config struct {
 	// SummonTTL is the TTL of the A and AAAA records of unikernel names
 	// (whole seconds).
 	SummonTTL time.Duration
+	// Addrs are the unikernels' addresses (by unikernel name): their names
+	// are transferred to secondaries as A/AAAA records with these.
+	Addrs map[string][]netip.Addr
 }
 
 // Options are the server's run-time dependencies.
@@ -69,6 +77,14 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// RRL limits the rate of UDP answers (see RRLOptions); zero is off.
+	RRL RRLOptions
+	// Cookies answers DNS cookies (RFC 7873, RFC 9018); a valid server
+	// cookie exempts its client from RRL.
+	Cookies bool
+	// ResponseDelay holds the answer for a booting unikernel until it is
+	// ready, up to this long, if the Summoner implements Waiter; 0 = never.
+	ResponseDelay time.Duration
 }
 
 // Tunables.
@@ -98,11 +114,26 @@ type Server struct {
 	addrs    []net.Addr
 	wg       sync.WaitGroup
 	updateMu sync.Mutex
+	xfr      xfrState // zone versions and NOTIFY (xfr.go), under updateMu
+	hard     hardening
 }
 
 // worker is per-goroutine scratch space.
 type worker struct {
 	key []byte
+	// The client's address: src (TCP), or addr (UDP, converted only when
+	// needed).
+	src  netip.Addr
+	addr net.Addr
+	g    guardScratch
+}
+
+// source returns the client's address.
+func (w *worker) source() netip.Addr {
+	if !w.src.IsValid() && w.addr != nil {
+		return addrOf(w.addr)
+	}
+	return w.src
 }
 
 // New validates cfg and returns a server that is not yet listening.
@@ -125,6 +156,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}, ready: make(chan struct{})}
 	s.summonRL.interval = time.Second
+	s.xfr.notify = newNotifier(s)
+	if err := s.initHardening(opts); err != nil {
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
 		s.cancel()
@@ -140,10 +175,9 @@ func (s *Server) Update(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("load zones: %w", err)
 	}
-	s.buildCache(snap)
 	s.updateMu.Lock()
-	s.snap.Store(snap)
-	s.updateMu.Unlock()
+	defer s.updateMu.Unlock()
+	s.install(snap, cfg)
 	return nil
 }
 
@@ -178,22 +212,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	var lc net.ListenConfig
 	for _, addr := range s.opts.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		uc, ln, err := listenPair(ctx, &lc, addr)
 		if err != nil {
 			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		if host, port, _ := net.SplitHostPort(addr); port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err != nil {
-			_ = uc.Close()
-			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen tcp %s: %w", taddr, err)
+			return fmt.Errorf("start DNS server: %w", err)
 		}
 		l := newUDPListener(s, uc)
 		s.udp = append(s.udp, l)
@@ -213,6 +235,8 @@ func (s *Server) Start(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.acceptLoop(ln)
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); _ = s.xfr.notify.Run(s.ctx) }()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

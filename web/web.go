@@ -40,6 +40,8 @@ type Options struct {
 	Daemon control.Daemon
 	// Logger logs HTTP errors; nil = no logging.
 	Logger *zap.Logger
+	// Auth, if set, is required on every endpoint (see LoadAuth).
+	Auth *Auth
 	// Listen is the address ("host:port") Run listens on.
 	Listen string
 }
@@ -49,6 +51,7 @@ type Server struct {
 	mux    *http.ServeMux
 	d      control.Daemon
 	log    *zap.Logger
+	auth   *Auth
 	listen string
 	ready  chan struct{}
 	addr   net.Addr // set before ready is closed
@@ -56,7 +59,7 @@ type Server struct {
 
 // New returns a Server with the endpoints Options asks for.
 func New(o Options) *Server {
-	s := &Server{mux: http.NewServeMux(), d: o.Daemon, log: o.Logger, listen: o.Listen, ready: make(chan struct{})}
+	s := &Server{mux: http.NewServeMux(), d: o.Daemon, log: o.Logger, auth: o.Auth, listen: o.Listen, ready: make(chan struct{})}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -68,9 +71,9 @@ func New(o Options) *Server {
 	if o.Pprof {
 		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/profile", boundedSeconds(pprof.Profile))
 		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.mux.HandleFunc("/debug/pprof/trace", boundedSeconds(pprof.Trace))
 	}
 	s.mux.HandleFunc("GET /api/status", s.apiStatus)
 	sub, err := fs.Sub(static, "static")
@@ -86,6 +89,10 @@ func New(o Options) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if s.auth != nil && !s.auth.allowed(r) {
+		s.auth.challenge(w)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -147,11 +154,8 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 
 // ServeListener serves on ln until ctx is done; it closes ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(s.log),
-	}
+	warnPublic(s.log, ln.Addr(), s.auth)
+	hs := newHTTPServer(s, s.log)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {

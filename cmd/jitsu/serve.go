@@ -169,7 +169,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MaxRunning:    cfg.Budget.MaxRunning,
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
-		ResponseDelay: responseDelay(cfg),
+		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
 		ProbeMark:     probeMark,
 	}, unikernels(cfg))
 	if err != nil {
@@ -216,11 +216,14 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 	// Static records are served from the first second, whether libvirt is
 	// reachable or not; unikernel names get SERVFAIL until summonAfter.
 	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
-		Listen:      cfg.DNS.Listen,
-		Summoner:    p.sum,
-		SummonAfter: summonAfter,
-		Logger:      log.Named("dns"),
-		Registerer:  reg,
+		Listen:        cfg.DNS.Listen,
+		Summoner:      p.sum, // also the Waiter of the response delay
+		SummonAfter:   summonAfter,
+		Logger:        log.Named("dns"),
+		Registerer:    reg,
+		RRL:           dnsRRL(cfg),
+		Cookies:       cfg.DNS.Cookies,
+		ResponseDelay: responseDelay(cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("DNS server: %w", err)
@@ -232,8 +235,12 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 		}
 	}
 	if cfg.Metrics.Listen != "" {
+		auth, err := web.LoadAuth(cfg.Metrics.BasicAuthFile, cfg.Metrics.BearerTokenFile)
+		if err != nil {
+			return err
+		}
 		p.web = web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: p.d,
-			Logger: log.Named("web"), Listen: cfg.Metrics.Listen})
+			Logger: log.Named("web"), Auth: auth, Listen: cfg.Metrics.Listen})
 	}
 	return nil
 }
@@ -505,6 +512,10 @@ func restartOnly(a, b *config.Config) []string {
 	var out []string
 	if fmt.Sprint(a.DNS.Listen) != fmt.Sprint(b.DNS.Listen) {
 		out = append(out, "dns.listen")
+	}
+	if a.DNS.RRLRate != b.DNS.RRLRate || a.DNS.RRLSlip != b.DNS.RRLSlip || a.DNS.RRLWindow != b.DNS.RRLWindow ||
+		a.DNS.Cookies != b.DNS.Cookies || a.DNS.ResponseDelay != b.DNS.ResponseDelay {
+		out = append(out, "dns.rrl_*, dns.cookies, dns.response_delay")
 	}
 	if a.Hypervisor != b.Hypervisor {
 		out = append(out, "hypervisor")
