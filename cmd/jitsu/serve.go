@@ -510,6 +510,9 @@ func (d *daemon) Reload(context.Context) error {
 // start of jitsu.
 func restartOnly(a, b *config.Config) []string {
 	var out []string
+	if a.Daemon != b.Daemon {
+		out = append(out, "daemon")
+	}
 	if fmt.Sprint(a.DNS.Listen) != fmt.Sprint(b.DNS.Listen) {
 		out = append(out, "dns.listen")
 	}
