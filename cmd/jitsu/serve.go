@@ -62,9 +62,10 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 // daemon is the running jitsu: the parts wired together, and the control
 // socket's view of them.
 type daemon struct {
-	log *zap.Logger
-	sum *summoner.Summoner
-	dns *dnsserver.Server
+	log   *zap.Logger
+	sum   *summoner.Summoner
+	dns   *dnsserver.Server
+	proxy *synproxy.Proxy // nil when the SYN proxy is off
 	// serving are closed once unikernels are served (the SYN proxy
 	// intercepts, the summoner has adopted what runs): until then the
 	// control socket answers errStarting.
@@ -154,7 +155,8 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		if p.proxy, err = newProxy(cfg, log, reg, d); err != nil {
 			return fail(err)
 		}
-		gate = &timelineGate{Gate: p.proxy, d: d}
+		gate = &timelineGate{p: p.proxy, d: d}
+		d.proxy = p.proxy
 		// The readiness probe's SYNs carry the mark the proxy lets through.
 		probeMark = synproxy.DefaultBypassMark
 		summonAfter = append(summonAfter, p.proxy.Running())
@@ -195,9 +197,13 @@ func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d 
 		Registerer: reg,
 		Limits:     synLimits(cfg),
 		BypassMark: synproxy.DefaultBypassMark,
-		OnSYN:      d.onSYN,
+		OnPacket:   d.onPacket,
 	})
 	if err != nil {
+		return nil, fmt.Errorf("SYN proxy: %w", err)
+	}
+	// Meter every unikernel's address, also those adopted running.
+	if err := proxy.Track(unikernelAddrs(cfg)); err != nil {
 		return nil, fmt.Errorf("SYN proxy: %w", err)
 	}
 	return proxy, nil
@@ -211,7 +217,7 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 	// reachable or not; unikernel names get SERVFAIL until summonAfter.
 	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
 		Listen:        cfg.DNS.Listen,
-		Summoner:      p.sum,
+		Summoner:      p.sum, // also the Waiter of the response delay
 		SummonAfter:   summonAfter,
 		Logger:        log.Named("dns"),
 		Registerer:    reg,
@@ -234,7 +240,7 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 			return err
 		}
 		p.web = web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: p.d,
-			Logger: log.Named("web"), Listen: cfg.Metrics.Listen, Auth: auth})
+			Logger: log.Named("web"), Auth: auth, Listen: cfg.Metrics.Listen})
 	}
 	return nil
 }
@@ -335,8 +341,8 @@ func (d *daemon) indexAddrs(cfg *config.Config) {
 	d.replayMu.Unlock()
 }
 
-// onSYN is called by the SYN proxy for each SYN held for addr.
-func (d *daemon) onSYN(addr netip.Addr) {
+// onPacket is called by the SYN proxy for each packet held for addr.
+func (d *daemon) onPacket(addr netip.Addr, _ uint8) {
 	d.replayMu.Lock()
 	d.heldSYN[addr] = true
 	d.replayMu.Unlock()
@@ -346,9 +352,15 @@ func (d *daemon) onSYN(addr netip.Addr) {
 // timelineGate passes the summoner's gate calls to the SYN proxy and notes
 // when held SYNs were replayed, for the status timeline.
 type timelineGate struct {
-	summoner.Gate
+	p *synproxy.Proxy
 	d *daemon
 }
+
+// tcpOnly is what the summoner's gate holds.
+var tcpOnly = []uint8{6}
+
+// Drop resets the held clients.
+func (g *timelineGate) Drop(addrs []netip.Addr) error { return g.p.Drop(addrs) }
 
 // Hold forgets the previous boot's SYNs, then holds.
 func (g *timelineGate) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
@@ -357,12 +369,12 @@ func (g *timelineGate) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
 		delete(g.d.heldSYN, a)
 	}
 	g.d.replayMu.Unlock()
-	return g.Gate.Hold(addrs, mac)
+	return g.p.Hold(addrs, mac, tcpOnly)
 }
 
 // Release replays, and records the replay time if any SYN was held.
 func (g *timelineGate) Release(addrs []netip.Addr) error {
-	err := g.Gate.Release(addrs)
+	_, err := g.p.Release(addrs)
 	now := time.Now()
 	g.d.replayMu.Lock()
 	for _, a := range addrs {
@@ -477,6 +489,11 @@ func (d *daemon) Reload(context.Context) error {
 	if err := d.sum.Update(unikernels(cfg)); err != nil {
 		return fmt.Errorf("reload unikernels: %w", err)
 	}
+	if d.proxy != nil {
+		if err := d.proxy.Track(unikernelAddrs(cfg)); err != nil {
+			d.log.Warn("metering the new unikernels' traffic", zap.Error(err))
+		}
+	}
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
 		return fmt.Errorf("reload zones: %w", err)
 	}
@@ -493,6 +510,9 @@ func (d *daemon) Reload(context.Context) error {
 // start of jitsu.
 func restartOnly(a, b *config.Config) []string {
 	var out []string
+	if a.Daemon != b.Daemon {
+		out = append(out, "daemon")
+	}
 	if fmt.Sprint(a.DNS.Listen) != fmt.Sprint(b.DNS.Listen) {
 		out = append(out, "dns.listen")
 	}

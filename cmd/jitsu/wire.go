@@ -120,3 +120,15 @@ func seedDisks(cfg *config.Config, u *config.Unikernel) []string {
 	}
 	return []string{seeddisk.Path(cfg.Hypervisor.SeedDir, u.Name)}
 }
+
+// unikernelAddrs lists every unikernel's addresses.
+func unikernelAddrs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, u := range cfg.Unikernels {
+		out = append(out, u.IP)
+		if u.IP6.IsValid() {
+			out = append(out, u.IP6)
+		}
+	}
+	return out
+}

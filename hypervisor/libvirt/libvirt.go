@@ -131,6 +131,8 @@ type Hypervisor struct {
 	locks       map[string]chan struct{}
 
 	reconnect chan struct{}
+	calls     chan struct{}  // a slot per libvirt call in flight
+	inflight  sync.WaitGroup // the calls' goroutines
 	// connected is closed at the first connection; everConnected (owned
 	// by New, then by reconnectLoop) says whether it is.
 	connected     chan struct{}
@@ -208,6 +210,7 @@ func newHypervisor(opts Options) (*Hypervisor, error) {
 		known:     map[string]*domInfo{},
 		locks:     map[string]chan struct{}{},
 		reconnect: make(chan struct{}, 1),
+		calls:     make(chan struct{}, maxCalls),
 		connected: make(chan struct{}),
 		queue:     newEventQueue(4096),
 		events:    make(chan hypervisor.Event, 64),
@@ -503,7 +506,9 @@ func (h *Hypervisor) remember(name string, md metadata) *domInfo {
 // adopt learns the jitsu domains that already exist, e.g. after a restart
 // of jitsu or of libvirtd, so that their events are recognised.
 func (h *Hypervisor) adopt() {
-	doms, err := h.List(h.ctx)
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	doms, err := h.List(ctx)
 	if err != nil {
 		h.log.Warn("list existing domains", zap.Error(err))
 		return
@@ -548,6 +553,12 @@ func prepareConsole(path string) error {
 func (h *Hypervisor) Start(ctx context.Context, spec hypervisor.Spec) (err error) {
 	t0 := time.Now()
 	defer func() { h.m.observeStart(t0, err) }()
+	return h.call(ctx, "start", spec.Name, func() error { return h.start(ctx, spec) })
+}
+
+// start is Start without its deadline.
+func (h *Hypervisor) start(ctx context.Context, spec hypervisor.Spec) error {
+	t0 := time.Now()
 	unlock, err := h.lockName(ctx, spec.Name)
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
@@ -658,6 +669,11 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 // Stop stops a running or paused domain with mode. See
 // hypervisor.Hypervisor.
 func (h *Hypervisor) Stop(ctx context.Context, name string, mode hypervisor.StopMode) error {
+	return h.call(ctx, "stop", name, func() error { return h.stop(ctx, name, mode) })
+}
+
+// stop is Stop without its deadline.
+func (h *Hypervisor) stop(ctx context.Context, name string, mode hypervisor.StopMode) error {
 	if _, err := hypervisor.ParseStopMode(string(mode)); err != nil {
 		return fmt.Errorf("stop %q: %w", name, err)
 	}
@@ -816,6 +832,11 @@ func (h *Hypervisor) save(conn *lv.Connect, d *lv.Domain, name string) error {
 
 // Resume continues a paused domain; any other state gives ErrNotRunning.
 func (h *Hypervisor) Resume(ctx context.Context, name string) error {
+	return h.call(ctx, "resume", name, func() error { return h.resume(ctx, name) })
+}
+
+// resume is Resume without its deadline.
+func (h *Hypervisor) resume(ctx context.Context, name string) error {
 	_, d, st, done, err := h.openDomain(ctx, "resume", name)
 	if err != nil {
 		return err
@@ -863,7 +884,13 @@ func domainState(d *lv.Domain) (hypervisor.State, error) {
 }
 
 // State reports a domain's state. See hypervisor.Hypervisor.
-func (h *Hypervisor) State(ctx context.Context, name string) (hypervisor.State, error) {
+func (h *Hypervisor) State(ctx context.Context, name string) (st hypervisor.State, err error) {
+	err = h.call(ctx, "state of", name, func() (err error) { st, err = h.state(ctx, name); return err })
+	return st, err
+}
+
+// state is State without its deadline.
+func (h *Hypervisor) state(ctx context.Context, name string) (hypervisor.State, error) {
 	if err := ctx.Err(); err != nil {
 		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, err)
 	}
@@ -885,7 +912,13 @@ func (h *Hypervisor) State(ctx context.Context, name string) (hypervisor.State, 
 }
 
 // List returns jitsu's domains, running or not. See hypervisor.Hypervisor.
-func (h *Hypervisor) List(ctx context.Context) ([]hypervisor.Domain, error) {
+func (h *Hypervisor) List(ctx context.Context) (doms []hypervisor.Domain, err error) {
+	err = h.call(ctx, "list", "domains", func() (err error) { doms, err = h.list(ctx); return err })
+	return doms, err
+}
+
+// list is List without its deadline.
+func (h *Hypervisor) list(ctx context.Context) ([]hypervisor.Domain, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list domains: %w", err)
 	}
@@ -920,7 +953,13 @@ func (h *Hypervisor) List(ctx context.Context) ([]hypervisor.Domain, error) {
 
 // InterfaceStats returns the traffic counters of the domain's NIC as seen
 // from the host.
-func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
+func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (st hypervisor.InterfaceStats, err error) {
+	err = h.call(ctx, "interface stats of", name, func() (err error) { st, err = h.interfaceStats(ctx, name); return err })
+	return st, err
+}
+
+// interfaceStats is InterfaceStats without its deadline.
+func (h *Hypervisor) interfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
 	if err := ctx.Err(); err != nil {
 		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, err)
 	}
@@ -967,6 +1006,7 @@ func (h *Hypervisor) Close() error {
 		h.mu.Unlock()
 		h.queue.close()
 		h.wg.Wait()
+		h.waitCalls()
 		h.disconnect()
 		loop.release()
 		close(h.events)

@@ -55,7 +55,6 @@ func parseMetadata(s string) (metadata, error) {
 	return m, nil
 }
 
-
 // validateSpec rejects specs that cannot become a domain.
 func validateSpec(spec hypervisor.Spec) error {
 	var errs []error

@@ -87,13 +87,16 @@ func newTopoB(t testing.TB) *topo {
 // startProxy runs a proxy in the host namespace until the test ends.
 func (tp *topo) startProxy(t testing.TB, limits synproxy.Limits, reg prometheus.Registerer) *runningProxy {
 	t.Helper()
-	p, err := synproxy.New(synproxy.Options{
-		Bridge:     bridge,
-		NetNS:      tp.host.Path(),
-		Logger:     zaptest.NewLogger(t),
-		Registerer: reg,
-		Limits:     testLimits(limits),
-	})
+	return tp.startProxyOpts(t, synproxy.Options{Registerer: reg, Limits: limits})
+}
+
+// startProxyOpts runs a proxy with opts (bridge, namespace, logger and
+// unset limits filled in) in the host namespace until the test ends.
+func (tp *topo) startProxyOpts(t testing.TB, opts synproxy.Options) *runningProxy {
+	t.Helper()
+	opts.Bridge, opts.NetNS, opts.Logger = bridge, tp.host.Path(), zaptest.NewLogger(t)
+	opts.Limits = testLimits(opts.Limits)
+	p, err := synproxy.New(opts)
 	if err != nil {
 		t.Fatalf("new proxy: %v", err)
 	}
@@ -258,3 +261,9 @@ func testLimits(l synproxy.Limits) synproxy.Limits {
 	}
 	return l
 }
+
+// Protocols to hold.
+var (
+	tcpOnly = []uint8{6}
+	tcpUDP  = []uint8{6, 17}
+)
