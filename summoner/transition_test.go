@@ -42,7 +42,7 @@ func TestTransitionTable(t *testing.T) {
 	row(StateStopped, evAdoptPaused, StateSuspended)
 	row(StateStopped, evAdoptSaved, StateSaved)
 	ignored(StateStopped, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
-		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped)
+		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped, evStopUnknown)
 
 	row(StateStarting, evReady, StateReady, actRelease)
 	row(StateStarting, evBootFailed, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
@@ -51,19 +51,21 @@ func TestTransitionTable(t *testing.T) {
 	row(StateStarting, evCrashed, StateFailed, actCancel, actDrop, actTail, actBackoff)
 	row(StateStarting, evDomainStopped, StateFailed, actCancel, actDrop, actBackoff)
 	ignored(StateStarting, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evIdle,
-		evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
+		evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateReady, evIdle, StateStopping, actStop)
 	row(StateReady, evStop, StateStopping, actStop)
 	row(StateReady, evCrashed, StateStopped, actTail)
 	row(StateReady, evDomainStopped, StateStopped)
 	ignored(StateReady, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
-		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
+		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateStopping, evStoppedOff, StateStopped)
 	row(StateStopping, evSuspendedDone, StateSuspended)
 	row(StateStopping, evSavedDone, StateSaved)
-	row(StateStopping, evStopFailed, StateReady)
+	// issue 15: the gate held the addresses before the stop: release them
+	row(StateStopping, evStopFailed, StateReady, actRelease)
+	row(StateStopping, evStopUnknown, StateUnknown, actReconcile)
 	row(StateStopping, evCrashed, StateStopped, actTail)
 	ignored(StateStopping, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
 		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
@@ -72,18 +74,37 @@ func TestTransitionTable(t *testing.T) {
 	row(StateSuspended, evStop, StateStopping, actStop)
 	row(StateSuspended, evCrashed, StateStopped, actTail)
 	row(StateSuspended, evDomainStopped, StateStopped)
-	ignored(StateSuspended, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
-		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
+	row(StateSuspended, evAdoptRunning, StateStarting, actArm, actProbe) // reconcile: resumed behind our back
+	ignored(StateSuspended, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateSaved, evSummon, StateStarting, boot...)
-	ignored(StateSaved, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
-		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
-		evCrashed, evDomainStopped)
+	// issue 15: a stop may discard the save image; reconcile
+	row(StateSaved, evStop, StateStopping, actStop)
+	row(StateSaved, evDomainStopped, StateStopped)
+	row(StateSaved, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateSaved, evAdoptPaused, StateSuspended)
+	ignored(StateSaved, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
+		evCrashed, evStopUnknown)
 
 	row(StateFailed, evSummon, StateStarting, boot...)
-	ignored(StateFailed, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+	// issue 15: the reconciler finds its domain running or paused
+	row(StateFailed, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateFailed, evAdoptPaused, StateSuspended)
+	ignored(StateFailed, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
-		evCrashed, evDomainStopped)
+		evCrashed, evDomainStopped, evStopUnknown)
+
+	// issue 15: a stop whose outcome is unknown; the reconciler settles it
+	row(StateUnknown, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateUnknown, evAdoptPaused, StateSuspended)
+	row(StateUnknown, evAdoptSaved, StateSaved)
+	row(StateUnknown, evDomainStopped, StateStopped)
+	row(StateUnknown, evCrashed, StateStopped, actTail)
+	row(StateUnknown, evStop, StateStopping, actStop)
+	ignored(StateUnknown, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
+		evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	for st := State(0); st < numStates; st++ {
 		for ev := evKind(0); ev < numEvKinds; ev++ {

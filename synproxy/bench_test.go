@@ -22,7 +22,7 @@ func BenchmarkHoldMemory(b *testing.B) {
 			b.Fatalf("new: %v", err)
 		}
 		p.running = true
-		if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+		if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 			b.Fatalf("hold: %v", err)
 		}
 		var before, after runtime.MemStats

@@ -362,7 +362,9 @@ func (p *Proxy) expire() {
 // mac, and pins their neighbour entries to mac. It is called before the
 // domain starts. Holding an address again updates its MAC and keeps what is
 // held. Addresses held before Run starts are installed when it does.
-func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
+// protos are the IP protocols to hold (6 TCP, 17 UDP, as summoner.Gate
+// says); only TCP SYNs are held so far, whatever protos says.
+func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr, protos []uint8) error {
 	if len(mac) == 0 {
 		return errors.New("synproxy: hold: no MAC address")
 	}
@@ -394,8 +396,8 @@ func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
 
 // Release is called when the guest is ready: it stops holding addrs, turns
 // their neighbour entries into ordinary ones and delivers every held SYN to
-// the guest at once, oldest first.
-func (p *Proxy) Release(addrs []netip.Addr) error {
+// the guest at once, oldest first. It reports how many it delivered.
+func (p *Proxy) Release(addrs []netip.Addr) (replayed int, err error) {
 	return p.finish(addrs, true)
 }
 
@@ -403,10 +405,12 @@ func (p *Proxy) Release(addrs []netip.Addr) error {
 // neighbour entries and answers every held client with a RST, so its
 // connect fails at once instead of timing out.
 func (p *Proxy) Drop(addrs []netip.Addr) error {
-	return p.finish(addrs, false)
+	_, err := p.finish(addrs, false)
+	return err
 }
 
-func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
+// finish ends the hold of addrs; it returns how many SYNs it replayed.
+func (p *Proxy) finish(addrs []netip.Addr, ready bool) (int, error) {
 	op := "drop"
 	if ready {
 		op = "release"
@@ -415,6 +419,7 @@ func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
+	replayed := 0
 	for _, a := range addrs {
 		a = a.Unmap()
 		if p.addrs[a] == nil {
@@ -440,6 +445,7 @@ func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
 		if ready {
 			p.remove(e, true, "")
 			p.m.replayed.Inc()
+			replayed++
 			continue
 		}
 		if rst, err := buildReset(en.s); err != nil {
@@ -455,7 +461,7 @@ func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
 		delete(p.addrs, a)
 	}
 	p.updateGauges()
-	return errors.Join(errs...)
+	return replayed, errors.Join(errs...)
 }
 
 // Held returns the number of SYNs and bytes held now.

@@ -19,6 +19,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// tcpOnly is what the summoner asks a hold for without a udp trigger.
+var tcpOnly = []uint8{6}
+
 var (
 	guest   = netip.MustParseAddr("10.77.0.2")
 	guest2  = netip.MustParseAddr("10.77.0.3")
@@ -96,7 +99,7 @@ func TestNewRegistersMetrics(t *testing.T) {
 
 func TestReleaseUnholdsThenAcceptsInOrder(t *testing.T) {
 	p, f := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest, guest2}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest, guest2}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 100, 0)})
@@ -105,8 +108,8 @@ func TestReleaseUnholdsThenAcceptsInOrder(t *testing.T) {
 	if n, _ := p.Held(); n != 3 {
 		t.Fatalf("held = %d, want 3", n)
 	}
-	if err := p.Release([]netip.Addr{guest}); err != nil {
-		t.Fatalf("release: %v", err)
+	if n, err := p.Release([]netip.Addr{guest}); err != nil || n != 2 {
+		t.Fatalf("release: %d replayed, %v; want 2", n, err)
 	}
 	want := []string{
 		"hold 10.77.0.2 02:00:4a:53:00:02", "hold 10.77.0.3 02:00:4a:53:00:02",
@@ -141,7 +144,7 @@ func TestDropResetsEveryHeldClient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, f := newTestProxy(t, Limits{})
-			if err := p.Hold([]netip.Addr{tc.dst}, mac); err != nil {
+			if err := p.Hold([]netip.Addr{tc.dst}, mac, tcpOnly); err != nil {
 				t.Fatalf("hold: %v", err)
 			}
 			p.handle(Packet{ID: 7, Data: synPacket(t, tc.src, tc.dst, 40001, 80, 1000, tc.payload)})
@@ -179,7 +182,7 @@ func TestDropResetsEveryHeldClient(t *testing.T) {
 
 func TestDuplicateKeepsLatest(t *testing.T) {
 	p, f := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 100, 0)})
@@ -191,7 +194,7 @@ func TestDuplicateKeepsLatest(t *testing.T) {
 	if got := dropped(t, p, ReasonDuplicate); got != 1 {
 		t.Errorf("dropped{duplicate} = %v, want 1", got)
 	}
-	if err := p.Release([]netip.Addr{guest}); err != nil {
+	if _, err := p.Release([]netip.Addr{guest}); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	want := []string{"hold 10.77.0.2 02:00:4a:53:00:02", "drop 1", "unhold 10.77.0.2 ready=true", "accept 2", "accept 3"}
@@ -217,7 +220,7 @@ func TestBounds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, f := newTestProxy(t, tc.limits)
-			if err := p.Hold(tc.addrs, mac); err != nil {
+			if err := p.Hold(tc.addrs, mac, tcpOnly); err != nil {
 				t.Fatalf("hold: %v", err)
 			}
 			for i := range tc.send {
@@ -255,7 +258,7 @@ func TestAge(t *testing.T) {
 	p, f := newTestProxy(t, Limits{MaxAge: 10 * time.Second})
 	now := time.Unix(1000, 0)
 	p.now = func() time.Time { return now }
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 1, 0)})
@@ -298,7 +301,7 @@ func TestMalformedDroppedAndCounted(t *testing.T) {
 		}(),
 	}
 	p, f := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	id := uint32(0)
@@ -328,10 +331,10 @@ func TestNotHeldAccepted(t *testing.T) {
 
 func TestHoldValidates(t *testing.T) {
 	p, _ := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest}, nil); err == nil {
+	if err := p.Hold([]netip.Addr{guest}, nil, tcpOnly); err == nil {
 		t.Error("hold with no MAC: no error")
 	}
-	if err := p.Hold([]netip.Addr{{}}, mac); err == nil {
+	if err := p.Hold([]netip.Addr{{}}, mac, tcpOnly); err == nil {
 		t.Error("hold of the zero address: no error")
 	}
 }
@@ -344,7 +347,7 @@ func TestOnSYN(t *testing.T) {
 		t.Fatalf("new: %v", err)
 	}
 	p.running = true
-	if err := p.Hold([]netip.Addr{guest6}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest6}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client6, guest6, 40001, 80, 1, 0)})
@@ -363,7 +366,7 @@ func TestRunLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold before run: %v", err)
 	}
 	select {

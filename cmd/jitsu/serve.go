@@ -73,13 +73,6 @@ type daemon struct {
 	reloadMu sync.Mutex // serializes reloads
 	cfgMu    sync.Mutex
 	cfg      *config.Config
-
-	// replays records, per address held by the SYN proxy, whether a SYN was
-	// held during the current boot, and when it was replayed.
-	replayMu sync.Mutex
-	heldSYN  map[netip.Addr]bool
-	replayed map[string]time.Time // unikernel name -> first replay of its last boot
-	addrName map[netip.Addr]string
 }
 
 // serve runs jitsu until ctx is done. hup delivers reload requests.
@@ -90,8 +83,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	d := &daemon{log: log, cfg: cfg, heldSYN: map[netip.Addr]bool{}, replayed: map[string]time.Time{}}
-	d.indexAddrs(cfg)
+	d := &daemon{log: log, cfg: cfg}
 
 	if err := pinBridgeMAC(cfg.Network.Bridge); err != nil {
 		return err
@@ -166,7 +158,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		if err != nil {
 			return errors.Join(fmt.Errorf("SYN proxy: %w", err), stopAll(g, dns, ctl))
 		}
-		gate = &timelineGate{Gate: proxy, d: d}
+		gate = proxy
 		proxyRunning = proxy.Running()
 		// The readiness probe's SYNs carry the mark the proxy lets through.
 		probeMark = synproxy.DefaultBypassMark
@@ -188,6 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 		MemoryBudget:  cfg.Budget.Memory,
 		ResponseDelay: responseDelay(cfg),
 		ProbeMark:     probeMark,
+		StopTimeout:   cfg.Hypervisor.ShutdownTimeout + stopSlack,
 	}, unikernels(cfg))
 	if err != nil {
 		return errors.Join(fmt.Errorf("summoner: %w", err), stopAll(g, dns, ctl))
@@ -301,63 +294,17 @@ func responseDelay(cfg *config.Config) time.Duration {
 	return cfg.DNS.ResponseDelay
 }
 
-// indexAddrs maps each unikernel address to its name, for the timeline.
-func (d *daemon) indexAddrs(cfg *config.Config) {
-	m := make(map[netip.Addr]string, len(cfg.Unikernels))
-	for _, u := range cfg.Unikernels {
-		m[u.IP] = u.Name
-		if u.IP6.IsValid() {
-			m[u.IP6] = u.Name
-		}
-	}
-	d.replayMu.Lock()
-	d.addrName = m
-	d.replayMu.Unlock()
-}
+// stopSlack is how much longer than the guest's shutdown timeout the
+// summoner waits for a stop call.
+const stopSlack = 15 * time.Second
 
-// onSYN is called by the SYN proxy for each SYN held for addr.
+// onSYN is called by the SYN proxy for each SYN held for addr: the
+// summoner counts it as activity and summons its unikernel if tcp is one of
+// its triggers.
 func (d *daemon) onSYN(addr netip.Addr) {
-	d.replayMu.Lock()
-	d.heldSYN[addr] = true
-	d.replayMu.Unlock()
 	if s := d.sum.Load(); s != nil {
-		s.Touch(addr)
+		s.OnPacket(addr, summoner.ProtoTCP)
 	}
-}
-
-// timelineGate passes the summoner's gate calls to the SYN proxy and notes
-// when held SYNs were replayed, for the status timeline.
-type timelineGate struct {
-	summoner.Gate
-	d *daemon
-}
-
-// Hold forgets the previous boot's SYNs, then holds.
-func (g *timelineGate) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
-	g.d.replayMu.Lock()
-	for _, a := range addrs {
-		delete(g.d.heldSYN, a)
-	}
-	g.d.replayMu.Unlock()
-	return g.Gate.Hold(addrs, mac)
-}
-
-// Release replays, and records the replay time if any SYN was held.
-func (g *timelineGate) Release(addrs []netip.Addr) error {
-	err := g.Gate.Release(addrs)
-	now := time.Now()
-	g.d.replayMu.Lock()
-	for _, a := range addrs {
-		if g.d.heldSYN[a] {
-			if name, ok := g.d.addrName[a]; ok {
-				g.d.replayed[name] = now
-				g.d.log.Info("held SYNs replayed", zap.String("unikernel", name), zap.String("ip", a.String()))
-			}
-		}
-		delete(g.d.heldSYN, a)
-	}
-	g.d.replayMu.Unlock()
-	return err
 }
 
 // Status implements control.Daemon.
@@ -368,8 +315,6 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 	}
 	sts := sum.Status()
 	out := make([]control.UnikernelStatus, 0, len(sts))
-	d.replayMu.Lock()
-	defer d.replayMu.Unlock()
 	for _, s := range sts {
 		us := control.UnikernelStatus{
 			Name:             s.Name,
@@ -384,11 +329,8 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 			us.Addrs = append(us.Addrs, a.String())
 		}
 		if !s.LastBoot.Start.IsZero() {
-			tl := &control.BootTimeline{Query: s.LastBoot.Query, Start: s.LastBoot.Start, Ready: s.LastBoot.Ready}
-			if r := d.replayed[s.Name]; !r.Before(s.LastBoot.Start) {
-				tl.FirstReplay = r
-			}
-			us.LastBoot = tl
+			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Start: s.LastBoot.Start,
+				Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
 		}
 		out = append(out, us)
 	}
@@ -454,7 +396,6 @@ func (d *daemon) Reload(context.Context) error {
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
 		return fmt.Errorf("reload zones: %w", err)
 	}
-	d.indexAddrs(cfg)
 	d.cfgMu.Lock()
 	d.cfg = cfg
 	d.cfgMu.Unlock()
