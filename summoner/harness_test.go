@@ -123,6 +123,19 @@ func (h *harness) calls() []string {
 	return append([]string(nil), h.seq...)
 }
 
+// waitCall waits until call has been recorded (a gate or hypervisor call
+// made by an actor the test cannot otherwise wait for).
+func (h *harness) waitCall(call string) {
+	h.t.Helper()
+	for !slices.Contains(h.calls(), call) {
+		select {
+		case <-h.ctx.Done():
+			h.t.Fatalf("no call %q: %q", call, h.calls())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // tick advances the clock by one reaper interval and waits for the scan.
 func (h *harness) tick() {
 	h.t.Helper()

@@ -50,9 +50,9 @@ func (s *Summoner) scan(ctx context.Context) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.meterBusy.Store(false)
-			defer close(done)
 			s.readTraffic(ctx)
+			s.meterBusy.Store(false)
+			close(done)
 		}()
 		select {
 		case <-done:

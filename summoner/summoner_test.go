@@ -319,13 +319,15 @@ func TestInboundChatterIsNotActivity(t *testing.T) {
 	h.waitState("web", StateStopped)
 }
 
+// small is a test unikernel that never idles out, counting mem bytes.
+func small(name, addr string, mem uint64) Unikernel {
+	u := uk(name, addr)
+	u.IdleTimeout = 0
+	u.Memory = mem
+	return u
+}
+
 func TestBudget(t *testing.T) {
-	small := func(name, addr string, mem uint64) Unikernel {
-		u := uk(name, addr)
-		u.IdleTimeout = 0
-		u.Memory = mem
-		return u
-	}
 	t.Run("max running evicts the least recently active", func(t *testing.T) {
 		h := newHarness(t, Options{MaxRunning: 2, EvictIdle: 5 * time.Second},
 			small("a", "10.0.0.1", 0), small("b", "10.0.0.2", 0), small("c", "10.0.0.3", 0)).run()
@@ -374,6 +376,9 @@ func TestBudget(t *testing.T) {
 		h.summon("b")
 		h.waitStarts("b", 1)
 	})
+}
+
+func TestBudgetMemory(t *testing.T) {
 	t.Run("memory evicts", func(t *testing.T) {
 		h := newHarness(t, Options{MemoryBudget: 100 << 20, EvictIdle: time.Second},
 			small("a", "10.0.0.1", 64<<20), small("b", "10.0.0.2", 64<<20)).run()

@@ -34,6 +34,52 @@ func TestTransitionTable(t *testing.T) {
 		}
 	}
 
+	transitionRows(row, ignored)
+
+	for st := State(0); st < numStates; st++ {
+		for ev := evKind(0); ev < numEvKinds; ev++ {
+			w, ok := table[key{st, ev}]
+			if !ok {
+				t.Errorf("no row for %s/%s", st, ev)
+				continue
+			}
+			gotSt, gotActs := transition(st, ev)
+			if gotSt != w.st || !slices.Equal(gotActs, w.acts) {
+				t.Errorf("transition(%s, %s) = %s %v, want %s %v", st, ev, gotSt, gotActs, w.st, w.acts)
+			}
+		}
+	}
+	if want := int(numStates) * int(numEvKinds); len(table) != want {
+		t.Errorf("table has %d rows, want %d", len(table), want)
+	}
+}
+
+// TestTransitionInvariants checks properties every transition must have,
+// independently of the table.
+func TestTransitionInvariants(t *testing.T) {
+	for st := State(0); st < numStates; st++ {
+		for ev := evKind(0); ev < numEvKinds; ev++ {
+			to, acts := transition(st, ev)
+			hold := slices.Index(acts, actHold)
+			start := max(slices.Index(acts, actStart), slices.Index(acts, actResume))
+			if start >= 0 && (hold < 0 || hold > start) {
+				t.Errorf("%s/%s: starts without holding the gate first: %v", st, ev, acts)
+			}
+			if to == StateStarting && st != StateStarting && !slices.Contains(acts, actArm) {
+				t.Errorf("%s/%s: enters starting without a boot timeout: %v", st, ev, acts)
+			}
+			if st == StateStarting && to != StateStarting && to != StateReady && !slices.Contains(acts, actDrop) {
+				t.Errorf("%s/%s: leaves starting without dropping the gate: %v", st, ev, acts)
+			}
+			if to == StateFailed && st != StateFailed && !slices.Contains(acts, actBackoff) {
+				t.Errorf("%s/%s: fails without a backoff: %v", st, ev, acts)
+			}
+		}
+	}
+}
+
+// transitionRows lists the rows of TestTransitionTable.
+func transitionRows(row func(State, evKind, State, ...action), ignored func(State, ...evKind)) {
 	boot := []action{actArm, actCount, actHold, actStart, actProbe}
 	resume := []action{actArm, actCount, actHold, actResume, actProbe}
 
@@ -105,45 +151,4 @@ func TestTransitionTable(t *testing.T) {
 	row(StateUnknown, evStop, StateStopping, actStop)
 	ignored(StateUnknown, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
 		evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
-
-	for st := State(0); st < numStates; st++ {
-		for ev := evKind(0); ev < numEvKinds; ev++ {
-			w, ok := table[key{st, ev}]
-			if !ok {
-				t.Errorf("no row for %s/%s", st, ev)
-				continue
-			}
-			gotSt, gotActs := transition(st, ev)
-			if gotSt != w.st || !slices.Equal(gotActs, w.acts) {
-				t.Errorf("transition(%s, %s) = %s %v, want %s %v", st, ev, gotSt, gotActs, w.st, w.acts)
-			}
-		}
-	}
-	if want := int(numStates) * int(numEvKinds); len(table) != want {
-		t.Errorf("table has %d rows, want %d", len(table), want)
-	}
-}
-
-// TestTransitionInvariants checks properties every transition must have,
-// independently of the table.
-func TestTransitionInvariants(t *testing.T) {
-	for st := State(0); st < numStates; st++ {
-		for ev := evKind(0); ev < numEvKinds; ev++ {
-			to, acts := transition(st, ev)
-			hold := slices.Index(acts, actHold)
-			start := max(slices.Index(acts, actStart), slices.Index(acts, actResume))
-			if start >= 0 && (hold < 0 || hold > start) {
-				t.Errorf("%s/%s: starts without holding the gate first: %v", st, ev, acts)
-			}
-			if to == StateStarting && st != StateStarting && !slices.Contains(acts, actArm) {
-				t.Errorf("%s/%s: enters starting without a boot timeout: %v", st, ev, acts)
-			}
-			if st == StateStarting && to != StateStarting && to != StateReady && !slices.Contains(acts, actDrop) {
-				t.Errorf("%s/%s: leaves starting without dropping the gate: %v", st, ev, acts)
-			}
-			if to == StateFailed && st != StateFailed && !slices.Contains(acts, actBackoff) {
-				t.Errorf("%s/%s: fails without a backoff: %v", st, ev, acts)
-			}
-		}
-	}
 }
