@@ -329,8 +329,8 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 			us.Addrs = append(us.Addrs, a.String())
 		}
 		if !s.LastBoot.Start.IsZero() {
-			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Start: s.LastBoot.Start,
-				Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
+			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
+				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
 		}
 		out = append(out, us)
 	}
