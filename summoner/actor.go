@@ -149,6 +149,11 @@ func resting(st State) bool {
 // rest is armed at the gate, a summon deferred while it could not boot is
 // retried, and the new state is shown.
 func (s *Summoner) entered(u *unit, to State) {
+	if to == StateStarting || to == StateReady {
+		u.mu.Lock()
+		u.deferred = "" // it runs: the deferred summon is served
+		u.mu.Unlock()
+	}
 	if resting(to) {
 		s.arm(u)
 		u.mu.Lock()
@@ -182,6 +187,10 @@ func (s *Summoner) accept(u *unit, ev event) bool {
 	switch ev.kind {
 	case evReady, evBootFailed, evBootTimeout:
 		return ev.gen == 0 || ev.gen == u.gen
+	case evStop:
+		// a saved unikernel is stopped already; only discarding its save
+		// image is left to do
+		return u.State() != StateSaved || ev.discard
 	case evIdle:
 		idle := u.cfg.Load().IdleTimeout
 		return idle > 0 && s.clock.Now().UnixNano()-u.activity.Load() >= int64(idle)

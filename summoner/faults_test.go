@@ -39,8 +39,7 @@ func TestStopUnknownIsNeverStopped(t *testing.T) {
 	// the reconciler retries with backoff while the hypervisor is away
 	h.clk.Advance(2 * time.Second)
 	h.f.SetUnavailable(false)
-	h.clk.Advance(10 * time.Second)
-	h.waitState("web", StateReady)
+	h.advanceUntil("web", StateReady, 20*time.Second)
 	if h.f.StateOf("web") != hypervisor.StateRunning || h.f.Starts("web") != 1 {
 		t.Fatal("adopted domain is not the one that kept running")
 	}
@@ -263,5 +262,36 @@ func TestDiscardSave(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestSummonWhileUnknown: a summon that comes while the outcome of a stop
+// is unknown is served once the reconciler has settled the state.
+func TestSummonWhileUnknown(t *testing.T) {
+	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
+	h.bootReady("web")
+	h.f.FailStop("web", hypervisor.ErrUnavailable)
+	h.f.OnCall(func(c hvtest.Call) {
+		if c.Op == "stop" {
+			h.f.SetUnavailable(true)
+		}
+	})
+	if err := h.s.Stop(h.ctx, "web", ""); err == nil {
+		t.Fatal("a failed stop reported no error")
+	}
+	h.f.OnCall(nil)
+	h.summon("web")
+	h.settle()
+	if st := h.status("web").State; st != StateUnknown {
+		t.Fatalf("state %s, want unknown", st)
+	}
+	h.f.SetUnavailable(false)
+	h.f.Vanish("web") // it did stop after all
+	h.advanceUntil("web", StateStarting, 20*time.Second)
+	h.waitStarts("web", 1) // a new domain record: Vanish forgot the old one
+	h.f.SetReady("web", true)
+	h.waitState("web", StateReady)
+	if st := h.status("web"); st.Boots != 2 || st.LastBoot.Trigger != TriggerDNS {
+		t.Fatalf("status %+v: want a second, dns-triggered boot", st)
 	}
 }

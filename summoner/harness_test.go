@@ -123,6 +123,23 @@ func (h *harness) calls() []string {
 	return append([]string(nil), h.seq...)
 }
 
+// advanceUntil advances the clock a second at a time, up to max, until
+// name is in state st: for what runs on its own timers (the reconciler's
+// backoff) that the test cannot wait for otherwise.
+func (h *harness) advanceUntil(name string, st State, max time.Duration) {
+	h.t.Helper()
+	for d := time.Duration(0); d <= max; d += time.Second {
+		ctx, cancel := context.WithTimeout(h.ctx, 50*time.Millisecond)
+		err := h.s.WaitState(ctx, name, st)
+		cancel()
+		if err == nil {
+			return
+		}
+		h.clk.Advance(time.Second)
+	}
+	h.waitState(name, st)
+}
+
 // waitCall waits until call has been recorded (a gate or hypervisor call
 // made by an actor the test cannot otherwise wait for).
 func (h *harness) waitCall(call string) {

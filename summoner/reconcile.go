@@ -189,11 +189,20 @@ func (s *Summoner) reconcile(ctx context.Context) error {
 			s.stranger(ctx, d)
 		}
 	}
+	var busy error
 	for _, u := range um.all {
 		d, found := byName[u.domain]
 		k, ok := reconcileEvent(u.State(), d.State, found)
-		if !ok || epochs[u]%2 == 1 || u.epoch.Load() != epochs[u] {
-			continue // agrees, or a transition ran during the list
+		if !ok {
+			continue
+		}
+		if epochs[u]%2 == 1 || u.epoch.Load() != epochs[u] {
+			// A transition ran during the list: look again soon if
+			// nothing else will settle it.
+			if u.State() == StateUnknown {
+				busy = fmt.Errorf("unikernel %q changed during the list", u.name)
+			}
+			continue
 		}
 		s.m.reconcileFixes.WithLabelValues(u.name).Inc()
 		s.log.Info("reconciling with the hypervisor", zap.String("unikernel", u.name), zap.Stringer("believed", u.State()),
@@ -201,5 +210,5 @@ func (s *Summoner) reconcile(ctx context.Context) error {
 		u.activity.Store(s.clock.Now().UnixNano())
 		s.post(u, event{kind: k, reason: "reconcile", epoch: epochs[u] + 1})
 	}
-	return nil
+	return busy
 }

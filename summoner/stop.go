@@ -49,7 +49,7 @@ func (s *Summoner) doStop(u *unit, ev event, from State) (*event, error) {
 }
 
 // stopSaved stops a saved unikernel: nothing runs, so only the save image
-// is discarded, if the stop asks for it.
+// is discarded (accept lets only such stops through).
 func (s *Summoner) stopSaved(u *unit, ev event) (*event, error) {
 	if !ev.discard {
 		return &event{kind: evSavedDone, reason: ev.reason}, nil
