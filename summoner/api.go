@@ -111,6 +111,9 @@ func (s *Summoner) waitReady(ctx context.Context, u *unit) {
 // a ready unikernel) returns once the gate holds u's addresses. It applies
 // the backoff (unless force).
 func (s *Summoner) request(u *unit, now time.Time, force bool, t Trigger) error {
+	if s.unadopted.Load() {
+		return fmt.Errorf("summon %q: %w (its domain is not adopted yet)", u.name, hypervisor.ErrUnavailable)
+	}
 	cfg := u.cfg.Load()
 	u.mu.Lock()
 	st := u.State()

@@ -295,3 +295,52 @@ func TestSummonWhileUnknown(t *testing.T) {
 		t.Fatalf("status %+v: want a second, dns-triggered boot", st)
 	}
 }
+
+// TestLateAdoption: when the hypervisor does not answer as Run starts (the
+// backend connects in the background), boots are refused and nothing is
+// armed until the reconciler has adopted what runs.
+func TestLateAdoption(t *testing.T) {
+	h := withGate(t, Options{}, uk("run", "10.0.0.1"), uk("off", "10.0.0.2"))
+	h.f.Put(hypervisor.Spec{Name: "run"}, hypervisor.StateRunning)
+	h.f.SetReady("run", true)
+	h.f.SetUnavailable(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	for h.metric("jitsu_summoner_reconcile_errors_total") < 1 { // the first try failed
+		h.clk.Advance(time.Second)
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := h.s.Summon(h.ctx, "off"); !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Fatalf("summon before adoption: %v, want ErrUnavailable", err)
+	}
+	if h.gate.holds(netip.MustParseAddr("10.0.0.1")) != nil || h.gate.holds(netip.MustParseAddr("10.0.0.2")) != nil {
+		t.Fatal("armed before adoption")
+	}
+	h.f.SetUnavailable(false)
+	for adopted := false; !adopted; {
+		h.clk.Advance(time.Second)
+		select {
+		case <-h.s.Running():
+			adopted = true
+		case <-time.After(10 * time.Millisecond):
+		case <-h.ctx.Done():
+			t.Fatal("never adopted")
+		}
+	}
+	h.waitState("run", StateReady)
+	if h.gate.holds(netip.MustParseAddr("10.0.0.2")) == nil {
+		t.Fatal("stopped unikernel not armed after adoption")
+	}
+	if h.f.Starts("run") != 0 {
+		t.Fatal("booted a running domain instead of adopting it")
+	}
+	h.summon("off")
+	h.waitStarts("off", 1)
+}

@@ -2,6 +2,7 @@ package summoner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -128,6 +129,21 @@ func (s *Summoner) watchEvents(ctx context.Context) {
 	}
 }
 
+// errListFailed: the reconciler could not list the domains.
+var errListFailed = errors.New("list domains")
+
+// adopted finishes a late adoption (Run could not list the domains): once
+// the reconciler has posted what runs, the stopped unikernels are armed
+// and boots are allowed.
+func (s *Summoner) adopted() {
+	if s.unadopted.Load() {
+		s.armStopped()
+		s.unadopted.Store(false)
+		close(s.running)
+		s.log.Info("domains adopted; unikernels can be summoned")
+	}
+}
+
 // kickReconcile asks the reconciler to run now.
 func (s *Summoner) kickReconcile() {
 	select {
@@ -152,6 +168,12 @@ func (s *Summoner) reconcileLoop(ctx context.Context, tick <-chan struct{}, t Ti
 		}
 		failures++
 		if err := s.reconcile(ctx); err != nil {
+			if s.unadopted.Load() && errors.Is(err, errListFailed) {
+				s.log.Debug("hypervisor still not reachable", zap.Error(err))
+				s.m.reconcileErrors.Inc()
+				tick, t = s.after(min(s.backoff(failures), s.opts.ReconcileInterval))
+				continue
+			}
 			s.m.reconcileErrors.Inc()
 			s.log.Warn("reconcile with the hypervisor", zap.Error(err),
 				zap.Duration("retry_in", min(s.backoff(failures), s.opts.ReconcileInterval)))
@@ -180,8 +202,9 @@ func (s *Summoner) reconcile(ctx context.Context) error {
 	doms, err := s.hv.List(lctx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("list domains: %w", err)
+		return fmt.Errorf("%w: %w", errListFailed, err)
 	}
+	defer s.adopted()
 	byName := make(map[string]hypervisor.Domain, len(doms))
 	for _, d := range doms {
 		byName[d.Name] = d

@@ -289,6 +289,7 @@ type Summoner struct {
 
 	reconcileKick chan struct{} // a reconciliation is wanted now
 	meterBusy     atomic.Bool   // a traffic read is under way
+	unadopted     atomic.Bool   // Run could not list the domains yet: no boot until it has
 
 	running  chan struct{} // closed once Run has adopted and started
 	scanHook func()        // tests: called after each reaper scan
@@ -353,15 +354,19 @@ func defDur(d *time.Duration, def time.Duration) {
 	}
 }
 
-// Running is closed once Run has adopted the existing domains and started
-// its loops.
+// Running is closed once Run has started its loops and adopted the
+// existing domains (if the hypervisor is not reachable when Run starts,
+// once it is).
 func (s *Summoner) Running() <-chan struct{} { return s.running }
 
 // Run adopts the domains that already run (a restarted jitsu), arms the
 // stopped unikernels at the gate, then runs the summoner until ctx is
 // done: it watches the hypervisor's events, reconciles and reaps idle
-// unikernels. It returns after every goroutine of the summoner has
-// stopped; it does not stop the domains. Run may be called once.
+// unikernels. If the hypervisor does not answer at first, the reconciler
+// adopts once it does; until then boots are refused with
+// hypervisor.ErrUnavailable. It returns after every goroutine of the
+// summoner has stopped; it does not stop the domains. Run may be called
+// once.
 func (s *Summoner) Run(ctx context.Context) error {
 	s.lifeMu.Lock()
 	if s.phase != phaseNew {
@@ -370,13 +375,16 @@ func (s *Summoner) Run(ctx context.Context) error {
 	}
 	s.lifeMu.Unlock()
 
-	if err := s.adopt(ctx); err != nil {
-		s.shutdown()
-		return err
+	adoptErr := s.adopt(ctx)
+	if adoptErr != nil {
+		// The backend connects in the background: adopt once it answers.
+		s.log.Warn("hypervisor not reachable; unikernels are summoned once their domains are adopted", zap.Error(adoptErr))
+		s.unadopted.Store(true)
+	} else {
+		s.armStopped()
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.armStopped()
 	tick, tickTimer := s.armTick()
 	rtick, rtimer := s.after(s.opts.ReconcileInterval)
 
@@ -397,7 +405,11 @@ func (s *Summoner) Run(ctx context.Context) error {
 	go s.watchEvents(runCtx)
 	go s.reap(runCtx, tick, tickTimer)
 	go s.reconcileLoop(runCtx, rtick, rtimer)
-	close(s.running)
+	if adoptErr == nil {
+		close(s.running)
+	} else {
+		s.kickReconcile()
+	}
 
 	<-ctx.Done()
 	s.shutdown()
