@@ -20,9 +20,11 @@ package config
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -39,6 +41,8 @@ const (
 	DefaultListen          = "127.0.0.1:5353"
 	DefaultSummonTTL       = time.Second
 	DefaultZoneTTL         = time.Hour
+	DefaultSecondaryPort   = 53            // NOTIFY destination port of a secondary written without one
+	DefaultTSIGAlgorithm   = "hmac-sha256" // zone.tsig.algorithm
 	DefaultHypervisorURI   = "qemu:///system"
 	DefaultDomainType      = "kvm"
 	DefaultConsoleDir      = "/var/log/jitsu"
@@ -49,6 +53,7 @@ const (
 	DefaultSynMaxBytes     = 16 << 20
 	DefaultSynMaxAge       = 30 * time.Second
 	DefaultControlSocket   = "/run/jitsu/control.sock"
+	DefaultLockDir         = "/run/jitsu"
 	DefaultControlMode     = os.FileMode(0o600)
 	DefaultCmdline         = "console=ttyS0 ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off"
 	DefaultMemory          = 64 << 20
@@ -89,6 +94,7 @@ const (
 // Config is a validated configuration file.
 type Config struct {
 	File       string // the name it was parsed under
+	Daemon     DaemonConfig
 	DNS        DNSConfig
 	Zones      []Zone // [[zone]]
 	Hypervisor HypervisorConfig
@@ -101,13 +107,47 @@ type Config struct {
 	Unikernels []Unikernel // [[unikernel]], defaults applied
 }
 
+// DaemonConfig is [daemon]: who this daemon is among those on the host.
+type DaemonConfig struct {
+	// ID is the instance id (see DefaultID): in its domains' metadata, its
+	// nftables table's name and its lock file's name.
+	ID string
+	// LockDir holds the lock file ID.lock.
+	LockDir string
+}
+
+// LockFile is the file this daemon holds locked while it runs.
+func (c DaemonConfig) LockFile() string { return filepath.Join(c.LockDir, c.ID+".lock") }
+
+// DefaultID is the instance id of a config file that sets none: "jitsu-"
+// and 8 hex digits of a hash of the file's absolute path.
+func DefaultID(file string) string {
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	h := fnv.New32a()
+	h.Write([]byte(file))
+	return fmt.Sprintf("jitsu-%08x", h.Sum32())
+}
+
 // DNSConfig is [dns].
 type DNSConfig struct {
 	Listen    []string      // "ip:port" addresses, UDP and TCP on each
 	SummonTTL time.Duration // TTL of answers for unikernel names (whole seconds)
 	// ResponseDelay holds the DNS answer for a booting unikernel until it
 	// is ready, up to this long, when the synproxy is disabled; 0 = never.
+	// At most MaxResponseDelay.
 	ResponseDelay time.Duration
+	// RRLRate is the UDP answers per second allowed per source prefix,
+	// response class and name; 0 turns response-rate limiting off.
+	RRLRate int
+	// RRLSlip: every RRLSlip-th limited answer goes out truncated; 0 drops
+	// them all.
+	RRLSlip int
+	// RRLWindow is how long a flood is remembered (whole seconds).
+	RRLWindow time.Duration
+	// Cookies answers DNS cookies; a valid one exempts a client from RRL.
+	Cookies bool
 }
 
 // Zone is one [[zone]]: a zone jitsu is authoritative for.
@@ -121,6 +161,12 @@ type Zone struct {
 	// with $ORIGIN=Origin and $TTL=TTL, owner names lower-case FQDNs.
 	RRs  []dns.RR
 	Line int // line of its [[zone]] table
+	// Secondaries may transfer the zone (AXFR/IXFR, from their address;
+	// the port is where NOTIFY goes, DefaultSecondaryPort if not written).
+	Secondaries []netip.AddrPort
+	// TSIG, when set, is the key every transfer must be signed with; the
+	// NOTIFY messages are signed with it too.
+	TSIG *TSIGKey
 }
 
 // HypervisorConfig is [hypervisor].
@@ -160,6 +206,12 @@ type BudgetConfig struct {
 type MetricsConfig struct {
 	Listen string // "ip:port" of the metrics and status page; "" = off
 	Pprof  bool   // also serve /debug/pprof/ there
+	// BasicAuthFile holds "user:password" (one line): HTTP basic
+	// authentication on every endpoint. "" = none.
+	BasicAuthFile string
+	// BearerTokenFile holds a token: "Authorization: Bearer TOKEN" on
+	// every endpoint. "" = none.
+	BearerTokenFile string
 }
 
 // ControlConfig is [control]: the control socket of `jitsu status` & co.
@@ -189,7 +241,7 @@ type Unikernel struct {
 	DNS         []string         // names it answers for: lower-case FQDNs
 	IP          netip.Addr       // IPv4, inside Network.Gateway
 	IP6         netip.Addr       // optional, inside Network.Gateway6; invalid when unset
-	MAC         net.HardwareAddr // optional; nil = libvirt chooses
+	MAC         net.HardwareAddr // the mac key, else DeriveMAC(DomainPrefix + Name)
 	Kernel      string           // absolute path
 	Initrd      string           // absolute path, optional
 	Cmdline     string           // kernel command line, template already expanded

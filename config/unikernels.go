@@ -334,6 +334,49 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		t.done()
 		c.Unikernels = append(c.Unikernels, u)
 	}
+	d.deriveMACs(c, ts, macs)
+}
+
+// deriveMACs gives every unikernel without a mac key the MAC derived from
+// its domain's name, and rejects one that collides with another's,
+// explicit or derived (the derivation keeps 24 bits of a hash).
+func (d *decoder) deriveMACs(c *Config, ts []*table, macs map[string]claim) {
+	seen := map[string]bool{}
+	for i := range c.Unikernels {
+		u := &c.Unikernels[i]
+		dupName := seen[u.Name] // already an error
+		seen[u.Name] = true
+		if u.MAC != nil || u.Name == "" || dupName || ts[i].has("mac") {
+			continue
+		}
+		m := DeriveMAC(DomainPrefix + u.Name)
+		if first, dup := macs[m.String()]; dup {
+			ts[i].errorf("name", "the MAC address derived from the name %q, %s, is already the MAC address of %s: "+
+				"set mac = \"52:54:00:...\" for one of them", u.Name, m, first)
+			continue
+		}
+		macs[m.String()] = claim{u.Name, u.Line}
+		u.MAC = m
+	}
+}
+
+// DomainPrefix prefixes the libvirt domain name of every unikernel, so
+// that jitsu's domains are recognisable in `virsh list` beside the host's
+// others.
+const DomainPrefix = "jitsu-"
+
+// DeriveMAC returns the MAC address of a unikernel whose config sets none:
+// a stable locally administered unicast address with the 52:54:00 prefix
+// QEMU uses, derived from its domain name, so that the unikernel keeps its
+// MAC across boots and restarts of jitsu.
+func DeriveMAC(domain string) net.HardwareAddr {
+	// FNV-1a, 32 bit.
+	h := uint32(2166136261)
+	for i := 0; i < len(domain); i++ {
+		h ^= uint32(domain[i])
+		h *= 16777619
+	}
+	return net.HardwareAddr{0x52, 0x54, 0x00, byte(h >> 16), byte(h >> 8), byte(h)}
 }
 
 // hasError reports whether a problem with the key at path was recorded.

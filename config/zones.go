@@ -1,9 +1,13 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
+	"os"
 	"sort"
+
 	"strings"
 	"time"
 
@@ -53,6 +57,12 @@ func (d *decoder) zones(ts []*table) []Zone {
 			t.errorf("ns", "missing: every [[zone]] needs at least one name server")
 		}
 		records, recordsOK := t.strList("records")
+		z.Secondaries = d.secondaries(t)
+		if t.has("tsig") {
+			z.TSIG = d.tsig(t.sub("tsig"))
+		} else {
+			t.known = append(t.known, "tsig")
+		}
 		t.done()
 		if !originOK {
 			d.zonesBroken = true
@@ -189,4 +199,204 @@ func (d *decoder) checkZones(c *Config) {
 			d.errorf(r.path, "a CNAME at %s cannot share its name with other records: %s", name, strings.Join(others, ", "))
 		}
 	}
+}
+
+// checkWildcardTargets reports wildcard CNAME records that lead (directly
+// or through more CNAMEs) to a unikernel's name: every name below the
+// wildcard would then summon the unikernel. A unikernel's names are
+// explicit.
+func (d *decoder) checkWildcardTargets(c *Config) {
+	unikernel := map[string]string{}
+	for _, u := range c.Unikernels {
+		for _, n := range u.DNS {
+			unikernel[canonicalName(n)] = u.Name
+		}
+	}
+	byName := d.indexRecords(c)
+	target := func(rrs []zoneRR) (string, bool) {
+		for _, r := range rrs {
+			if cn, ok := r.rr.(*dns.CNAME); ok {
+				return canonicalName(cn.Target), true
+			}
+		}
+		return "", false
+	}
+	for name, rrs := range byName {
+		if !strings.HasPrefix(name, "*.") {
+			continue
+		}
+		for _, r := range rrs {
+			cn, ok := r.rr.(*dns.CNAME)
+			if !ok {
+				continue
+			}
+			t := canonicalName(cn.Target)
+			for hop := 0; hop < 16; hop++ {
+				if u, isUK := unikernel[t]; isUK {
+					d.errorf(r.path, "the wildcard %s leads to %s, a name of unikernel %q: any name below the wildcard would summon it (write the names explicitly)", name, t, u)
+					break
+				}
+				if t, ok = target(byName[t]); !ok {
+					break
+				}
+			}
+		}
+	}
+}
+
+// TSIGKey is a zone's transfer key (RFC 8945).
+type TSIGKey struct {
+	Name      string // key name, lower-case FQDN
+	Algorithm string // as miekg/dns names it, e.g. "hmac-sha256."
+	Secret    string // base64, as read from SecretFile
+	// SecretFile is the file the secret was read from.
+	SecretFile string
+}
+
+// tsigAlgorithms maps the algorithm names accepted in zone.tsig.algorithm
+// (knotd's spelling) to miekg/dns's.
+var tsigAlgorithms = map[string]string{
+	"hmac-sha1":   dns.HmacSHA1,
+	"hmac-sha224": dns.HmacSHA224,
+	"hmac-sha256": dns.HmacSHA256,
+	"hmac-sha384": dns.HmacSHA384,
+	"hmac-sha512": dns.HmacSHA512,
+}
+
+// secondaries decodes zone.secondaries: "192.0.2.53", "2001:db8::53" or
+// "[2001:db8::53]:5353".
+func (d *decoder) secondaries(t *table) []netip.AddrPort {
+	list, ok := t.strList("secondaries")
+	if !ok {
+		return nil
+	}
+	var out []netip.AddrPort
+	seen := map[netip.Addr]string{}
+	for _, e := range list {
+		ap, err := parseSecondary(e.s)
+		if err != nil {
+			d.errorf(e.path, "%v", err)
+			continue
+		}
+		if prev, dup := seen[ap.Addr()]; dup {
+			d.errorf(e.path, "secondary %s is listed twice (also as %q)", ap.Addr(), prev)
+			continue
+		}
+		seen[ap.Addr()] = e.s
+		out = append(out, ap)
+	}
+	return out
+}
+
+// parseSecondary parses one secondary's address, with an optional port.
+func parseSecondary(s string) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return netip.AddrPort{}, fmt.Errorf("secondary %q: no IPv6 zone allowed", s)
+		}
+		return netip.AddrPortFrom(a.Unmap(), DefaultSecondaryPort), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("secondary %q: want an IP address, optionally with a port (\"192.0.2.53\", \"192.0.2.53:53\", \"[2001:db8::53]:53\")", s)
+	}
+	if ap.Port() == 0 || ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("secondary %q: port 0 or IPv6 zone not allowed", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// tsig decodes zone.tsig = { name, algorithm, secret_file } and reads the
+// secret. It returns nil after recording any problem.
+func (d *decoder) tsig(t *table) *TSIGKey {
+	if t.m == nil {
+		t.known = append(t.known, "name", "algorithm", "secret_file")
+		return nil
+	}
+	k := &TSIGKey{}
+	ok := true
+	if s, has := t.str("name"); has {
+		n := canonicalName(s)
+		if _, valid := dns.IsDomainName(n); !valid || strings.TrimSpace(s) == "" || n == "." {
+			t.errorf("name", "not a key name: %q (want a domain name such as \"xfr.example.org.\")", s)
+			ok = false
+		}
+		k.Name = n
+	} else {
+		if !t.has("name") {
+			t.errorf("name", "missing: a TSIG key needs a name (the key's name on the secondary)")
+		}
+		ok = false
+	}
+	alg := DefaultTSIGAlgorithm
+	if s, has := t.str("algorithm"); has {
+		alg = strings.ToLower(strings.TrimSuffix(s, "."))
+	} else if t.has("algorithm") {
+		ok = false
+	}
+	if a, known := tsigAlgorithms[alg]; known {
+		k.Algorithm = a
+	} else {
+		names := make([]string, 0, len(tsigAlgorithms))
+		for n := range tsigAlgorithms {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		t.errorf("algorithm", "unknown TSIG algorithm %q (known: %s)", alg, strings.Join(names, ", "))
+		ok = false
+	}
+	if s, has := t.str("secret_file"); has {
+		if d.absPath(t, "secret_file", s) {
+			secret, err := readTSIGSecret(s)
+			if err != nil {
+				t.errorf("secret_file", "%v", err)
+				ok = false
+			}
+			k.Secret, k.SecretFile = secret, s
+		} else {
+			ok = false
+		}
+	} else {
+		if !t.has("secret_file") {
+			t.errorf("secret_file", "missing: the file holding the key's base64 secret (e.g. from `keymgr -t NAME hmac-sha256`)")
+		}
+		ok = false
+	}
+	t.done()
+	if !ok {
+		return nil
+	}
+	return k
+}
+
+// readTSIGSecret reads a base64 TSIG secret: the file holds the secret
+// alone, or a knotd key file line "secret: ..." (as `keymgr -t` writes).
+func readTSIGSecret(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read TSIG secret: %w", err)
+	}
+	secret := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if v, found := strings.CutPrefix(line, "secret:"); found {
+			secret = strings.TrimSpace(v)
+			break
+		}
+		if secret == "" && line != "" && !strings.HasPrefix(line, "#") && !strings.Contains(line, ":") {
+			secret = line
+		}
+	}
+	secret = strings.Trim(secret, `"'`)
+	if secret == "" {
+		return "", fmt.Errorf("TSIG secret file %s is empty", path)
+	}
+	raw, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		return "", fmt.Errorf("TSIG secret in %s is not base64: %w", path, err)
+	}
+	if len(raw) < 16 {
+		return "", fmt.Errorf("TSIG secret in %s is only %d bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)", path, len(raw))
+	}
+	return secret, nil
 }

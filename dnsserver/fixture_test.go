@@ -26,11 +26,12 @@ const testSummonTTL = 5 * time.Second
 // summoner's addresses for them.
 var (
 	testUnikernels = map[string]string{
-		"example.test.":        "apex",
-		"www.example.test.":    "www",
-		"v6.example.test.":     "v6",
-		"mixed.example.test.":  "mixed",
-		"broken.example.test.": "broken",
+		"example.test.":         "apex",
+		"www.example.test.":     "www",
+		"v6.example.test.":      "v6",
+		"mixed.example.test.":   "mixed",
+		"broken.example.test.":  "broken",
+		"uk.wild.example.test.": "www",
 	}
 	testAddrs = map[string][]netip.Addr{
 		"apex":  {netip.MustParseAddr("10.213.0.6")},

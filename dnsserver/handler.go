@@ -37,6 +37,8 @@ type qinfo struct {
 	ednsVersion   uint8
 	do            bool
 	udpSize       uint16
+	src           netip.Addr // client's address (transfer ACL)
+	tsigOK        bool       // signed with the zone's TSIG key
 }
 
 func (q *qinfo) udpLimit() int {
@@ -99,6 +101,12 @@ func (s *snapshot) answer(q *qinfo, tcp bool, summon summonFunc) (*dns.Msg, stri
 		}
 		return m, z.origin, nil
 	case dns.TypeIXFR:
+		if !tcp && q.lname == z.origin && (z.tsig == nil || q.tsigOK) && z.xfr != nil && z.allowed(q.src) {
+			// Over UDP, an allowed secondary gets the current SOA (RFC
+			// 1995 section 2: it retries over TCP), AA clear as knotd.
+			m.Answer = append(m.Answer, z.soa)
+			return m, z.origin, nil
+		}
 		m.Rcode = dns.RcodeNotAuth
 		return m, z.origin, nil
 	case dns.TypeNone:
@@ -129,7 +137,7 @@ func (s *Server) process(w *worker, snap *snapshot, req []byte, tcp, mayBlock bo
 	if !mayBlock {
 		summon = deferSummon
 	}
-	resp, err := s.slow(snap, req, tcp, summon, out)
+	resp, err := s.slow(snap, req, tcp, summon, out, w.source())
 	if errors.Is(err, errDefer) {
 		return nil, true
 	}
@@ -146,7 +154,7 @@ func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQue
 	if e.unikernel != "" {
 		addrs, err := s.summon(e.unikernel)
 		if err != nil {
-			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out)
+			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out, netip.Addr{})
 			return resp, true
 		}
 		d := e.dyn.Load()
@@ -159,7 +167,7 @@ func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQue
 		}
 		wire, counter = d.wire, d.counter
 		if !tcp && len(wire) > fq.limit {
-			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return addrs, nil }, out)
+			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return addrs, nil }, out, netip.Addr{})
 			return resp, true
 		}
 	}
@@ -176,7 +184,8 @@ func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQue
 }
 
 // slow is the general path: full parse with miekg/dns, every error case.
-func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, out []byte) ([]byte, error) {
+// src is the client's address (for the transfer ACL; may be invalid).
+func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, out []byte, src netip.Addr) ([]byte, error) {
 	if len(req) < 12 {
 		s.met.droppedShort.Inc()
 		return nil, nil
@@ -192,7 +201,7 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		s.met.query("", 0, dns.RcodeFormatError).Inc()
 		return out, nil
 	}
-	q := qinfo{id: m.Id, opcode: m.Opcode, rd: m.RecursionDesired, cd: m.CheckingDisabled}
+	q := qinfo{id: m.Id, opcode: m.Opcode, rd: m.RecursionDesired, cd: m.CheckingDisabled, src: src}
 	if len(m.Question) == 1 {
 		q.hasQuestion = true
 		q.lname = strings.ToLower(m.Question[0].Name)
@@ -213,11 +222,33 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 	var resp *dns.Msg
 	zone := ""
 	var err error
+	tsig := m.IsTsig()
+	var tsigKey *TSIGKey
+	var reqMAC string
+	tsigErr := 0
+	// Like knotd: AXFR over UDP is NOTIMP, signed or not; a signed
+	// transfer request from an address that may not transfer is BADKEY.
+	signed := tsig != nil && q.hasQuestion && (tcp || q.qtype != dns.TypeAXFR)
+	if signed {
+		tsigKey, reqMAC, tsigErr = snap.checkQueryTSIG(&m, req, q.lname)
+		if tsigErr == 0 && (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && !snap.findZone(q.lname).allowed(src) {
+			tsigKey, reqMAC, tsigErr = nil, "", dns.RcodeBadKey
+		}
+		q.tsigOK = tsigKey != nil
+	}
 	switch {
+	case tsigErr != 0:
+		resp = newReply(&q)
+		resp.Rcode = dns.RcodeNotAuth
 	case nopt > 1 || badopt:
 		q.edns = false
 		resp = newReply(&q)
 		resp.Rcode = dns.RcodeFormatError
+	case m.Opcode == dns.OpcodeNotify || m.Opcode == dns.OpcodeUpdate:
+		// jitsu is no secondary and takes no updates: knotd answers both
+		// NOTAUTH when it has no ACL allowing them.
+		resp = newReply(&q)
+		resp.Rcode = dns.RcodeNotAuth
 	case m.Opcode != dns.OpcodeQuery:
 		resp = newReply(&q)
 		resp.Rcode = dns.RcodeNotImplemented
@@ -237,20 +268,26 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		}
 	}
 	wire, perr := resp.PackBuffer(out[:cap(out)])
-	if perr == nil && !tcp && len(wire) > q.udpLimit() {
+	limit := q.udpLimit()
+	if signed {
+		limit -= tsigReserve(tsig)
+	}
+	if perr == nil && !tcp && len(wire) > limit {
 		// Like knotd: TC and no records at all; the client retries over TCP.
 		resp.Truncated = true
 		resp.Answer, resp.Ns = nil, nil
 		resp.Extra = slices.DeleteFunc(resp.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
 		wire, perr = resp.PackBuffer(out[:cap(out)])
 	}
+	if perr == nil && signed {
+		wire, perr = signResponse(resp, &m, tsigKey, reqMAC, tsigErr)
+	} else if perr == nil && q.hasQuestion {
+		patchQuestionCase(wire, req)
+	}
 	if perr != nil {
 		s.log.Warn("pack response", zapError(perr))
 		s.met.droppedPack.Inc()
 		return nil, nil
-	}
-	if q.hasQuestion {
-		patchQuestionCase(wire, req)
 	}
 	s.met.query(zone, q.qtype, resp.Rcode).Inc()
 	return wire, nil

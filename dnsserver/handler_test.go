@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -103,6 +104,18 @@ func TestHandler(t *testing.T) {
 			ns: []string{soa}, summonCalls: map[string]int{"broken": 0}},
 		{name: "big answer truncated over UDP", qname: "big.example.test.", qtype: dns.TypeTXT, edns: true, aa: true, tc: true},
 		{name: "medium answer truncated without EDNS", qname: "medium.example.test.", qtype: dns.TypeTXT, aa: true, tc: true},
+		{name: "wildcard synthesizes", qname: "x.wild.example.test.", qtype: dns.TypeA, aa: true,
+			answer: []string{"x.wild.example.test. 3600 IN A 192.0.2.77"}, summonCalls: map[string]int{"www": 0}},
+		{name: "wildcard deeper", qname: "a.b.x.wild.example.test.", qtype: dns.TypeTXT, aa: true,
+			answer: []string{`a.b.x.wild.example.test. 3600 IN TXT "wild"`}},
+		{name: "wildcard NODATA", qname: "x.wild.example.test.", qtype: dns.TypeAAAA, aa: true, ns: []string{soa}},
+		{name: "wildcard blocked by empty non-terminal", qname: "c.b.wild.example.test.", qtype: dns.TypeA,
+			rcode: dns.RcodeNameError, aa: true, ns: []string{soa}},
+		{name: "wildcard blocked by existing name", qname: "host.wild.example.test.", qtype: dns.TypeTXT, aa: true, ns: []string{soa}},
+		{name: "wildcard never matches a unikernel's name", qname: "uk.wild.example.test.", qtype: dns.TypeTXT, aa: true,
+			ns: []string{soa}, summonCalls: map[string]int{"www": 0}},
+		{name: "wildcard CNAME followed into a wildcard", qname: "f.cnw.example.test.", qtype: dns.TypeA, aa: true,
+			answer: []string{"f.cnw.example.test. 3600 IN CNAME target.wild.example.test.", "target.wild.example.test. 3600 IN A 192.0.2.77"}},
 		{name: "AXFR over UDP", qname: "example.test.", qtype: dns.TypeAXFR, rcode: dns.RcodeNotImplemented},
 		{name: "AXFR over TCP", qname: "example.test.", qtype: dns.TypeAXFR, tcp: true, rcode: dns.RcodeNotAuth},
 	}
@@ -170,7 +183,7 @@ func TestHandlerCachedAndSlowPathsAgree(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s %s: not answered from cache", e.lname, dns.TypeToString[e.qtype])
 		}
-		slow, err := s.slow(snap, req, true, s.summonFunc, nil)
+		slow, err := s.slow(snap, req, true, s.summonFunc, nil, netip.Addr{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,8 +207,8 @@ func TestHandlerMalformed(t *testing.T) {
 		{name: "response bit set", req: append([]byte{valid[0], valid[1], 0x80 | valid[2]}, valid[3:]...), drop: true},
 		{name: "question cut", req: valid[:20], rcode: dns.RcodeFormatError},
 		{name: "qdcount 0", req: append(append([]byte{}, valid[:4]...), append([]byte{0, 0}, valid[6:12]...)...), rcode: dns.RcodeFormatError},
-		{name: "opcode NOTIFY", req: append([]byte{valid[0], valid[1], valid[2] | 4<<3}, valid[3:]...), rcode: dns.RcodeNotImplemented},
-		{name: "opcode UPDATE", req: append([]byte{valid[0], valid[1], valid[2] | 5<<3}, valid[3:]...), rcode: dns.RcodeNotImplemented},
+		{name: "opcode NOTIFY", req: append([]byte{valid[0], valid[1], valid[2] | 4<<3}, valid[3:]...), rcode: dns.RcodeNotAuth},
+		{name: "opcode UPDATE", req: append([]byte{valid[0], valid[1], valid[2] | 5<<3}, valid[3:]...), rcode: dns.RcodeNotAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

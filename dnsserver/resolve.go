@@ -28,9 +28,13 @@ func (s *snapshot) resolve(z *zoneData, m *dns.Msg, lname string, qtype uint16, 
 		}
 		n := z.nodes[name]
 		if n == nil {
-			m.Rcode = dns.RcodeNameError
-			m.Ns = append(m.Ns, z.negativeSOA())
-			return nil
+			// RFC 4592: a name that does not exist is answered from the
+			// wildcard below its closest encloser, if there is one.
+			if n = z.wildcard(name); n == nil {
+				m.Rcode = dns.RcodeNameError
+				m.Ns = append(m.Ns, z.negativeSOA())
+				return nil
+			}
 		}
 		if qtype == dns.TypeANY {
 			// RFC 8482 minimal answer: one RRset, the one of the lowest type
@@ -39,13 +43,13 @@ func (s *snapshot) resolve(z *zoneData, m *dns.Msg, lname string, qtype uint16, 
 				m.Ns = append(m.Ns, z.negativeSOA())
 				return nil
 			}
-			rrs := n.rrsets[n.types[0]]
+			rrs := n.records(n.types[0], name)
 			m.Answer = append(m.Answer, rrs...)
 			m.Extra = append(m.Extra, z.additional(rrs)...)
 			return nil
 		}
 		if cn := n.rrsets[dns.TypeCNAME]; len(cn) > 0 && qtype != dns.TypeCNAME {
-			m.Answer = append(m.Answer, cn[0])
+			m.Answer = append(m.Answer, n.records(dns.TypeCNAME, name)[0])
 			target := dns.CanonicalName(cn[0].(*dns.CNAME).Target)
 			if !dns.IsSubDomain(z.origin, target) || hop+1 >= maxCNAMEChain || inAnswer(m.Answer, target) {
 				return nil
@@ -74,7 +78,7 @@ func (s *snapshot) resolve(z *zoneData, m *dns.Msg, lname string, qtype uint16, 
 			}
 			// No address of this family from the summoner: static records.
 		}
-		if rrs := n.rrsets[qtype]; len(rrs) > 0 {
+		if rrs := n.records(qtype, name); len(rrs) > 0 {
 			m.Answer = append(m.Answer, rrs...)
 			m.Extra = append(m.Extra, z.additional(rrs)...)
 			return nil
@@ -82,6 +86,43 @@ func (s *snapshot) resolve(z *zoneData, m *dns.Msg, lname string, qtype uint16, 
 		m.Ns = append(m.Ns, z.negativeSOA())
 		return nil
 	}
+}
+
+// wildcard returns the wildcard node that synthesizes answers for lname, a
+// name with no node of its own (RFC 4592): the node "*.<closest encloser>",
+// nil if there is none. The closest encloser is the nearest existing
+// ancestor (empty non-terminals exist, so they block wildcards above them).
+func (z *zoneData) wildcard(lname string) *node {
+	if !z.hasWildcards {
+		return nil
+	}
+	for p := lname; p != z.origin; {
+		off, end := dns.NextLabel(p, 0)
+		if end {
+			return nil
+		}
+		p = p[off:]
+		if z.nodes[p] != nil {
+			return z.nodes["*."+p]
+		}
+	}
+	return nil
+}
+
+// records returns n's RRset of type t for the query name lname: n's own
+// records, or copies renamed to lname when n is a wildcard synthesizing
+// lname.
+func (n *node) records(t uint16, lname string) []dns.RR {
+	rrs := n.rrsets[t]
+	if n.name == lname || len(rrs) == 0 {
+		return rrs
+	}
+	out := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		out[i] = dns.Copy(rr)
+		out[i].Header().Name = lname
+	}
+	return out
 }
 
 // inAnswer reports whether a CNAME owned by name is already in answer (a loop).

@@ -43,6 +43,11 @@ type Zone struct {
 	// Unikernels maps an owner name (FQDN, lower case) to the name of the
 	// unikernel whose addresses answer A and AAAA queries for it.
 	Unikernels map[string]string
+	// Secondaries may transfer the zone (AXFR/IXFR over TCP, from their
+	// address) and are sent NOTIFY (at their port) when it changes.
+	Secondaries []netip.AddrPort
+	// TSIG, if set, must sign every transfer; NOTIFY is signed with it.
+	TSIG *TSIGKey
 }
 
 // Config is the server's zone data; Update swaps it at run time.
@@ -51,6 +56,9 @@ type Config struct {
 	// SummonTTL is the TTL of the A and AAAA records of unikernel names
 	// (whole seconds).
 	SummonTTL time.Duration
+	// Addrs are the unikernels' addresses (by unikernel name): their names
+	// are transferred to secondaries as A/AAAA records with these.
+	Addrs map[string][]netip.Addr
 }
 
 // Options are the server's run-time dependencies.
@@ -60,10 +68,23 @@ type Options struct {
 	Listen []string
 	// Summoner answers for unikernel names; nil answers them SERVFAIL.
 	Summoner Summoner
+	// SummonAfter holds back the Summoner: unikernel names get SERVFAIL
+	// until every channel is closed (e.g. until the SYN proxy intercepts
+	// and the summoner has adopted what runs). Static names are answered
+	// from the start.
+	SummonAfter []<-chan struct{}
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// RRL limits the rate of UDP answers (see RRLOptions); zero is off.
+	RRL RRLOptions
+	// Cookies answers DNS cookies (RFC 7873, RFC 9018); a valid server
+	// cookie exempts its client from RRL.
+	Cookies bool
+	// ResponseDelay holds the answer for a booting unikernel until it is
+	// ready, up to this long, if the Summoner implements Waiter; 0 = never.
+	ResponseDelay time.Duration
 }
 
 // Tunables.
@@ -84,6 +105,7 @@ type Server struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
+	ready    chan struct{} // closed once listening
 	ctx      context.Context
 	cancel   context.CancelFunc
 	udp      []*udpListener
@@ -92,11 +114,26 @@ type Server struct {
 	addrs    []net.Addr
 	wg       sync.WaitGroup
 	updateMu sync.Mutex
+	xfr      xfrState // zone versions and NOTIFY (xfr.go), under updateMu
+	hard     hardening
 }
 
 // worker is per-goroutine scratch space.
 type worker struct {
 	key []byte
+	// The client's address: src (TCP), or addr (UDP, converted only when
+	// needed).
+	src  netip.Addr
+	addr net.Addr
+	g    guardScratch
+}
+
+// source returns the client's address.
+func (w *worker) source() netip.Addr {
+	if !w.src.IsValid() && w.addr != nil {
+		return addrOf(w.addr)
+	}
+	return w.src
 }
 
 // New validates cfg and returns a server that is not yet listening.
@@ -117,8 +154,12 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new DNS server: %w", err)
 	}
-	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}, ready: make(chan struct{})}
 	s.summonRL.interval = time.Second
+	s.xfr.notify = newNotifier(s)
+	if err := s.initHardening(opts); err != nil {
+		return nil, fmt.Errorf("new DNS server: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Update(cfg); err != nil {
 		s.cancel()
@@ -134,15 +175,34 @@ func (s *Server) Update(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("load zones: %w", err)
 	}
-	s.buildCache(snap)
 	s.updateMu.Lock()
-	s.snap.Store(snap)
-	s.updateMu.Unlock()
+	defer s.updateMu.Unlock()
+	s.install(snap, cfg)
 	return nil
 }
 
+// Run binds UDP and TCP on every listen address, closes Ready, and serves
+// until ctx ends (or Close is called); it then closes every socket and
+// connection and returns once every goroutine of the server has ended. It
+// returns nil after such a shutdown, or the error that kept it from
+// listening. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done(): // Close
+	}
+	return s.Close()
+}
+
+// Ready is closed once the server listens on every address.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Start binds UDP and TCP on every listen address and serves until Close
-// (or until ctx is cancelled). It returns once listening.
+// (or until ctx is cancelled). It returns once listening. Run is Start,
+// wait for ctx, Close.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,22 +212,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	var lc net.ListenConfig
 	for _, addr := range s.opts.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		uc, ln, err := listenPair(ctx, &lc, addr)
 		if err != nil {
 			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		if host, port, _ := net.SplitHostPort(addr); port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err != nil {
-			_ = uc.Close()
-			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen tcp %s: %w", taddr, err)
+			return fmt.Errorf("start DNS server: %w", err)
 		}
 		l := newUDPListener(s, uc)
 		s.udp = append(s.udp, l)
@@ -188,6 +236,8 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.acceptLoop(ln)
 	}
 	s.wg.Add(1)
+	go func() { defer s.wg.Done(); _ = s.xfr.notify.Run(s.ctx) }()
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		select {
@@ -201,6 +251,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
+	close(s.ready)
 	return nil
 }
 
@@ -238,10 +289,21 @@ func (s *Server) closeLocked() {
 	}
 }
 
+// errNotSummoning answers unikernel names until SummonAfter's channels
+// are closed.
+var errNotSummoning = errors.New("not summoning yet")
+
 // summon calls the Summoner.
 func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
 	if s.opts.Summoner == nil {
 		return nil, errors.New("no summoner configured")
+	}
+	for _, c := range s.opts.SummonAfter {
+		select {
+		case <-c:
+		default:
+			return nil, fmt.Errorf("summon %q: %w", unikernel, errNotSummoning)
+		}
 	}
 	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
 	if err != nil {

@@ -24,36 +24,43 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		s.mu.Lock()
-		if s.closed || len(s.conns) >= tcpMaxConns {
+		if s.closed {
 			s.mu.Unlock()
-			if !s.closed {
-				s.met.droppedTCPLimit.Inc()
-			}
+			_ = c.Close()
+			continue
+		}
+		// Makes room by closing the oldest idle connection if need be.
+		slot := s.hard.tcp.admit(c)
+		if slot == nil {
+			s.mu.Unlock()
+			s.met.droppedTCPLimit.Inc()
 			_ = c.Close()
 			continue
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveTCP(c)
+		go s.serveTCP(c, slot)
 	}
 }
 
 // serveTCP answers the length-prefixed queries of one connection in order.
-func (s *Server) serveTCP(c net.Conn) {
+func (s *Server) serveTCP(c net.Conn, slot *tcpConn) {
 	defer s.wg.Done()
 	defer func() {
 		_ = c.Close()
+		s.hard.tcp.release(slot)
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
-	w := &worker{key: make([]byte, 0, 300)}
+	w := &worker{key: make([]byte, 0, 300), src: addrOf(c.RemoteAddr())}
 	r := bufio.NewReader(c)
 	req := make([]byte, 0, 512)
 	out := make([]byte, 2, 4096)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
+		s.hard.tcp.setBusy(slot, false)
+		_ = c.SetReadDeadline(time.Now().Add(s.hard.tcp.idleTimeout()))
 		var hdr [2]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return
@@ -66,7 +73,17 @@ func (s *Server) serveTCP(c net.Conn) {
 		if _, err := io.ReadFull(r, req); err != nil {
 			return
 		}
-		resp, _ := s.process(w, s.snap.Load(), req, true, true, out[2:2])
+		s.hard.tcp.setBusy(slot, true)
+		if done, err := s.serveTransfer(c, s.snap.Load(), req); done {
+			if err != nil {
+				return
+			}
+			continue
+		}
+		snap := s.snap.Load()
+		s.hard.delay.wait(snap, req)
+		resp, _ := s.process(w, snap, req, true, true, out[2:2])
+		resp = s.guard(w, req, resp, c.RemoteAddr(), true)
 		if resp == nil {
 			continue
 		}

@@ -114,8 +114,12 @@ func (l *udpListener) steal(b *summonBatch) {
 	for _, it := range items {
 		go func() {
 			defer s.wg.Done()
-			resp, _ := s.process(&worker{}, s.snap.Load(), it.req, false, true, nil)
-			if resp != nil {
+			w, snap := &worker{src: addrOf(it.addr)}, s.snap.Load()
+			if s.hard.delay.park(snap, it.req, it.addr, l.conn) {
+				return
+			}
+			resp, _ := s.process(w, snap, it.req, false, true, nil)
+			if resp = s.guard(w, it.req, resp, it.addr, false); resp != nil {
 				_, _ = l.conn.WriteTo(resp, it.addr)
 			}
 		}()
@@ -182,11 +186,13 @@ func (l *udpListener) reader() {
 		deferred = deferred[:0]
 		for i := range n {
 			req := in[i].Buffers[0][:in[i].N]
+			w.addr = in[i].Addr
 			resp, def := s.process(w, snap, req, false, false, outBufs[i][:0])
 			if def {
 				deferred = append(deferred, i)
 				continue
 			}
+			resp = s.guard(w, req, resp, in[i].Addr, false)
 			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
 		}
 		l.write(out[:k])
@@ -206,7 +212,12 @@ func (l *udpListener) reader() {
 				break
 			}
 			req := in[i].Buffers[0][:in[i].N]
+			w.addr = in[i].Addr
+			if s.hard.delay.park(snap, req, in[i].Addr, l.conn) {
+				continue
+			}
 			resp, _ := s.process(w, snap, req, false, true, outBufs[i][:0])
+			resp = s.guard(w, req, resp, in[i].Addr, false)
 			k = l.queue(out, k, resp, in[i].Addr, outBufs, i)
 		}
 		timer.Stop()

@@ -30,6 +30,11 @@ type zoneData struct {
 	soa    *dns.SOA
 	negSOA *dns.SOA // SOA for negative answers, TTL min(TTL, MINIMUM)
 	nodes  map[string]*node
+	// hasWildcards is set when some owner name starts with "*." (RFC 4592).
+	hasWildcards bool
+	secondaries  []netip.AddrPort // may transfer the zone; get NOTIFY
+	tsig         *TSIGKey         // signs transfers and NOTIFY, if set
+	xfr          *xfrData         // the zone as transferred (set by Update)
 }
 
 // snapshot is the immutable compiled form of a Config: what every query reads.
@@ -37,6 +42,9 @@ type snapshot struct {
 	zones     map[string]*zoneData
 	summonTTL uint32
 	cache     map[string]*cacheEntry // pre-encoded answers, see cache.go
+	// anyWildcards is set when some zone has a wildcard (RRL accounts
+	// their answers per zone).
+	anyWildcards bool
 }
 
 // compile validates cfg and builds its snapshot (without the answer cache).
@@ -61,6 +69,7 @@ func compile(cfg Config) (*snapshot, error) {
 			continue
 		}
 		s.zones[zd.origin] = zd
+		s.anyWildcards = s.anyWildcards || zd.hasWildcards
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -103,6 +112,9 @@ func compileZone(z Zone) (*zoneData, error) {
 	}
 	get(origin)
 	var errs []error
+	if err := compileTransfer(zd, z); err != nil {
+		errs = append(errs, err)
+	}
 	for i, rr := range z.Records {
 		if rr == nil {
 			errs = append(errs, fmt.Errorf("record %d: nil", i))
@@ -134,6 +146,9 @@ func compileZone(z Zone) (*zoneData, error) {
 			}
 		}
 		h.Name = owner
+		if strings.HasPrefix(owner, "*.") {
+			zd.hasWildcards = true
+		}
 		n := get(owner)
 		n.rrsets[h.Rrtype] = append(n.rrsets[h.Rrtype], rr)
 	}
@@ -167,6 +182,10 @@ func compileZone(z Zone) (*zoneData, error) {
 		}
 		if !dns.IsSubDomain(origin, owner) {
 			errs = append(errs, fmt.Errorf("unikernel %q: name %s outside zone %s", uk, owner, origin))
+			continue
+		}
+		if strings.Contains(owner, "*") {
+			errs = append(errs, fmt.Errorf("unikernel %q: name %s is a wildcard (a unikernel's names are explicit)", uk, owner))
 			continue
 		}
 		n := get(owner)
@@ -208,6 +227,7 @@ func compileZone(z Zone) (*zoneData, error) {
 			errs = append(errs, fmt.Errorf("unikernel %q: name %s is a delegation point", n.unikernel, name))
 		}
 	}
+	errs = append(errs, zd.checkWildcardTargets()...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -215,6 +235,30 @@ func compileZone(z Zone) (*zoneData, error) {
 	neg.Hdr.Ttl = min(neg.Hdr.Ttl, neg.Minttl)
 	zd.negSOA = &neg
 	return zd, nil
+}
+
+// checkWildcardTargets reports wildcard CNAMEs that lead to a unikernel's
+// name: a wildcard never summons.
+func (z *zoneData) checkWildcardTargets() []error {
+	var errs []error
+	for name, n := range z.nodes {
+		if !strings.HasPrefix(name, "*.") || len(n.rrsets[dns.TypeCNAME]) == 0 {
+			continue
+		}
+		t := n
+		for hop := 0; hop < maxCNAMEChain && t != nil; hop++ {
+			cn := t.rrsets[dns.TypeCNAME]
+			if len(cn) == 0 {
+				break
+			}
+			t = z.nodes[dns.CanonicalName(cn[0].(*dns.CNAME).Target)]
+			if t != nil && t.unikernel != "" {
+				errs = append(errs, fmt.Errorf("wildcard %s leads to %s, a name of unikernel %q (a wildcard never summons)", name, t.name, t.unikernel))
+				break
+			}
+		}
+	}
+	return errs
 }
 
 // cutAbove returns the delegation point strictly above name, "" if none.

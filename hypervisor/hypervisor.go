@@ -38,7 +38,7 @@ type Spec struct {
 	// Bridge is the host bridge the guest's virtio NIC is attached to.
 	Bridge string
 	// MAC is the guest NIC's address; nil means one derived stably from Name
-	// (see DeriveMAC).
+	// (see NIC). jitsu always sets it (package config owns the default).
 	MAC net.HardwareAddr
 	// DomainType is the libvirt domain type: "kvm" on real servers, "qemu"
 	// (TCG) where KVM is unusable.
@@ -125,9 +125,9 @@ const (
 	EventCrashed
 	EventSuspended
 	EventResumed
-	// EventReconnected: the backend has (re)connected to the hypervisor;
-	// events may have been missed while it was not. Name is empty. A
-	// consumer reconciles its view with List.
+	// EventReconnected is not about one domain (Name is empty): the
+	// backend has (re)connected to the hypervisor, and events may have
+	// been missed meanwhile; the consumer reconciles its view with List.
 	EventReconnected
 )
 
@@ -195,9 +195,19 @@ type StatsReader interface {
 	InterfaceStats(ctx context.Context, name string) (InterfaceStats, error)
 }
 
+// NIC returns the guest NIC's address: MAC, or DeriveMAC(Name) when MAC is
+// nil. Every backend takes a spec's MAC from here.
+func (s Spec) NIC() net.HardwareAddr {
+	if len(s.MAC) != 0 {
+		return s.MAC
+	}
+	return DeriveMAC(s.Name)
+}
+
 // DeriveMAC returns a stable locally administered unicast MAC for name, with
 // the 52:54:00 prefix QEMU uses, so that the same unikernel keeps its MAC
-// across boots and restarts of jitsu.
+// across boots and restarts of jitsu. It is config.DeriveMAC (jitsu's
+// configs always set Spec.MAC); this one serves other users of the backends.
 func DeriveMAC(name string) net.HardwareAddr {
 	// FNV-1a, 32 bit.
 	h := uint32(2166136261)

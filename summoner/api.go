@@ -86,6 +86,23 @@ func (s *Summoner) Start(ctx context.Context, name string) error {
 	return s.request(u, now, true, TriggerControl)
 }
 
+// WaitReady returns a channel closed when the boot under way of the
+// unikernel name settles (ready, or failed), nil if none is under way
+// (dnsserver.Waiter: the DNS server holds answers under response_delay
+// with it). It never blocks.
+func (s *Summoner) WaitReady(name string) <-chan struct{} {
+	u := s.units.Load().byName[name]
+	if u == nil {
+		return nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.waitCh == nil {
+		return nil
+	}
+	return u.waitCh
+}
+
 // waitReady waits until u's boot settles, ResponseDelay passes or ctx is
 // done.
 func (s *Summoner) waitReady(ctx context.Context, u *unit) {

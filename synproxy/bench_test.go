@@ -17,7 +17,7 @@ func BenchmarkHoldMemory(b *testing.B) {
 	}
 	var heapPerSYN float64
 	for range b.N {
-		p, err := New(Options{IO: discardIO{}, Limits: Limits{PerAddress: n, Total: n, Bytes: 1 << 30}})
+		p, err := New(Options{IO: discardIO{}, Limits: testLimits(Limits{PerAddress: n, Total: n, Bytes: 1 << 30})})
 		if err != nil {
 			b.Fatalf("new: %v", err)
 		}

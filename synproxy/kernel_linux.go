@@ -21,7 +21,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TableName is the nftables table (family inet) the proxy owns.
+// TableName is the nftables table (family inet) a proxy owns when
+// Options.Table is empty. jitsu names its table after its instance id, so
+// that two daemons on one host never touch each other's.
 const TableName = "jitsu_synproxy"
 
 const (
@@ -37,12 +39,13 @@ const (
 // client SYNs to held addresses to an NFQUEUE, the neighbour table of the
 // bridge, and raw sockets for resets.
 type kernelIO struct {
-	bridge   string
-	nsPath   string
-	queue    uint16
-	mark     uint32 // SYNs with this packet mark are never queued
-	maxQueue uint32
-	log      *zap.Logger
+	tableName string
+	bridge    string
+	nsPath    string
+	queue     uint16
+	mark      uint32 // SYNs with this packet mark are never queued
+	maxQueue  uint32
+	log       *zap.Logger
 
 	mu       sync.Mutex // serialises nftables batches
 	nft      *nftables.Conn
@@ -61,12 +64,13 @@ type kernelIO struct {
 	isClosed bool
 }
 
-func newKernelIO(bridge, nsPath string, queue uint16, mark uint32, l Limits, log *zap.Logger) *kernelIO {
+func newKernelIO(table, bridge, nsPath string, queue uint16, mark uint32, l Limits, log *zap.Logger) *kernelIO {
 	return &kernelIO{
-		bridge: bridge,
-		nsPath: nsPath,
-		queue:  queue,
-		mark:   mark,
+		tableName: table,
+		bridge:    bridge,
+		nsPath:    nsPath,
+		queue:     queue,
+		mark:      mark,
 		// Leave room above the proxy's own bound so that the proxy, not
 		// the kernel, decides what overflows.
 		maxQueue: uint32(l.Total) + 1024,
@@ -141,7 +145,7 @@ func (k *kernelIO) Open(ctx context.Context) error {
 	}
 	k.brIndex = link.Attrs().Index
 	// A previous run that crashed left its table and pins: remove them.
-	if err := cleanup(k.nft, k.nl, k.brIndex); err != nil {
+	if err := cleanup(k.nft, k.nl, k.tableName, k.brIndex); err != nil {
 		k.closeSockets()
 		return fmt.Errorf("remove leftovers: %w", err)
 	}
@@ -173,7 +177,7 @@ func (k *kernelIO) Open(ctx context.Context) error {
 		k.log.Info("native nftables queue unavailable, using the xtables NFQUEUE target", zap.Error(err))
 		if err2 := k.install(true); err2 != nil {
 			k.closeSockets()
-			return fmt.Errorf("install table %s: %w", TableName, errors.Join(err, err2))
+			return fmt.Errorf("install table %s: %w", k.tableName, errors.Join(err, err2))
 		}
 	}
 	return nil
@@ -203,7 +207,7 @@ func (k *kernelIO) onPacket(a nfqueue.Attribute) int {
 func (k *kernelIO) install(compat bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.table = k.nft.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	k.table = k.nft.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: k.tableName})
 	k.set4 = &nftables.Set{Table: k.table, Name: set4Name, KeyType: nftables.TypeIPAddr}
 	k.set6 = &nftables.Set{Table: k.table, Name: set6Name, KeyType: nftables.TypeIP6Addr}
 	if err := k.nft.AddSet(k.set4, nil); err != nil {
@@ -380,7 +384,7 @@ func (k *kernelIO) Close() error {
 		k.nfq = nil
 	}
 	if k.nft != nil && k.nl != nil {
-		if err := cleanup(k.nft, k.nl, k.brIndex); err != nil {
+		if err := cleanup(k.nft, k.nl, k.tableName, k.brIndex); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -409,11 +413,12 @@ func (k *kernelIO) closeSockets() {
 	}
 }
 
-// Cleanup removes what a proxy on bridge left behind in the calling
-// thread's network namespace when it could not clean up (a crash): the
-// nftables table and the neighbour entries pinned for the addresses still
-// in its sets. It is safe to call when there is nothing to remove.
-func Cleanup(bridge string) error {
+// Cleanup removes what a proxy with the nftables table table on bridge
+// left behind in the calling thread's network namespace when it could not
+// clean up (a crash): that table and the neighbour entries pinned for the
+// addresses still in its sets; other tables are never touched. It is safe
+// to call when there is nothing to remove.
+func Cleanup(bridge, table string) error {
 	nft, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("cleanup synproxy: nftables: %w", err)
@@ -428,7 +433,7 @@ func Cleanup(bridge string) error {
 	if link, err := nl.LinkByName(bridge); err == nil {
 		brIndex = link.Attrs().Index
 	}
-	if err := cleanup(nft, nl, brIndex); err != nil {
+	if err := cleanup(nft, nl, table, brIndex); err != nil {
 		return fmt.Errorf("cleanup synproxy: %w", err)
 	}
 	return nil
@@ -436,19 +441,19 @@ func Cleanup(bridge string) error {
 
 // cleanup deletes the table, and the permanent neighbour entries on the
 // bridge (brIndex 0: none) of the addresses in its sets.
-func cleanup(nft *nftables.Conn, nl *vnl.Handle, brIndex int) error {
-	table, err := nft.ListTableOfFamily(TableName, nftables.TableFamilyINet)
+func cleanup(nft *nftables.Conn, nl *vnl.Handle, name string, brIndex int) error {
+	table, err := nft.ListTableOfFamily(name, nftables.TableFamilyINet)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || isNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("list table %s: %w", TableName, err)
+		return fmt.Errorf("list table %s: %w", name, err)
 	}
 	var errs []error
 	if brIndex != 0 {
 		sets, err := nft.GetSets(table)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list sets of %s: %w", TableName, err))
+			errs = append(errs, fmt.Errorf("list sets of %s: %w", name, err))
 		}
 		for _, s := range sets {
 			els, err := nft.GetSetElements(s)
@@ -470,7 +475,7 @@ func cleanup(nft *nftables.Conn, nl *vnl.Handle, brIndex int) error {
 	}
 	nft.DelTable(table)
 	if err := nft.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("delete table %s: %w", TableName, err))
+		errs = append(errs, fmt.Errorf("delete table %s: %w", name, err))
 	}
 	return errors.Join(errs...)
 }

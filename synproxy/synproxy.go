@@ -14,12 +14,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// Default limits, used for every zero field of Limits.
+// Internal tunables: not user-facing (the hold's bounds are, and come
+// from the config).
 const (
-	DefaultPerAddress = 256
-	DefaultTotal      = 4096
-	DefaultBytes      = 1 << 20
-	DefaultMaxAge     = 30 * time.Second
 	// DefaultQueue is the NFQUEUE number used when Options.Queue is zero.
 	DefaultQueue = 7541
 	// DefaultBypassMark is the packet mark (SO_MARK) of SYNs the proxy
@@ -29,7 +26,8 @@ const (
 	DefaultBypassMark = 0x6a697473 // "jits"
 )
 
-// Limits bound the hold. A SYN that does not fit is dropped (the client
+// Limits bound the hold; every field is required (the user-facing values
+// belong to package config). A SYN that does not fit is dropped (the client
 // retransmits it later) and counted with reason "overflow"; a held SYN older
 // than MaxAge is dropped and counted with reason "age".
 type Limits struct {
@@ -39,20 +37,12 @@ type Limits struct {
 	MaxAge     time.Duration // longest time one SYN is held
 }
 
-func (l Limits) withDefaults() Limits {
-	if l.PerAddress <= 0 {
-		l.PerAddress = DefaultPerAddress
+// check reports a missing bound.
+func (l Limits) check() error {
+	if l.PerAddress <= 0 || l.Total <= 0 || l.Bytes <= 0 || l.MaxAge <= 0 {
+		return fmt.Errorf("limits %+v: every bound must be positive", l)
 	}
-	if l.Total <= 0 {
-		l.Total = DefaultTotal
-	}
-	if l.Bytes <= 0 {
-		l.Bytes = DefaultBytes
-	}
-	if l.MaxAge <= 0 {
-		l.MaxAge = DefaultMaxAge
-	}
-	return l
+	return nil
 }
 
 // Options configure a Proxy.
@@ -60,6 +50,9 @@ type Options struct {
 	// Bridge is the bridge the guests are attached to; neighbour entries are
 	// pinned on it. Required unless IO is set.
 	Bridge string
+	// Table is the name of the nftables table (family inet) the proxy owns;
+	// empty means TableName.
+	Table string
 	// NetNS is the path of the network namespace (e.g. /run/netns/host)
 	// holding the bridge; empty means the namespace of the calling thread
 	// when Run starts.
@@ -73,7 +66,7 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer receives the proxy's metrics; nil means no registration.
 	Registerer prometheus.Registerer
-	// Limits bound the hold; zero fields take the defaults.
+	// Limits bound the hold. Required.
 	Limits Limits
 	// OnSYN, if set, is called for every SYN seen for a held address
 	// (activity). It is called from the packet loop and must not block.
@@ -156,6 +149,9 @@ func New(opts Options) (*Proxy, error) {
 			opts.Queue = DefaultQueue
 		}
 	}
+	if err := opts.Limits.check(); err != nil {
+		return nil, fmt.Errorf("new synproxy: %w", err)
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -165,7 +161,7 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{
 		opts:   opts,
-		limits: opts.Limits.withDefaults(),
+		limits: opts.Limits,
 		log:    opts.Logger.Named("synproxy"),
 		m:      m,
 		io:     opts.IO,
@@ -179,7 +175,11 @@ func New(opts Options) (*Proxy, error) {
 		if mark == 0 {
 			mark = DefaultBypassMark
 		}
-		p.io = newKernelIO(opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
+		table := opts.Table
+		if table == "" {
+			table = TableName
+		}
+		p.io = newKernelIO(table, opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
 	}
 	return p, nil
 }

@@ -56,7 +56,7 @@ func dropped(t *testing.T, p *Proxy, reason string) float64 {
 func newTestProxy(t *testing.T, l Limits) (*Proxy, *fakeIO) {
 	t.Helper()
 	f := newFakeIO()
-	p, err := New(Options{IO: f, Limits: l, Registerer: prometheus.NewRegistry()})
+	p, err := New(Options{IO: f, Limits: testLimits(l), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
@@ -72,7 +72,7 @@ func TestNewNeedsBridge(t *testing.T) {
 
 func TestNewRegistersMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := New(Options{IO: newFakeIO(), Registerer: reg}); err != nil {
+	if _, err := New(Options{IO: newFakeIO(), Limits: testLimits(Limits{}), Registerer: reg}); err != nil {
 		t.Fatalf("new: %v", err)
 	}
 	mfs, err := reg.Gather()
@@ -92,7 +92,7 @@ func TestNewRegistersMetrics(t *testing.T) {
 			t.Errorf("metric %s not registered (have %v)", want, names)
 		}
 	}
-	if _, err := New(Options{IO: newFakeIO(), Registerer: reg}); err == nil {
+	if _, err := New(Options{IO: newFakeIO(), Limits: testLimits(Limits{}), Registerer: reg}); err == nil {
 		t.Error("registering twice on one registry: no error")
 	}
 }
@@ -342,7 +342,7 @@ func TestHoldValidates(t *testing.T) {
 func TestOnSYN(t *testing.T) {
 	var seen []netip.Addr
 	f := newFakeIO()
-	p, err := New(Options{IO: f, OnSYN: func(a netip.Addr) { seen = append(seen, a) }})
+	p, err := New(Options{IO: f, Limits: testLimits(Limits{}), OnSYN: func(a netip.Addr) { seen = append(seen, a) }})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
@@ -362,7 +362,7 @@ func TestOnSYN(t *testing.T) {
 // dropped, every address unheld and the IO closed, with no goroutine left.
 func TestRunLifecycle(t *testing.T) {
 	f := newFakeIO()
-	p, err := New(Options{IO: f, Registerer: prometheus.NewRegistry()})
+	p, err := New(Options{IO: f, Limits: testLimits(Limits{}), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
@@ -400,5 +400,45 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	if err := p.Run(context.Background()); err == nil {
 		t.Error("second Run: no error")
+	}
+}
+
+func TestBridgeMAC(t *testing.T) {
+	a, b := BridgeMAC("br-jitsu"), BridgeMAC("br-other")
+	if a.String() != BridgeMAC("br-jitsu").String() {
+		t.Errorf("BridgeMAC is not stable: %v then %v", a, BridgeMAC("br-jitsu"))
+	}
+	if a.String() == b.String() {
+		t.Errorf("two bridges got the same MAC %v", a)
+	}
+	for _, m := range []net.HardwareAddr{a, b} {
+		if m[0]&1 != 0 || m[0]&2 == 0 || zeroMAC(m) {
+			t.Errorf("BridgeMAC = %v, want a locally administered unicast address", m)
+		}
+	}
+}
+
+// testLimits fills the zero fields of l with the tests' bounds.
+func testLimits(l Limits) Limits {
+	if l.PerAddress <= 0 {
+		l.PerAddress = 256
+	}
+	if l.Total <= 0 {
+		l.Total = 4096
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = 1 << 20
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = 30 * time.Second
+	}
+	return l
+}
+
+func TestNewRequiresLimits(t *testing.T) {
+	for _, l := range []Limits{{}, {PerAddress: 1, Total: 1, Bytes: 1}, {PerAddress: 1, Total: 1, MaxAge: time.Second}} {
+		if _, err := New(Options{IO: newFakeIO(), Limits: l}); err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Errorf("New with limits %+v: %v, want an error", l, err)
+		}
 	}
 }

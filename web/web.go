@@ -40,18 +40,26 @@ type Options struct {
 	Daemon control.Daemon
 	// Logger logs HTTP errors; nil = no logging.
 	Logger *zap.Logger
+	// Auth, if set, is required on every endpoint (see LoadAuth).
+	Auth *Auth
+	// Listen is the address ("host:port") Run listens on.
+	Listen string
 }
 
 // Server is jitsu's HTTP handler.
 type Server struct {
-	mux *http.ServeMux
-	d   control.Daemon
-	log *zap.Logger
+	mux    *http.ServeMux
+	d      control.Daemon
+	log    *zap.Logger
+	auth   *Auth
+	listen string
+	ready  chan struct{}
+	addr   net.Addr // set before ready is closed
 }
 
 // New returns a Server with the endpoints Options asks for.
 func New(o Options) *Server {
-	s := &Server{mux: http.NewServeMux(), d: o.Daemon, log: o.Logger}
+	s := &Server{mux: http.NewServeMux(), d: o.Daemon, log: o.Logger, auth: o.Auth, listen: o.Listen, ready: make(chan struct{})}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -63,9 +71,9 @@ func New(o Options) *Server {
 	if o.Pprof {
 		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/profile", boundedSeconds(pprof.Profile))
 		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.mux.HandleFunc("/debug/pprof/trace", boundedSeconds(pprof.Trace))
 	}
 	s.mux.HandleFunc("GET /api/status", s.apiStatus)
 	sub, err := fs.Sub(static, "static")
@@ -81,6 +89,10 @@ func New(o Options) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if s.auth != nil && !s.auth.allowed(r) {
+		s.auth.challenge(w)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -108,6 +120,28 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Run listens on Options.Listen, closes Ready, and serves until ctx is
+// done, then shuts down gracefully (waiting up to 5 s for requests in
+// flight).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return fmt.Errorf("listen for metrics and status page on %s: %w", s.listen, err)
+	}
+	s.addr = ln.Addr()
+	close(s.ready)
+	return s.ServeListener(ctx, ln)
+}
+
+// Ready is closed once Run listens.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address Run listens on, once Ready is closed.
+func (s *Server) Addr() net.Addr {
+	<-s.ready
+	return s.addr
+}
+
 // Serve listens on addr and serves until ctx is done, then shuts down
 // gracefully (waiting up to 5 s for requests in flight).
 func (s *Server) Serve(ctx context.Context, addr string) error {
@@ -120,11 +154,8 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 
 // ServeListener serves on ln until ctx is done; it closes ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(s.log),
-	}
+	warnPublic(s.log, ln.Addr(), s.auth)
+	hs := newHTTPServer(s, s.log)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {

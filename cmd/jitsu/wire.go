@@ -12,25 +12,31 @@ import (
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
-// domainPrefix prefixes every domain jitsu creates, so that its domains are
-// recognisable in `virsh list` beside the host's others.
-const domainPrefix = "jitsu-"
-
 // dnsConfig builds the DNS server's zones from cfg: each zone's static
-// records, and the unikernel names inside it.
+// records, the unikernel names inside it and their addresses (for zone
+// transfers), its secondaries and TSIG key.
 func dnsConfig(cfg *config.Config) dnsserver.Config {
-	out := dnsserver.Config{SummonTTL: cfg.DNS.SummonTTL}
+	out := dnsserver.Config{SummonTTL: cfg.DNS.SummonTTL, Addrs: map[string][]netip.Addr{}}
 	index := make(map[*config.Zone]int, len(cfg.Zones))
 	for i := range cfg.Zones {
 		z := &cfg.Zones[i]
 		index[z] = i
-		out.Zones = append(out.Zones, dnsserver.Zone{
-			Origin:     strings.ToLower(z.Origin),
-			Records:    z.RRs,
-			Unikernels: map[string]string{},
-		})
+		dz := dnsserver.Zone{
+			Origin:      strings.ToLower(z.Origin),
+			Records:     z.RRs,
+			Unikernels:  map[string]string{},
+			Secondaries: z.Secondaries,
+		}
+		if k := z.TSIG; k != nil {
+			dz.TSIG = &dnsserver.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}
+		}
+		out.Zones = append(out.Zones, dz)
 	}
 	for _, u := range cfg.Unikernels {
+		out.Addrs[u.Name] = []netip.Addr{u.IP}
+		if u.IP6.IsValid() {
+			out.Addrs[u.Name] = append(out.Addrs[u.Name], u.IP6)
+		}
 		for _, name := range u.DNS {
 			if z := cfg.ZoneFor(name); z != nil {
 				out.Zones[index[z]].Unikernels[strings.ToLower(name)] = u.Name
@@ -38,6 +44,11 @@ func dnsConfig(cfg *config.Config) dnsserver.Config {
 		}
 	}
 	return out
+}
+
+// dnsRRL is the DNS server's response-rate limiting from [dns].
+func dnsRRL(cfg *config.Config) dnsserver.RRLOptions {
+	return dnsserver.RRLOptions{Rate: cfg.DNS.RRLRate, Slip: cfg.DNS.RRLSlip, Window: cfg.DNS.RRLWindow}
 }
 
 // unikernels converts the config's unikernels for the summoner.
@@ -48,11 +59,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 		if u.IP6.IsValid() {
 			addrs = append(addrs, u.IP6)
 		}
-		dom := domainPrefix + u.Name
-		mac := u.MAC
-		if len(mac) == 0 {
-			mac = hypervisor.DeriveMAC(dom)
-		}
+		dom := config.DomainPrefix + u.Name
 		out = append(out, summoner.Unikernel{
 			Name:  u.Name,
 			Addrs: addrs,
@@ -65,7 +72,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				MemoryBytes: u.Memory,
 				VCPUs:       u.VCPUs,
 				Bridge:      cfg.Network.Bridge,
-				MAC:         mac,
+				MAC:         u.MAC,
 				DomainType:  cfg.Hypervisor.DomainType,
 				ConsoleLog:  filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
 			},
@@ -109,4 +116,9 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 		Bytes:      cfg.SynProxy.MaxBytes,
 		MaxAge:     cfg.SynProxy.MaxAge,
 	}
+}
+
+// nftTable is the name of this instance's nftables table.
+func nftTable(cfg *config.Config) string {
+	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
 }

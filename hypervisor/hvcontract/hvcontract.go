@@ -285,10 +285,7 @@ func testStartStateList(t *testing.T, e *env) {
 	if d.State != hypervisor.StateRunning {
 		t.Errorf("List: %q state %v, want running", e.name, d.State)
 	}
-	wantMAC := spec.MAC
-	if len(wantMAC) == 0 {
-		wantMAC = hypervisor.DeriveMAC(e.name)
-	}
+	wantMAC := spec.NIC()
 	if d.MAC.String() != wantMAC.String() {
 		t.Errorf("List: %q MAC %v, want %v", e.name, d.MAC, wantMAC)
 	}

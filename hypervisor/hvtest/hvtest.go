@@ -358,11 +358,7 @@ func (f *Fake) List(ctx context.Context) ([]hypervisor.Domain, error) {
 	}
 	out := make([]hypervisor.Domain, 0, len(f.domains))
 	for name, d := range f.domains {
-		mac := d.spec.MAC
-		if mac == nil {
-			mac = hypervisor.DeriveMAC(name)
-		}
-		out = append(out, hypervisor.Domain{Name: name, State: d.state, MAC: mac, Started: d.started})
+		out = append(out, hypervisor.Domain{Name: name, State: d.state, MAC: d.spec.NIC(), Started: d.started})
 	}
 	return out, nil
 }

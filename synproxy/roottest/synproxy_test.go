@@ -397,7 +397,7 @@ func TestCleanup(t *testing.T) {
 	if out, err := tp.host.Exec("nft", "-f", writeTemp(t, script)); err != nil {
 		t.Fatalf("create leftover table: %v: %s", err, out)
 	}
-	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge) }); err != nil {
+	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge, synproxy.TableName) }); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	if out := nettest.Run(t, "ip", "netns", "exec", tp.host.Name, "nft", "list", "tables"); strings.Contains(out, synproxy.TableName) {
@@ -408,7 +408,7 @@ func TestCleanup(t *testing.T) {
 			t.Errorf("neighbour entry of %v left after Cleanup: %q", a, st)
 		}
 	}
-	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge) }); err != nil {
+	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge, synproxy.TableName) }); err != nil {
 		t.Errorf("cleanup with nothing to clean: %v", err)
 	}
 }

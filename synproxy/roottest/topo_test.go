@@ -92,7 +92,7 @@ func (tp *topo) startProxy(t testing.TB, limits synproxy.Limits, reg prometheus.
 		NetNS:      tp.host.Path(),
 		Logger:     zaptest.NewLogger(t),
 		Registerer: reg,
-		Limits:     limits,
+		Limits:     testLimits(limits),
 	})
 	if err != nil {
 		t.Fatalf("new proxy: %v", err)
@@ -240,4 +240,21 @@ func stats(ds []time.Duration) (median, p99, maxD time.Duration) {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], s[len(s)-1]
+}
+
+// testLimits fills the zero fields of l with the tests' bounds.
+func testLimits(l synproxy.Limits) synproxy.Limits {
+	if l.PerAddress <= 0 {
+		l.PerAddress = 256
+	}
+	if l.Total <= 0 {
+		l.Total = 4096
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = 1 << 20
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = 30 * time.Second
+	}
+	return l
 }

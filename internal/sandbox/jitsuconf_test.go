@@ -1,0 +1,50 @@
+package sandbox
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jitsu-unikernel/jitsu/config"
+)
+
+// TestJitsuConfigValid: the rendered config passes jitsu's own validation
+// and carries what was asked for.
+func TestJitsuConfigValid(t *testing.T) {
+	dir := t.TempDir()
+	c := JitsuConfig{
+		SynProxy: true, Serial: 42, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
+		Image: Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
+		Unikernels: []JitsuUnikernel{
+			{Name: "www", IP: "10.213.0.5"},
+			{Name: "broken", IP: "10.213.0.9", Kernel: MultibootKernel, BootTimeout: "4s", StopMode: "save", IdleTimeout: "0s"},
+		},
+	}
+	path := filepath.Join(dir, "jitsu.toml")
+	if err := c.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("rendered config is invalid: %v", err)
+	}
+	www, broken := cfg.Unikernel("www"), cfg.Unikernel("broken")
+	if www == nil || broken == nil {
+		t.Fatalf("unikernels %+v", cfg.Unikernels)
+	}
+	if www.Kernel != "/img/vmlinux" || www.Initrd != "/img/initrd.cpio" {
+		t.Errorf("www boots %q %q, want the PVH kernel and the initrd", www.Kernel, www.Initrd)
+	}
+	if want := "console=ttyS0 quiet ip=10.213.0.5::10.213.0.1:255.255.255.0::eth0:off"; www.Cmdline != want {
+		t.Errorf("www cmdline %q, want %q", www.Cmdline, want)
+	}
+	if broken.Kernel != MultibootKernel || broken.Initrd != "" || broken.StopMode != "save" || broken.IdleTimeout != 0 {
+		t.Errorf("broken: %+v", broken)
+	}
+	if got := cfg.Zones[0].SOA; !strings.Contains(got, " 42 ") {
+		t.Errorf("SOA %q, want serial 42", got)
+	}
+	if !cfg.SynProxy.Enabled || cfg.DNS.ResponseDelay.String() != "2s" || cfg.Metrics.Listen != "127.0.0.1:9153" {
+		t.Errorf("synproxy %v, response delay %v, metrics %q", cfg.SynProxy.Enabled, cfg.DNS.ResponseDelay, cfg.Metrics.Listen)
+	}
+}
