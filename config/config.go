@@ -32,6 +32,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/miekg/dns"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
 // Defaults for keys that are not set.
@@ -58,20 +60,29 @@ const (
 	DefaultVCPUs           = 1
 	DefaultIdleTimeout     = 60 * time.Second
 	DefaultBootTimeout     = 30 * time.Second
-	DefaultStopMode        = StopDestroy
+	DefaultStopMode        = hypervisor.StopDestroy
 	DefaultReady           = "tcp:80"
 )
 
-// Stop modes: what the idle reaper does with a unikernel.
+// DefaultTriggers are what summons a unikernel whose trigger key is unset.
+var DefaultTriggers = []string{TriggerDNS, TriggerTCP}
+
+// Triggers: what may summon a unikernel (the trigger key).
 const (
-	StopDestroy  = "destroy"  // power off; the next query boots it afresh
-	StopShutdown = "shutdown" // ACPI shutdown, destroy after hypervisor.shutdown_timeout
-	StopSuspend  = "suspend"  // pause in memory; the next query resumes it
-	StopSave     = "save"     // managed save to disk; the next query restores it
+	TriggerDNS = "dns" // a query of one of its names
+	TriggerTCP = "tcp" // a TCP SYN to one of its addresses (while stopped)
+	TriggerUDP = "udp" // a UDP datagram to one of its addresses (while stopped)
 )
 
-// StopModes lists the valid stop modes.
-var StopModes = []string{StopDestroy, StopShutdown, StopSuspend, StopSave}
+// Triggers lists the valid triggers.
+var Triggers = []string{TriggerDNS, TriggerTCP, TriggerUDP}
+
+// Stop modes (what the idle reaper does with a unikernel) are
+// hypervisor.StopModes: destroy powers off (the next trigger boots it
+// afresh); shutdown is an ACPI shutdown, destroyed after
+// hypervisor.shutdown_timeout; suspend pauses it in memory (the next trigger
+// resumes it); save writes a managed save to disk (the next trigger
+// restores it).
 
 // Readiness probe kinds.
 const (
@@ -223,8 +234,9 @@ type UnikernelDefaults struct {
 	VCPUs       int
 	IdleTimeout time.Duration
 	BootTimeout time.Duration
-	StopMode    string
+	StopMode    hypervisor.StopMode
 	Ready       Ready
+	Trigger     []string
 }
 
 // Unikernel is one [[unikernel]], defaults applied.
@@ -242,9 +254,10 @@ type Unikernel struct {
 	VCPUs       int
 	IdleTimeout time.Duration // 0 = never stopped for idleness
 	BootTimeout time.Duration
-	StopMode    string // one of StopModes
+	StopMode    hypervisor.StopMode // one of hypervisor.StopModes
 	Ready       Ready
-	Line        int // line of its [[unikernel]] table
+	Trigger     []string // some of Triggers: what may summon it
+	Line        int      // line of its [[unikernel]] table
 	// Frontdoor: its A records answer the front door's address and the
 	// front door routes its names to it.
 	Frontdoor bool

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func TestDefaults(t *testing.T) {
 	c = mustParse(t, base+unikernel("a", "2"))
 	u := c.Unikernels[0]
 	if u.Memory != 64<<20 || u.VCPUs != 1 || u.IdleTimeout != 60*time.Second || u.BootTimeout != 30*time.Second ||
-		u.StopMode != "destroy" || u.Ready.Kind != ReadyTCP || u.Ready.Port != 80 || u.Initrd != "" || u.MAC.String() != DeriveMAC("jitsu-a").String() ||
+		u.StopMode != "destroy" || !slices.Equal(u.Trigger, []string{"dns", "tcp"}) || u.Ready.Kind != ReadyTCP || u.Ready.Port != 80 || u.Initrd != "" || u.MAC.String() != DeriveMAC("jitsu-a").String() ||
 		u.IP6.IsValid() || len(u.Disks) != 0 {
 		t.Errorf("unikernel defaults: %+v", u)
 	}
@@ -386,6 +387,14 @@ func TestParseReady(t *testing.T) {
 		{"delay:2", "", "not a duration"},
 		{"udp:53", "", "unknown readiness probe kind"},
 		{"", "", "bad readiness probe"},
+		// cases of the summoner's former parser, which config now owns
+		{"delay:1.5s", "delay:1.5s", ""},
+		{"tcp:0", "", "bad port"},
+		{"tcp:99999", "", "bad port"},
+		{"console:(", "", "bad regular expression"},
+		{"delay:soon", "", "readiness probe"},
+		{"http:80", "", "unknown readiness probe kind"},
+		{"80", "", "bad readiness probe"},
 	}
 	for _, tc := range tests {
 		r, err := ParseReady(tc.in)

@@ -175,6 +175,12 @@ func TestParseErrors(t *testing.T) {
 			want: []wantErr{{"# E1", "defaults.ready", "not a duration"}}},
 		{name: "bad stop mode", text: unikernel("a", "2", "stop_mode = \"pause\" # E1"),
 			want: []wantErr{{"# E1", "unikernel[0].stop_mode", "unknown stop mode \"pause\""}}},
+		{name: "bad trigger", text: unikernel("a", "2", "trigger = [\"dns\", \"icmp\"] # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].trigger[1]", "unknown trigger \"icmp\""}}},
+		{name: "empty trigger", text: "[defaults]\ntrigger = [] # E1\n",
+			want: []wantErr{{"# E1", "defaults.trigger", "empty"}}},
+		{name: "twice trigger", text: unikernel("a", "2", "trigger = [\"tcp\", \"tcp\"] # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].trigger[1]", "given twice"}}},
 		{name: "bad domain type", text: "[hypervisor]\ndomain_type = \"xen\" # E1\n",
 			want: []wantErr{{"# E1", "hypervisor.domain_type", "unknown domain type"}}},
 

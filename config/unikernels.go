@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 
 	"github.com/miekg/dns"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
 // CmdlineData is what a cmdline template sees: {{.IP}}, {{.Gateway}} and
@@ -72,6 +75,7 @@ func (d *decoder) defaults(t *table, v *UnikernelDefaults) cmdTmpl {
 		IdleTimeout: DefaultIdleTimeout,
 		BootTimeout: DefaultBootTimeout,
 		StopMode:    DefaultStopMode,
+		Trigger:     DefaultTriggers,
 	}
 	v.Ready, _ = ParseReady(DefaultReady)
 	tmpl := d.vmKeys(t, v)
@@ -124,15 +128,14 @@ func (d *decoder) vmKeys(t *table, v *UnikernelDefaults) cmdTmpl {
 		v.BootTimeout = dur
 	}
 	if s, ok := t.str("stop_mode"); ok {
-		valid := false
-		for _, m := range StopModes {
-			valid = valid || s == m
-		}
-		if valid {
-			v.StopMode = s
+		if m, err := hypervisor.ParseStopMode(s); err == nil {
+			v.StopMode = m
 		} else {
-			t.errorf("stop_mode", "unknown stop mode %q (want %s)", s, strings.Join(StopModes, ", "))
+			t.errorf("stop_mode", "%v", err)
 		}
+	}
+	if l, ok := t.strList("trigger"); ok {
+		d.triggers(t, l, v)
 	}
 	if s, ok := t.str("ready"); ok {
 		r, err := ParseReady(s)
@@ -143,6 +146,31 @@ func (d *decoder) vmKeys(t *table, v *UnikernelDefaults) cmdTmpl {
 		}
 	}
 	return tmpl
+}
+
+// triggers checks the trigger key's list into v.Trigger.
+func (d *decoder) triggers(t *table, l []elem, v *UnikernelDefaults) {
+	if len(l) == 0 {
+		t.errorf("trigger", "empty: give what may summon it, e.g. [%q, %q]", TriggerDNS, TriggerTCP)
+		return
+	}
+	var out []string
+	ok := true
+	for _, e := range l {
+		switch {
+		case !slices.Contains(Triggers, e.s):
+			d.errorf(e.path, "unknown trigger %q (want some of %s)", e.s, strings.Join(Triggers, ", "))
+			ok = false
+		case slices.Contains(out, e.s):
+			d.errorf(e.path, "trigger %q given twice", e.s)
+			ok = false
+		default:
+			out = append(out, e.s)
+		}
+	}
+	if ok {
+		v.Trigger = out
+	}
 }
 
 // claim is who first used a name, address or MAC.
@@ -179,6 +207,7 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		}
 		u.Kernel, u.Initrd, u.Memory, u.VCPUs = v.Kernel, v.Initrd, v.Memory, v.VCPUs
 		u.IdleTimeout, u.BootTimeout, u.StopMode, u.Ready = v.IdleTimeout, v.BootTimeout, v.StopMode, v.Ready
+		u.Trigger = v.Trigger
 		if u.Kernel == "" && !t.has("kernel") {
 			t.errorf("kernel", "missing: set the kernel image here or in [defaults]")
 		}

@@ -70,6 +70,10 @@ const (
 	StopSave StopMode = "save"
 )
 
+// StopModes lists the stop modes. This package owns their names: the
+// config file and the control socket use them as they are.
+var StopModes = []StopMode{StopDestroy, StopShutdown, StopSuspend, StopSave}
+
 // ParseStopMode parses a stop mode as written in the config.
 func ParseStopMode(s string) (StopMode, error) {
 	switch m := StopMode(s); m {
@@ -173,6 +177,10 @@ type Hypervisor interface {
 	State(ctx context.Context, name string) (State, error)
 	// List returns jitsu's domains only, never foreign ones.
 	List(ctx context.Context) ([]Domain, error)
+	// DiscardSave removes the domain's managed save image, so that its
+	// next Start boots afresh; a domain without one is left as it is (nil).
+	// ErrNotFound if jitsu has no such domain.
+	DiscardSave(ctx context.Context, name string) error
 	// Events delivers lifecycle events of jitsu's domains. The channel is
 	// closed by Close.
 	Events() <-chan Event

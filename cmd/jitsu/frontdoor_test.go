@@ -92,4 +92,5 @@ func TestFrontdoorWiring(t *testing.T) {
 		t.Errorf("SummonWait before the summoner = %v", err)
 	}
 }
+
 var errTestNotConnected = errors.New("not connected")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -74,13 +73,6 @@ type daemon struct {
 	reloadMu sync.Mutex // serializes reloads
 	cfgMu    sync.Mutex
 	cfg      *config.Config
-
-	// replays records, per address held by the SYN proxy, whether a SYN was
-	// held during the current boot, and when it was replayed.
-	replayMu sync.Mutex
-	heldSYN  map[netip.Addr]bool
-	replayed map[string]time.Time // unikernel name -> first replay of its last boot
-	addrName map[netip.Addr]string
 }
 
 // parts are jitsu's long-lived parts, built and not yet running.
@@ -125,8 +117,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := &daemon{log: log, cfg: cfg, heldSYN: map[netip.Addr]bool{}, replayed: map[string]time.Time{}}
-	d.indexAddrs(cfg)
+	d := &daemon{log: log, cfg: cfg}
 	p := &parts{d: d}
 
 	hv, err := hvlibvirt.Open(hvlibvirt.Options{
@@ -146,6 +137,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		return nil, err
 	}
 	var gate summoner.Gate
+	var meter summoner.Meter // nil: idle-out reads the guests' interface counters
 	var probeMark uint32
 	// Unikernel names are answered once the SYN proxy intercepts (a
 	// client's first SYN must find its rules in place) and the summoner
@@ -155,8 +147,8 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		if p.proxy, err = newProxy(cfg, log, reg, d); err != nil {
 			return fail(err)
 		}
-		gate = &timelineGate{p: p.proxy, d: d}
-		d.proxy = p.proxy
+		gate = p.proxy
+		meter = p.proxy
 		// The readiness probe's SYNs carry the mark the proxy lets through.
 		probeMark = synproxy.DefaultBypassMark
 		summonAfter = append(summonAfter, p.proxy.Running())
@@ -164,6 +156,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	p.sum, err = summoner.New(summoner.Options{
 		Hypervisor:    hv,
 		Gate:          gate,
+		Meter:         meter,
 		Logger:        log.Named("summoner"),
 		Registerer:    reg,
 		MaxRunning:    cfg.Budget.MaxRunning,
@@ -171,6 +164,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MemoryBudget:  cfg.Budget.Memory,
 		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
 		ProbeMark:     probeMark,
+		StopTimeout:   cfg.Hypervisor.ShutdownTimeout + stopSlack,
 	}, unikernels(cfg))
 	if err != nil {
 		return fail(fmt.Errorf("summoner: %w", err))
@@ -327,68 +321,14 @@ func responseDelay(cfg *config.Config) time.Duration {
 	return cfg.DNS.ResponseDelay
 }
 
-// indexAddrs maps each unikernel address to its name, for the timeline.
-func (d *daemon) indexAddrs(cfg *config.Config) {
-	m := make(map[netip.Addr]string, len(cfg.Unikernels))
-	for _, u := range cfg.Unikernels {
-		m[u.IP] = u.Name
-		if u.IP6.IsValid() {
-			m[u.IP6] = u.Name
-		}
-	}
-	d.replayMu.Lock()
-	d.addrName = m
-	d.replayMu.Unlock()
-}
+// stopSlack is how much longer than the guest's shutdown timeout the
+// summoner waits for a stop call.
+const stopSlack = 15 * time.Second
 
-// onPacket is called by the SYN proxy for each packet held for addr.
-func (d *daemon) onPacket(addr netip.Addr, _ uint8) {
-	d.replayMu.Lock()
-	d.heldSYN[addr] = true
-	d.replayMu.Unlock()
-	d.sum.Touch(addr)
-}
-
-// timelineGate passes the summoner's gate calls to the SYN proxy and notes
-// when held SYNs were replayed, for the status timeline.
-type timelineGate struct {
-	p *synproxy.Proxy
-	d *daemon
-}
-
-// tcpOnly is what the summoner's gate holds.
-var tcpOnly = []uint8{6}
-
-// Drop resets the held clients.
-func (g *timelineGate) Drop(addrs []netip.Addr) error { return g.p.Drop(addrs) }
-
-// Hold forgets the previous boot's SYNs, then holds.
-func (g *timelineGate) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
-	g.d.replayMu.Lock()
-	for _, a := range addrs {
-		delete(g.d.heldSYN, a)
-	}
-	g.d.replayMu.Unlock()
-	return g.p.Hold(addrs, mac, tcpOnly)
-}
-
-// Release replays, and records the replay time if any SYN was held.
-func (g *timelineGate) Release(addrs []netip.Addr) error {
-	_, err := g.p.Release(addrs)
-	now := time.Now()
-	g.d.replayMu.Lock()
-	for _, a := range addrs {
-		if g.d.heldSYN[a] {
-			if name, ok := g.d.addrName[a]; ok {
-				g.d.replayed[name] = now
-				g.d.log.Info("held SYNs replayed", zap.String("unikernel", name), zap.String("ip", a.String()))
-			}
-		}
-		delete(g.d.heldSYN, a)
-	}
-	g.d.replayMu.Unlock()
-	return err
-}
+// onPacket is called by the SYN proxy for each packet it holds for addr:
+// the summoner counts it as activity and summons its unikernel if that
+// protocol is one of its triggers.
+func (d *daemon) onPacket(addr netip.Addr, proto uint8) { d.sum.OnPacket(addr, proto) }
 
 // errStarting answers the control socket until unikernels are served.
 var errStarting = errors.New("jitsu is starting: libvirt not connected yet, or the SYN proxy not running yet")
@@ -412,8 +352,6 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 	}
 	sts := d.sum.Status()
 	out := make([]control.UnikernelStatus, 0, len(sts))
-	d.replayMu.Lock()
-	defer d.replayMu.Unlock()
 	for _, s := range sts {
 		us := control.UnikernelStatus{
 			Name:             s.Name,
@@ -428,11 +366,8 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 			us.Addrs = append(us.Addrs, a.String())
 		}
 		if !s.LastBoot.Start.IsZero() {
-			tl := &control.BootTimeline{Query: s.LastBoot.Query, Start: s.LastBoot.Start, Ready: s.LastBoot.Ready}
-			if r := d.replayed[s.Name]; !r.Before(s.LastBoot.Start) {
-				tl.FirstReplay = r
-			}
-			us.LastBoot = tl
+			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
+				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
 		}
 		out = append(out, us)
 	}
@@ -497,7 +432,6 @@ func (d *daemon) Reload(context.Context) error {
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
 		return fmt.Errorf("reload zones: %w", err)
 	}
-	d.indexAddrs(cfg)
 	d.cfgMu.Lock()
 	d.cfg = cfg
 	d.cfgMu.Unlock()

@@ -84,15 +84,32 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 			},
 			IdleTimeout: u.IdleTimeout,
 			BootTimeout: u.BootTimeout,
-			StopMode:    hypervisor.StopMode(u.StopMode),
+			StopMode:    u.StopMode,
 			Ready: summoner.Ready{
-				Kind:   u.Ready.Kind,
+				Kind:   readyKinds[u.Ready.Kind],
 				Port:   uint16(u.Ready.Port),
 				Regexp: u.Ready.Regexp,
 				Delay:  u.Ready.Delay,
 			},
-			Memory: u.Memory,
+			Triggers: triggers(u.Trigger),
+			Memory:   u.Memory,
 		})
+	}
+	return out
+}
+
+// readyKinds maps the config's probe words to the summoner's kinds.
+var readyKinds = map[string]summoner.ReadyKind{
+	config.ReadyTCP:     summoner.ReadyTCP,
+	config.ReadyConsole: summoner.ReadyConsole,
+	config.ReadyDelay:   summoner.ReadyDelay,
+}
+
+// triggers maps the config's trigger words to the summoner's.
+func triggers(words []string) []summoner.Trigger {
+	out := make([]summoner.Trigger, len(words))
+	for i, w := range words {
+		out[i] = summoner.Trigger(w)
 	}
 	return out
 }

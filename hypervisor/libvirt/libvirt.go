@@ -830,6 +830,29 @@ func (h *Hypervisor) save(conn *lv.Connect, d *lv.Domain, name string) error {
 	return nil
 }
 
+// DiscardSave removes the domain's managed save image, if it has one
+// (virDomainManagedSaveRemove), so that its next Start boots afresh with the
+// current spec. See hypervisor.Hypervisor.
+func (h *Hypervisor) DiscardSave(ctx context.Context, name string) error {
+	_, d, _, done, err := h.openDomain(ctx, "discard managed save of", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	saved, err := d.HasManagedSaveImage(0)
+	if err != nil {
+		return h.wrap("check managed save of", name, err)
+	}
+	if !saved {
+		return nil
+	}
+	if err := d.ManagedSaveRemove(0); err != nil {
+		return h.wrap("discard managed save of", name, err)
+	}
+	h.log.Info("managed save image discarded", zap.String("domain", name))
+	return nil
+}
+
 // Resume continues a paused domain; any other state gives ErrNotRunning.
 func (h *Hypervisor) Resume(ctx context.Context, name string) error {
 	return h.call(ctx, "resume", name, func() error { return h.resume(ctx, name) })
