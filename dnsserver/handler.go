@@ -127,12 +127,12 @@ func (s *Server) process(w *worker, snap *snapshot, req []byte, tcp, mayBlock bo
 			if e.unikernel != "" && !mayBlock {
 				return nil, true
 			}
-			if resp, ok := s.fromCache(snap, e, req, fq, tcp, out); ok {
+			if resp, ok := s.fromCache(w, snap, e, req, fq, tcp, out); ok {
 				return resp, false
 			}
 		}
 	}
-	summon := s.summonFunc
+	summon := w.summonFunc(s)
 	if !mayBlock {
 		summon = deferSummon
 	}
@@ -148,10 +148,10 @@ func deferSummon(string) ([]netip.Addr, error) { return nil, errDefer }
 // fromCache answers from a pre-encoded entry: ID, RD/CD and the question's
 // case are patched in. It reports false if the slow path must answer
 // (the answer does not fit the UDP size: truncation).
-func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQuery, tcp bool, out []byte) ([]byte, bool) {
+func (s *Server) fromCache(w *worker, snap *snapshot, e *cacheEntry, req []byte, fq fastQuery, tcp bool, out []byte) ([]byte, bool) {
 	wire, counter := e.wire, e.counter
 	if e.unikernel != "" {
-		addrs, err := s.summon(e.unikernel)
+		addrs, err := s.summon(w.source(), e.unikernel)
 		if err != nil {
 			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out, netip.Addr{})
 			return resp, true
