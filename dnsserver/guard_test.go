@@ -307,6 +307,23 @@ func TestRRLRandomNames(t *testing.T) {
 	}
 }
 
+// TestRRLSlipKeepsEDNS: a slipped answer keeps the query's EDNS (with
+// cookies off too), so that the client's retry sees our payload size.
+func TestRRLSlipKeepsEDNS(t *testing.T) {
+	for _, cookies := range []bool{false, true} {
+		g := newGuardServer(t, RRLOptions{Rate: 1, Slip: 1, Window: time.Second}, cookies)
+		req := cookieQuery(t, "mail.example.test.", dns.TypeA, "")
+		g.ask(t, req, "192.0.2.1")
+		var m dns.Msg
+		if err := m.Unpack(g.ask(t, req, "192.0.2.1")); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Truncated || m.IsEdns0() == nil || len(m.Question) != 1 {
+			t.Fatalf("cookies %v: slipped answer %v", cookies, &m)
+		}
+	}
+}
+
 // TestRRLAmplification prints the amplification factor of a spoofed flood
 // for a large answer with and without RRL.
 func TestRRLAmplification(t *testing.T) {
