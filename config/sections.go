@@ -26,6 +26,7 @@ func (d *decoder) config(root *table) *Config {
 	root.done()
 	d.checkZones(c)
 	d.unikernels(c, uts, tmpl)
+	d.checkWildcardTargets(c)
 	return c
 }
 

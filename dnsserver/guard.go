@@ -217,7 +217,8 @@ func (s *Server) guard(w *worker, req, resp []byte, src net.Addr, tcp bool) []by
 			}
 		}
 	}
-	if cookie != nil && l.optStart >= 0 {
+	if cookie != nil && l.optStart >= 0 && !l.signed {
+		// (A TSIG-signed answer stays as signed: its MAC covers the OPT.)
 		resp = insertOption(resp, l, optionCookie, cookie)
 		if !tcp && len(resp) > e.udpLimit() {
 			l, _ = layout(resp)

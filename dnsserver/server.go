@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -181,10 +182,7 @@ func (s *Server) Update(cfg Config) error {
 	}
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
-	changed := s.applyHistory(snap, cfg.Addrs)
-	s.buildCache(snap)
-	s.snap.Store(snap)
-	s.xfr.notify.trigger(changed)
+	s.install(snap, cfg)
 	return nil
 }
 
@@ -239,6 +237,32 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
 	return nil
+}
+
+// listenPair binds UDP and TCP on addr, on the same port. With port 0 the
+// port UDP got may be taken for TCP: another is tried (a few times).
+func listenPair(ctx context.Context, lc *net.ListenConfig, addr string) (*net.UDPConn, net.Listener, error) {
+	for try := 1; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen udp %s: %w", addr, err)
+		}
+		uc := pc.(*net.UDPConn)
+		// Same port for TCP as UDP got (":0" picks one).
+		taddr := addr
+		host, port, _ := net.SplitHostPort(addr)
+		if port == "0" {
+			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
+		}
+		ln, err := lc.Listen(ctx, "tcp", taddr)
+		if err == nil {
+			return uc, ln, nil
+		}
+		_ = uc.Close()
+		if port != "0" || try >= 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("listen tcp %s: %w", taddr, err)
+		}
+	}
 }
 
 // Addrs returns the bound addresses (UDP and TCP for each listen address).

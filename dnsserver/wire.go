@@ -7,6 +7,7 @@ import "encoding/binary"
 
 const (
 	typeOPT      = 41
+	typeTSIG     = 250
 	optionCookie = 10 // EDNS option code of COOKIE (RFC 7873)
 	hdrLen       = 12
 	maxNamePtrs  = 32 // compression pointers followed per name
@@ -71,6 +72,7 @@ type msgLayout struct {
 	optStart       int // offset of the OPT RR's owner name; -1 if none
 	optRData       int // offset of the OPT RR's RDATA
 	optRDLen       int
+	signed         bool // a TSIG record in the additional section
 }
 
 // layout walks msg's sections. It reports false if msg is cut short or
@@ -106,6 +108,9 @@ func layout(msg []byte) (msgLayout, bool) {
 		rdlen := int(binary.BigEndian.Uint16(msg[off+8:]))
 		if off+10+rdlen > len(msg) {
 			return l, false
+		}
+		if i >= l.an+l.ns && typ == typeTSIG {
+			l.signed = true
 		}
 		if i >= l.an+l.ns && typ == typeOPT && l.optStart < 0 {
 			l.optStart, l.optRData, l.optRDLen = start, off+10, rdlen
