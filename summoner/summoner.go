@@ -637,9 +637,6 @@ func (s *Summoner) WaitReady(name string) <-chan struct{} {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.waitCh == nil {
-		return nil
-	}
 	return u.waitCh
 }
 
