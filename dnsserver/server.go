@@ -33,6 +33,14 @@ type Summoner interface {
 	Summon(ctx context.Context, unikernel string) ([]netip.Addr, error)
 }
 
+// SourceSummoner is optionally implemented by the Summoner: Summon with
+// the address the query came from, for admission control (a boot charged
+// to the source prefix that asked for it). The server calls it instead of
+// Summon whenever it knows the source.
+type SourceSummoner interface {
+	SummonFrom(ctx context.Context, src netip.Addr, unikernel string) ([]netip.Addr, error)
+}
+
 // Zone is one zone the server is authoritative for.
 type Zone struct {
 	// Origin is the zone's apex (FQDN, lower case).
@@ -126,6 +134,8 @@ type worker struct {
 	src  netip.Addr
 	addr net.Addr
 	g    guardScratch
+	// summon is summonFunc's closure over this worker.
+	summon summonFunc
 }
 
 // source returns the client's address.
@@ -293,8 +303,9 @@ func (s *Server) closeLocked() {
 // are closed.
 var errNotSummoning = errors.New("not summoning yet")
 
-// summon calls the Summoner.
-func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
+// summon calls the Summoner for a query from src (invalid if unknown):
+// SummonFrom if it is a SourceSummoner and src is known, Summon otherwise.
+func (s *Server) summon(src netip.Addr, unikernel string) ([]netip.Addr, error) {
 	if s.opts.Summoner == nil {
 		return nil, errors.New("no summoner configured")
 	}
@@ -305,15 +316,27 @@ func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
 			return nil, fmt.Errorf("summon %q: %w", unikernel, errNotSummoning)
 		}
 	}
-	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
+	var addrs []netip.Addr
+	var err error
+	if ss, ok := s.opts.Summoner.(SourceSummoner); ok && src.IsValid() {
+		addrs, err = ss.SummonFrom(s.ctx, src, unikernel)
+	} else {
+		addrs, err = s.opts.Summoner.Summon(s.ctx, unikernel)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("summon %q: %w", unikernel, err)
 	}
 	return addrs, nil
 }
 
-// summonFunc is s.summon as a summonFunc.
-func (s *Server) summonFunc(unikernel string) ([]netip.Addr, error) { return s.summon(unikernel) }
+// summonFunc returns s.summon for the worker's current query as a
+// summonFunc (made once per worker).
+func (w *worker) summonFunc(s *Server) summonFunc {
+	if w.summon == nil {
+		w.summon = func(unikernel string) ([]netip.Addr, error) { return s.summon(w.source(), unikernel) }
+	}
+	return w.summon
+}
 
 // summonFailed counts and (rate-limited) logs a failed summon.
 func (s *Server) summonFailed(name string, err error) {
