@@ -180,6 +180,15 @@ func (d frontdoorDNS) Summon(ctx context.Context, name string) ([]netip.Addr, er
 	return publicAddrs(addrs, pub), nil
 }
 
+// WaitReady forwards dnsserver.Waiter (response delay) to the wrapped
+// Summoner; nil (no boot to wait for) when it has none.
+func (d frontdoorDNS) WaitReady(name string) <-chan struct{} {
+	if w, ok := d.inner.(dnsserver.Waiter); ok {
+		return w.WaitReady(name)
+	}
+	return nil
+}
+
 // publicAddrs replaces the IPv4 addresses in addrs by pub.
 func publicAddrs(addrs []netip.Addr, pub netip.Addr) []netip.Addr {
 	out := make([]netip.Addr, 0, len(addrs))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/dnsserver"
 	"github.com/jitsu-unikernel/jitsu/frontdoor"
 	"github.com/jitsu-unikernel/jitsu/summoner"
 )
@@ -67,6 +68,9 @@ func TestFrontdoorWiring(t *testing.T) {
 	// DNS: A of blog is the front door's, AAAA its own; www untouched.
 	guest := fakeDNSSummoner{netip.MustParseAddr("10.213.0.5"), netip.MustParseAddr("fd00:213::5")}
 	ds := fd.dnsSummoner(guest)
+	if _, ok := ds.(dnsserver.Waiter); !ok {
+		t.Error("the DNS wrapper hides dnsserver.Waiter (response delay)")
+	}
 	got, _ := ds.Summon(context.Background(), "blog")
 	if want := []netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("fd00:213::5")}; !slices.Equal(got, want) {
 		t.Errorf("blog answers %v, want %v", got, want)
