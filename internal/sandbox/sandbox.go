@@ -563,10 +563,22 @@ func (e *Env) Do(fn func() error) error { return InNamespace(e.NS, fn) }
 // never switched back nor unlocked: it exits with its goroutine, so no
 // other code ever runs in the namespace by accident, and a failed switch
 // back cannot leak the namespace into the rest of the program.
+//
+// The thread is never the process's main thread: a goroutine may run on
+// it, and since the main thread cannot exit, it would stay in the
+// namespace, and the process with it as `ip netns pids` sees it (removing
+// the namespace then kills the process).
 func InNamespace(name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if mainThread() {
+			// Keep the main thread busy here, so that the goroutine
+			// below runs on another thread, then give it back unchanged.
+			errc <- InNamespace(name, fn)
+			runtime.UnlockOSThread()
+			return
+		}
 		target, err := netns.GetFromName(name)
 		if err != nil {
 			errc <- fmt.Errorf("open netns %s: %w", name, err)
@@ -664,3 +676,7 @@ func FindExampleImage() (Image, error) {
 
 // LibvirtdPid is the pid of the sandbox's libvirtd, 0 while it is stopped.
 func (e *Env) LibvirtdPid() int { return e.libvirtdPid }
+
+// mainThread reports whether the calling goroutine runs on the process's
+// main thread (whose thread id is the process id).
+func mainThread() bool { return syscall.Gettid() == syscall.Getpid() }
