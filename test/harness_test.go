@@ -21,9 +21,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
-	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // jitsuBin is the jitsu binary built once by TestMain.
@@ -242,10 +242,24 @@ func (w *world) query(name string) (*dns.Msg, time.Duration, error) {
 		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
 		c := &dns.Client{Timeout: 5 * time.Second}
 		var err error
-		resp, rtt, err = c.Exchange(m, "127.0.0.1:5353")
+		resp, rtt, err = c.Exchange(m, w.dnsAddr())
 		return err
 	})
 	return resp, rtt, err
+}
+
+// dnsAddr is the address jitsu's DNS server listens on.
+func (w *world) dnsAddr() string {
+	if w.data.DNSListen != "" {
+		return w.data.DNSListen
+	}
+	return "127.0.0.1:5353"
+}
+
+// table is the name of the nftables table of the world's jitsu: it is
+// named after the instance id, by default derived from the config's path.
+func (w *world) table() string {
+	return "jitsu_" + strings.ReplaceAll(config.DefaultID(w.conf), "-", "_")
 }
 
 // resolve queries name and returns its single A address.
@@ -426,11 +440,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// heldInTable reports whether ip is in the SYN proxy's nft set of held
-// IPv4 addresses (false when the table does not exist).
+// heldInTable reports whether ip is in the nft set of held IPv4 addresses
+// of the world's jitsu (false when the table does not exist).
 func (w *world) heldInTable(ip string) bool {
 	w.t.Helper()
-	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", synproxy.TableName, "held4").CombinedOutput()
+	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", w.table(), "held4").CombinedOutput()
 	if err != nil {
 		return false
 	}
