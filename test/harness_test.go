@@ -23,7 +23,6 @@ import (
 
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
-	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // jitsuBin is the jitsu binary built once by TestMain.
@@ -430,11 +429,19 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // IPv4 addresses (false when the table does not exist).
 func (w *world) heldInTable(ip string) bool {
 	w.t.Helper()
-	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", synproxy.TableName, "held4").CombinedOutput()
+	// The table is named after the daemon's instance (jitsu_<id>): look in
+	// every jitsu table.
+	tables, err := w.env.Command(context.Background(), "nft", "list", "tables", "inet").CombinedOutput()
 	if err != nil {
 		return false
 	}
-	return regexp.MustCompile(`\b` + regexp.QuoteMeta(ip) + `\b`).Match(out)
+	for _, m := range regexp.MustCompile(`table inet (jitsu_\w+)`).FindAllStringSubmatch(string(tables), -1) {
+		out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", m[1], "held4").CombinedOutput()
+		if err == nil && regexp.MustCompile(`\b`+regexp.QuoteMeta(ip)+`\b`).Match(out) {
+			return true
+		}
+	}
+	return false
 }
 
 // pinned reports whether ip has a permanent neighbour entry on the bridge.
