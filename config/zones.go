@@ -201,6 +201,49 @@ func (d *decoder) checkZones(c *Config) {
 	}
 }
 
+// checkWildcardTargets reports wildcard CNAME records that lead (directly
+// or through more CNAMEs) to a unikernel's name: every name below the
+// wildcard would then summon the unikernel. A unikernel's names are
+// explicit.
+func (d *decoder) checkWildcardTargets(c *Config) {
+	unikernel := map[string]string{}
+	for _, u := range c.Unikernels {
+		for _, n := range u.DNS {
+			unikernel[canonicalName(n)] = u.Name
+		}
+	}
+	byName := d.indexRecords(c)
+	target := func(rrs []zoneRR) (string, bool) {
+		for _, r := range rrs {
+			if cn, ok := r.rr.(*dns.CNAME); ok {
+				return canonicalName(cn.Target), true
+			}
+		}
+		return "", false
+	}
+	for name, rrs := range byName {
+		if !strings.HasPrefix(name, "*.") {
+			continue
+		}
+		for _, r := range rrs {
+			cn, ok := r.rr.(*dns.CNAME)
+			if !ok {
+				continue
+			}
+			t := canonicalName(cn.Target)
+			for hop := 0; hop < 16; hop++ {
+				if u, isUK := unikernel[t]; isUK {
+					d.errorf(r.path, "the wildcard %s leads to %s, a name of unikernel %q: any name below the wildcard would summon it (write the names explicitly)", name, t, u)
+					break
+				}
+				if t, ok = target(byName[t]); !ok {
+					break
+				}
+			}
+		}
+	}
+}
+
 // TSIGKey is a zone's transfer key (RFC 8945).
 type TSIGKey struct {
 	Name      string // key name, lower-case FQDN

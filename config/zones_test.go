@@ -13,7 +13,7 @@ import (
 
 // TestZoneTransferKeys checks zone.secondaries and zone.tsig: the values
 // decoded from a valid configuration, and each problem reported at its
-// file:line with its key.
+// file:line with its key; and wildcard CNAMEs that would summon.
 func TestZoneTransferKeys(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -60,11 +60,12 @@ tsig = { name = "XFR.example.test", algorithm = "hmac-sha512", secret_file = "`+
 		t.Errorf("default algorithm: tsig %+v", k)
 	}
 
-	tests := []struct {
+	type errCase struct {
 		name string
-		text string
+		text string // appended to base; a "records" line replaces base's
 		want []wantErr
-	}{
+	}
+	tests := []errCase{
 		{"secondary not an address", `secondaries = ["ns2.example.org"] # E1`,
 			[]wantErr{{"# E1", "zone[0].secondaries[0]", "want an IP address"}}},
 		{"secondary port 0", `secondaries = ["192.0.2.1:0"] # E1`,
@@ -96,9 +97,19 @@ tsig = { name = "XFR.example.test", algorithm = "hmac-sha512", secret_file = "`+
 		{"tsig not a table", `tsig = "k" # E1`,
 			[]wantErr{{"# E1", "zone[0].tsig", "want table"}}},
 	}
+	zone := strings.ReplaceAll(base, `records = ["ns1 A 127.0.0.1"]`, "")
+	tests = append(tests,
+		errCase{"wildcard CNAME to a unikernel", `records = ["ns1 A 127.0.0.1", "*.w CNAME a", "b CNAME www", "*.v CNAME b"] # E1` + "\n" + unikernel("www", "5"),
+			[]wantErr{{"# E1", "zone[0].records[3]", `the wildcard *.v.example.test. leads to www.example.test., a name of unikernel "www"`}}},
+		errCase{"wildcard CNAME to a unikernel, directly", `records = ["ns1 A 127.0.0.1", "*.w CNAME www"] # E1` + "\n" + unikernel("www", "5"),
+			[]wantErr{{"# E1", "zone[0].records[1]", `leads to www.example.test., a name of unikernel "www"`}}},
+	)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			text := base + tc.text + "\n"
+			if strings.HasPrefix(tc.text, "records") {
+				text = zone + tc.text + "\n"
+			}
 			_, err := Parse("test.toml", []byte(text))
 			var es *Errors
 			if !errors.As(err, &es) {

@@ -32,6 +32,7 @@ type hardening struct {
 type guardScratch struct {
 	cookie []byte
 	name   []byte
+	hash   []byte
 }
 
 // guardMetrics are the guard's counters, children resolved.
@@ -41,6 +42,7 @@ type guardMetrics struct {
 	cookies    *prometheus.CounterVec
 	badCookie  prometheus.Counter
 	delayed    *prometheus.CounterVec
+	tcpEvicted prometheus.Counter
 	limited    [numRRLClasses]prometheus.Counter
 	slipped    prometheus.Counter
 	dropped    prometheus.Counter
@@ -66,6 +68,10 @@ func newGuardMetrics(reg prometheus.Registerer) (*guardMetrics, error) {
 			Name: "jitsu_dns_badcookie_total",
 			Help: "BADCOOKIE answers sent (a rate-limited client that sent a cookie gets a fresh server cookie).",
 		}),
+		tcpEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitsu_dns_tcp_evicted_total",
+			Help: "Idle TCP connections closed to make room for a new one (all slots, or the source's, taken).",
+		}),
 		delayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitsu_dns_delayed_total",
 			Help: "UDP queries for a booting unikernel under response_delay: parked until it is ready, or answered at once because the lists were full (list_full).",
@@ -74,6 +80,9 @@ func newGuardMetrics(reg prometheus.Registerer) (*guardMetrics, error) {
 	if reg != nil {
 		var err error
 		if m.delayed, err = register(reg, m.delayed); err != nil {
+			return nil, err
+		}
+		if m.tcpEvicted, err = register(reg, m.tcpEvicted); err != nil {
 			return nil, err
 		}
 		if m.rrl, err = register(reg, m.rrl); err != nil {
@@ -123,6 +132,7 @@ func (s *Server) initHardening(opts Options) error {
 		return fmt.Errorf("negative response delay %s", opts.ResponseDelay)
 	}
 	h.tcp = newTCPSlots(tcpMaxConns, tcpMaxPerSource, tcpIdleTimeout)
+	h.tcp.evicted = met.tcpEvicted
 	h.delay = newDelayer(s, opts.ResponseDelay)
 	return nil
 }
@@ -177,8 +187,15 @@ func (s *Server) guard(w *worker, req, resp []byte, src net.Addr, tcp bool) []by
 			h.met.exempt.Inc()
 		} else {
 			class, name := classify(resp, l, w.g.name[:0])
+			if class == rrlNormal || class == rrlLarge {
+				if zone := s.snap.Load().wildcardZone(name, w.key); zone != "" {
+					class, name = rrlWildcard, append(name[:0], zone...)
+				}
+			}
 			w.g.name = name
-			switch h.rrl.account(h.rrl.key(class, addr, name), now) {
+			var k uint64
+			k, w.g.hash = h.rrl.key(class, addr, name, w.g.hash)
+			switch h.rrl.account(k, now) {
 			case rrlDrop:
 				h.met.limited[class].Inc()
 				h.met.dropped.Inc()
@@ -193,11 +210,15 @@ func (s *Server) guard(w *worker, req, resp []byte, src net.Addr, tcp bool) []by
 					h.met.badCookie.Inc()
 					return reduce(resp, l, &e, false, rcodeBadCookie, cookie)
 				}
+				if h.cookies == nil {
+					e = parseReqEDNS(req) // keep EDNS in the truncated answer
+				}
 				return reduce(resp, l, &e, true, fullRcode(resp, l), cookie)
 			}
 		}
 	}
-	if cookie != nil && l.optStart >= 0 {
+	if cookie != nil && l.optStart >= 0 && !l.signed {
+		// (A TSIG-signed answer stays as signed: its MAC covers the OPT.)
 		resp = insertOption(resp, l, optionCookie, cookie)
 		if !tcp && len(resp) > e.udpLimit() {
 			l, _ = layout(resp)

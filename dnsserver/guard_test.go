@@ -268,6 +268,62 @@ func TestRRLFlood(t *testing.T) {
 	}
 }
 
+// TestRRLRandomNames: floods of random names (NXDOMAIN, or synthesized
+// from a wildcard) are accounted per zone, not per name, so they cannot
+// escape the limit; distinct existing names are accounted apart.
+func TestRRLRandomNames(t *testing.T) {
+	const rate, n = 20, 1000
+	for _, tc := range []struct {
+		name      string
+		qname     string // %d: the query's number
+		wantLimit bool
+	}{
+		{"random NXDOMAIN", "r%d.example.test.", true},
+		{"random names under a wildcard", "r%d.wild.example.test.", true},
+		{"random names under a wildcard, mixed case", "R%d.WiLd.example.test.", true},
+		{"random names below a delegation", "r%d.sub.example.test.", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGuardServer(t, RRLOptions{Rate: rate, Slip: 2, Window: time.Second}, false)
+			var c tally
+			for i := range n {
+				g.now = g.now.Add(time.Second / n)
+				req := cookieQuery(t, fmt.Sprintf(tc.qname, i), dns.TypeA, "")
+				c.add(t, req, g.ask(t, req, "192.0.2.1"))
+			}
+			t.Logf("%d random names in 1 s: %d full, %d truncated, %d dropped", n, c.full, c.truncated, c.dropped)
+			if c.full > rate+1 { // the flood may straddle a second boundary
+				t.Fatalf("%d full answers, rate %d", c.full, rate)
+			}
+		})
+	}
+	// Existing names each have their own account.
+	g := newGuardServer(t, RRLOptions{Rate: rate, Slip: 2, Window: time.Second}, false)
+	for _, name := range []string{"mail.example.test.", "host.wild.example.test.", "multi.example.test."} {
+		if c := g.flood(t, rate, cookieQuery(t, name, dns.TypeA, ""), "192.0.2.1"); c.full != rate {
+			t.Fatalf("%s: %d full answers of %d", name, c.full, rate)
+		}
+		g.now = g.now.Add(-time.Second) // the same second for each name
+	}
+}
+
+// TestRRLSlipKeepsEDNS: a slipped answer keeps the query's EDNS (with
+// cookies off too), so that the client's retry sees our payload size.
+func TestRRLSlipKeepsEDNS(t *testing.T) {
+	for _, cookies := range []bool{false, true} {
+		g := newGuardServer(t, RRLOptions{Rate: 1, Slip: 1, Window: time.Second}, cookies)
+		req := cookieQuery(t, "mail.example.test.", dns.TypeA, "")
+		g.ask(t, req, "192.0.2.1")
+		var m dns.Msg
+		if err := m.Unpack(g.ask(t, req, "192.0.2.1")); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Truncated || m.IsEdns0() == nil || len(m.Question) != 1 {
+			t.Fatalf("cookies %v: slipped answer %v", cookies, &m)
+		}
+	}
+}
+
 // TestRRLAmplification prints the amplification factor of a spoofed flood
 // for a large answer with and without RRL.
 func TestRRLAmplification(t *testing.T) {
@@ -385,5 +441,93 @@ func TestCookieLargeAnswerTruncates(t *testing.T) {
 	c.add(t, req, resp)
 	if c.lastCookie == "" {
 		t.Fatal("no cookie in the answer")
+	}
+}
+
+// BenchmarkGuard is the cost of the response guard on one answer (the
+// handler's own work excluded): off, RRL without a cookie, a client cookie
+// only, and a valid server cookie (RRL exempt).
+func BenchmarkGuard(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		rrl     RRLOptions
+		cookies bool
+		cookie  string // "learn": a valid one learned first
+	}{
+		{"off", RRLOptions{}, false, ""},
+		{"rrl", RRLOptions{Rate: 1 << 30, Slip: 2, Window: time.Second}, true, ""},
+		{"rrl+client-cookie", RRLOptions{Rate: 1 << 30, Slip: 2, Window: time.Second}, true, "0102030405060708"},
+		{"rrl+valid-cookie", RRLOptions{Rate: 1 << 30, Slip: 2, Window: time.Second}, true, "learn"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			g := newGuardServer(b, tc.rrl, tc.cookies)
+			cookie := tc.cookie
+			if cookie == "learn" {
+				var c tally
+				c.add(b, nil, g.ask(b, cookieQuery(b, "mail.example.test.", dns.TypeA, "0102030405060708"), "192.0.2.1"))
+				cookie = c.lastCookie
+			}
+			req := cookieQuery(b, "mail.example.test.", dns.TypeA, cookie)
+			w := &worker{}
+			resp, _ := g.s.process(w, g.s.snap.Load(), req, false, true, nil)
+			src := &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 53}
+			buf := make([]byte, 0, 1500)
+			for b.Loop() {
+				out := g.s.guard(w, req, append(buf[:0], resp...), src, false)
+				if out == nil {
+					b.Fatal("dropped")
+				}
+			}
+		})
+	}
+}
+
+func TestFastOPTData(t *testing.T) {
+	cookie := func(n int) []byte {
+		b := []byte{0, byte(4 + n), 0, 10, 0, byte(n)}
+		return append(b, make([]byte, n)...)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"no option", []byte{0, 0}, true},
+		{"client cookie", cookie(8), true},
+		{"full cookie", cookie(24), true},
+		{"longest cookie", cookie(40), true},
+		{"malformed cookie", cookie(5), false},
+		{"cookie too long", cookie(41), false},
+		{"other option", []byte{0, 4, 0, 8, 0, 0}, false},
+		{"trailing bytes", append(cookie(8), 0), false},
+		{"cut short", cookie(24)[:20], false},
+		{"rdlen past the end", []byte{0, 9, 0, 10}, false},
+		{"empty", nil, false},
+	} {
+		if got := fastOPTData(tc.b); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestCookieQueriesTakeTheFastPath: a query with a COOKIE option is
+// answered from the cache, with the same answer as without, plus the
+// cookie.
+func TestCookieQueriesTakeTheFastPath(t *testing.T) {
+	g := newGuardServer(t, RRLOptions{}, true)
+	req := cookieQuery(t, "mail.example.test.", dns.TypeA, "0102030405060708")
+	if _, ok := parseFast(req, &worker{}); !ok {
+		t.Fatal("a query with a client cookie takes the slow path")
+	}
+	with, without := g.ask(t, req, "192.0.2.1"), g.ask(t, cookieQuery(t, "mail.example.test.", dns.TypeA, ""), "192.0.2.1")
+	var a, b dns.Msg
+	if err := a.Unpack(with); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unpack(without); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(rrStrings(a.Answer, true)) != fmt.Sprint(rrStrings(b.Answer, true)) || len(a.IsEdns0().Option) != 1 {
+		t.Fatalf("with a cookie:\n%v\nwithout:\n%v", &a, &b)
 	}
 }

@@ -38,6 +38,7 @@ type qinfo struct {
 	do            bool
 	udpSize       uint16
 	src           netip.Addr // client's address (transfer ACL)
+	tsigOK        bool       // signed with the zone's TSIG key
 }
 
 func (q *qinfo) udpLimit() int {
@@ -100,7 +101,7 @@ func (s *snapshot) answer(q *qinfo, tcp bool, summon summonFunc) (*dns.Msg, stri
 		}
 		return m, z.origin, nil
 	case dns.TypeIXFR:
-		if !tcp && q.lname == z.origin && z.tsig == nil && z.xfr != nil && z.allowed(q.src) {
+		if !tcp && q.lname == z.origin && (z.tsig == nil || q.tsigOK) && z.xfr != nil && z.allowed(q.src) {
 			// Over UDP, an allowed secondary gets the current SOA (RFC
 			// 1995 section 2: it retries over TCP), AA clear as knotd.
 			m.Answer = append(m.Answer, z.soa)
@@ -127,12 +128,12 @@ func (s *Server) process(w *worker, snap *snapshot, req []byte, tcp, mayBlock bo
 			if e.unikernel != "" && !mayBlock {
 				return nil, true
 			}
-			if resp, ok := s.fromCache(snap, e, req, fq, tcp, out); ok {
+			if resp, ok := s.fromCache(w, snap, e, req, fq, tcp, out); ok {
 				return resp, false
 			}
 		}
 	}
-	summon := s.summonFunc
+	summon := w.summonFunc(s)
 	if !mayBlock {
 		summon = deferSummon
 	}
@@ -148,10 +149,10 @@ func deferSummon(string) ([]netip.Addr, error) { return nil, errDefer }
 // fromCache answers from a pre-encoded entry: ID, RD/CD and the question's
 // case are patched in. It reports false if the slow path must answer
 // (the answer does not fit the UDP size: truncation).
-func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQuery, tcp bool, out []byte) ([]byte, bool) {
+func (s *Server) fromCache(w *worker, snap *snapshot, e *cacheEntry, req []byte, fq fastQuery, tcp bool, out []byte) ([]byte, bool) {
 	wire, counter := e.wire, e.counter
 	if e.unikernel != "" {
-		addrs, err := s.summon(e.unikernel)
+		addrs, err := s.summon(w.source(), e.unikernel)
 		if err != nil {
 			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out, netip.Addr{})
 			return resp, true
@@ -221,7 +222,24 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 	var resp *dns.Msg
 	zone := ""
 	var err error
+	tsig := m.IsTsig()
+	var tsigKey *TSIGKey
+	var reqMAC string
+	tsigErr := 0
+	// Like knotd: AXFR over UDP is NOTIMP, signed or not; a signed
+	// transfer request from an address that may not transfer is BADKEY.
+	signed := tsig != nil && q.hasQuestion && (tcp || q.qtype != dns.TypeAXFR)
+	if signed {
+		tsigKey, reqMAC, tsigErr = snap.checkQueryTSIG(&m, req, q.lname)
+		if tsigErr == 0 && (q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR) && !snap.findZone(q.lname).allowed(src) {
+			tsigKey, reqMAC, tsigErr = nil, "", dns.RcodeBadKey
+		}
+		q.tsigOK = tsigKey != nil
+	}
 	switch {
+	case tsigErr != 0:
+		resp = newReply(&q)
+		resp.Rcode = dns.RcodeNotAuth
 	case nopt > 1 || badopt:
 		q.edns = false
 		resp = newReply(&q)
@@ -250,20 +268,26 @@ func (s *Server) slow(snap *snapshot, req []byte, tcp bool, summon summonFunc, o
 		}
 	}
 	wire, perr := resp.PackBuffer(out[:cap(out)])
-	if perr == nil && !tcp && len(wire) > q.udpLimit() {
+	limit := q.udpLimit()
+	if signed {
+		limit -= tsigReserve(tsig)
+	}
+	if perr == nil && !tcp && len(wire) > limit {
 		// Like knotd: TC and no records at all; the client retries over TCP.
 		resp.Truncated = true
 		resp.Answer, resp.Ns = nil, nil
 		resp.Extra = slices.DeleteFunc(resp.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
 		wire, perr = resp.PackBuffer(out[:cap(out)])
 	}
+	if perr == nil && signed {
+		wire, perr = signResponse(resp, &m, tsigKey, reqMAC, tsigErr)
+	} else if perr == nil && q.hasQuestion {
+		patchQuestionCase(wire, req)
+	}
 	if perr != nil {
 		s.log.Warn("pack response", zapError(perr))
 		s.met.droppedPack.Inc()
 		return nil, nil
-	}
-	if q.hasQuestion {
-		patchQuestionCase(wire, req)
 	}
 	s.met.query(zone, q.qtype, resp.Rcode).Inc()
 	return wire, nil
@@ -307,7 +331,8 @@ type fastQuery struct {
 }
 
 // parseFast recognises the common query shape (QUERY, one IN question with
-// an uncompressed name, at most an OPT without options, EDNS version 0) and
+// an uncompressed name, at most an OPT without options but a COOKIE, EDNS
+// version 0) and
 // builds the cache key (lower-case wire name, qtype, EDNS variant) in w.key.
 func parseFast(req []byte, w *worker) (fastQuery, bool) {
 	var fq fastQuery
@@ -351,9 +376,10 @@ func parseFast(req []byte, w *worker) (fastQuery, bool) {
 	variant := byte(variantNoEDNS)
 	fq.limit = dns.MinMsgSize
 	if req[11] == 1 {
-		// OPT: root name, type 41, class = size, TTL = xrcode/version/flags, rdlen 0.
-		if i+11 != len(req) || req[i] != 0 || req[i+1] != 0 || req[i+2] != 41 ||
-			req[i+6] != 0 || req[i+9] != 0 || req[i+10] != 0 {
+		// OPT: root name, type 41, class = size, TTL = xrcode/version/flags,
+		// no option but a well-formed COOKIE (answered by the guard).
+		if i+11 > len(req) || req[i] != 0 || req[i+1] != 0 || req[i+2] != 41 ||
+			req[i+6] != 0 || !fastOPTData(req[i+9:]) {
 			return fq, false
 		}
 		size := int(req[i+3])<<8 | int(req[i+4])

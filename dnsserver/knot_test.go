@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +22,56 @@ const knotdPath = "/usr/sbin/knotd"
 // startKnot serves cfg with knotd on a free loopback port (the unikernel
 // names get A/AAAA records with the fake summoner's addresses) and returns
 // its address.
+//
+// The zones' secondaries (and TSIG keys) become knotd transfer ACLs, so
+// that transfers can be compared too.
 func startKnot(t *testing.T, cfg Config, addrs map[string][]netip.Addr) string {
+	t.Helper()
+	requireKnot(t)
+	dir := t.TempDir()
+	var conf strings.Builder
+	port := freePort(t)
+	fmt.Fprintf(&conf, "server:\n    rundir: %q\n    listen: 127.0.0.1@%d\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n", dir, port)
+	fmt.Fprintf(&conf, "database:\n    storage: %q\nlog:\n  - target: stderr\n    any: warning\n", dir)
+	var zones strings.Builder
+	keys, acls := "", ""
+	for i, z := range cfg.Zones {
+		file := filepath.Join(dir, fmt.Sprintf("zone%d", i))
+		text := ZoneFile(z, cfg.SummonTTL, addrs)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&zones, "  - domain: %q\n    file: %q\n", z.Origin, file)
+		if len(z.Secondaries) == 0 {
+			continue
+		}
+		var addrs []string
+		for _, s := range z.Secondaries {
+			addrs = append(addrs, s.Addr().String())
+		}
+		acls += fmt.Sprintf("  - id: xfr%d\n    address: [%s]\n    action: transfer\n", i, strings.Join(addrs, ", "))
+		if k := z.TSIG; k != nil {
+			keys += fmt.Sprintf("  - id: %s\n    algorithm: %s\n    secret: %s\n", k.Name, strings.TrimSuffix(k.Algorithm, "."), k.Secret)
+			acls += fmt.Sprintf("    key: %s\n", k.Name)
+		}
+		fmt.Fprintf(&zones, "    acl: xfr%d\n", i)
+	}
+	if keys != "" {
+		conf.WriteString("key:\n" + keys)
+	}
+	if acls != "" {
+		conf.WriteString("acl:\n" + acls)
+	}
+	conf.WriteString("zone:\n" + zones.String())
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	k := runKnot(t, dir, conf.String())
+	k.waitSOA(t, addr, cfg.Zones[0].Origin, nil)
+	return addr
+}
+
+// requireKnot skips the test when knotd is not installed, or fails it in
+// CI (CI=true).
+func requireKnot(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(knotdPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -29,68 +79,91 @@ func startKnot(t *testing.T, cfg Config, addrs map[string][]netip.Addr) string {
 		}
 		t.Skipf("knotd not installed (%v): install the Debian package knot to compare with it", err)
 	}
-	dir := t.TempDir()
-	var conf strings.Builder
-	port := freePort(t)
-	fmt.Fprintf(&conf, "server:\n    rundir: %q\n    listen: 127.0.0.1@%d\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n", dir, port)
-	fmt.Fprintf(&conf, "database:\n    storage: %q\nlog:\n  - target: stderr\n    any: warning\nzone:\n", dir)
-	for i, z := range cfg.Zones {
-		file := filepath.Join(dir, fmt.Sprintf("zone%d", i))
-		text := ZoneFile(z, cfg.SummonTTL, addrs)
-		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&conf, "  - domain: %q\n    file: %q\n", z.Origin, file)
-	}
+}
+
+// knotProc is a running knotd: its log (stderr) and its end.
+type knotProc struct {
+	mu     sync.Mutex
+	stderr strings.Builder
+	done   chan struct{}
+}
+
+func (k *knotProc) Write(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.stderr.Write(p)
+}
+
+// log returns what knotd has logged so far.
+func (k *knotProc) log() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.stderr.String()
+}
+
+// runKnot starts knotd with the configuration text conf (written in dir)
+// and kills it (and waits for it) when the test ends.
+func runKnot(t *testing.T, dir, conf string) *knotProc {
+	t.Helper()
 	confFile := filepath.Join(dir, "knot.conf")
-	if err := os.WriteFile(confFile, []byte(conf.String()), 0o644); err != nil {
+	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(knotdPath, "-c", confFile)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	k := &knotProc{done: make(chan struct{})}
+	cmd.Stderr = k
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start knotd: %v", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(k.done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-done
+		<-k.done
 		if t.Failed() {
-			t.Logf("knotd stderr:\n%s", stderr.String())
+			t.Logf("knotd (%s) log:\n%s", confFile, k.log())
 		}
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return k
+}
+
+// waitSOA waits until knotd at addr answers the SOA of origin (with the
+// serial *serial if not nil), for up to 15 s.
+func (k *knotProc) waitSOA(t *testing.T, addr, origin string, serial *uint32) {
+	t.Helper()
 	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	q := new(dns.Msg).SetQuestion(cfg.Zones[0].Origin, dns.TypeSOA)
+	q := new(dns.Msg).SetQuestion(origin, dns.TypeSOA)
 	for start := time.Now(); ; {
 		r, _, err := c.Exchange(q, addr)
 		if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
-			return addr
+			if serial == nil || r.Answer[0].(*dns.SOA).Serial == *serial {
+				return
+			}
 		}
 		select {
-		case <-done:
-			t.Fatalf("knotd exited: %s", stderr.String())
+		case <-k.done:
+			t.Fatalf("knotd exited: %s", k.log())
 		default:
 		}
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("knotd not answering on %s: %v; stderr:\n%s", addr, err, stderr.String())
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("knotd on %s: no SOA of %s (serial %v) after 15 s: %v %v", addr, origin, serial, r, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // freePort returns a port free for both UDP and TCP on 127.0.0.1.
-func freePort(t *testing.T) int {
+func freePort(t *testing.T) int { t.Helper(); return freePortOn(t, "127.0.0.1") }
+
+// freePortOn returns a port free for both UDP and TCP on ip.
+func freePortOn(t *testing.T, ip string) int {
 	t.Helper()
 	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
 		_ = pc.Close()
 		if err == nil {
 			_ = ln.Close()
@@ -226,6 +299,13 @@ func TestCompareWithKnot(t *testing.T) {
 	cfg := testConfig(t)
 	knot := startKnot(t, cfg, testAddrs)
 	_, ours := startTestServer(t, newFakeSummoner())
+	t.Logf("%d queries compared", compareBattery(t, ours, knot, knotBattery()))
+}
+
+// compareBattery sends every query of the battery to our server and to
+// knotd, over UDP and TCP, without EDNS, with and with DO, compares the
+// answers in subtests and returns how many were compared.
+func compareBattery(t *testing.T, ours, knot string, queries []battery) int {
 	type ednsMode struct {
 		name string
 		set  func(m *dns.Msg)
@@ -239,7 +319,7 @@ func TestCompareWithKnot(t *testing.T) {
 	for _, netw := range []string{"udp", "tcp"} {
 		c := &dns.Client{Net: netw, Timeout: 2 * time.Second, UDPSize: 65535}
 		for _, mode := range modes {
-			for _, q := range knotBattery() {
+			for _, q := range queries {
 				name := fmt.Sprintf("%s/%s/%s", netw, mode.name, q.name)
 				t.Run(name, func(t *testing.T) {
 					m := new(dns.Msg)
@@ -275,7 +355,7 @@ func TestCompareWithKnot(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d queries compared", compared)
+	return compared
 }
 
 // compareAnswers compares header, question, OPT and the three sections

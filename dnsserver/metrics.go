@@ -16,6 +16,9 @@ type metrics struct {
 	queries      *prometheus.CounterVec
 	dropped      *prometheus.CounterVec
 	summonErrors prometheus.Counter
+	transfers    *prometheus.CounterVec // zone, type, result
+	notify       *prometheus.CounterVec // zone, result
+	serial       *prometheus.GaugeVec   // zone
 
 	droppedShort, droppedResponse, droppedPack, droppedTCPLimit, droppedTooBig prometheus.Counter
 }
@@ -34,6 +37,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jitsu_dns_summon_errors_total",
 			Help: "Queries answered SERVFAIL because the summoner failed.",
 		}),
+		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_dns_transfers_total",
+			Help: "Zone transfers to secondaries over TCP, by zone, type (AXFR, IXFR) and result: full (the whole zone), incremental (journal differences), uptodate (the SOA alone), bad_tsig (refused). Transfers refused by address are NOTAUTH in jitsu_dns_queries_total.",
+		}, []string{"zone", "type", "result"}),
+		notify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_dns_notify_total",
+			Help: "NOTIFY messages sent to secondaries, by zone and result: acknowledged, refused (answered with an error), unanswered, given_up (after the last try).",
+		}, []string{"zone", "result"}),
+		serial: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jitsu_dns_zone_serial",
+			Help: "The SOA serial each zone is served with (bumped automatically when a reload changes the zone).",
+		}, []string{"zone"}),
 	}
 	if reg != nil {
 		var err error
@@ -44,6 +59,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 		if m.summonErrors, err = register(reg, m.summonErrors); err != nil {
+			return nil, err
+		}
+		if m.transfers, err = register(reg, m.transfers); err != nil {
+			return nil, err
+		}
+		if m.notify, err = register(reg, m.notify); err != nil {
+			return nil, err
+		}
+		if m.serial, err = register(reg, m.serial); err != nil {
 			return nil, err
 		}
 	}

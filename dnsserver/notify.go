@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,15 @@ func (n *notifier) Run(ctx context.Context) error {
 		}
 		wg.Wait()
 	}()
+	for _, z := range n.s.snap.Load().zones {
+		if len(z.secondaries) > 0 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.probe(ctx, z)
+			}()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -102,13 +112,7 @@ func (n *notifier) Run(ctx context.Context) error {
 // answers or the tries are used up.
 func (n *notifier) send(ctx context.Context, z *zoneData, sec netip.AddrPort) {
 	log := n.s.log.With(zap.String("zone", z.origin), zap.Stringer("secondary", sec), zap.Uint32("serial", z.soa.Serial))
-	c := &dns.Client{Net: "udp", Timeout: n.timeout}
-	if src := n.s.notifySource(sec.Addr()); src.IsValid() {
-		c.Dialer = &net.Dialer{Timeout: n.timeout, LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
-	}
-	if z.tsig != nil {
-		c.TsigSecret = map[string]string{z.tsig.Name: z.tsig.Secret}
-	}
+	c := n.client(z, sec)
 	wait := n.firstWait
 	for try := 1; ; try++ {
 		m := new(dns.Msg).SetNotify(z.origin)
@@ -117,18 +121,23 @@ func (n *notifier) send(ctx context.Context, z *zoneData, sec netip.AddrPort) {
 			m.SetTsig(z.tsig.Name, z.tsig.Algorithm, tsigFudge, time.Now().Unix())
 		}
 		r, _, err := c.ExchangeContext(ctx, m, sec.String())
+		count := func(result string) { n.s.met.notify.WithLabelValues(z.origin, result).Inc() }
 		switch {
 		case err == nil && r.Rcode == dns.RcodeSuccess:
+			count("acknowledged")
 			log.Debug("NOTIFY acknowledged", zap.Int("try", try))
 			return
 		case ctx.Err() != nil:
 			return
 		case err == nil:
+			count("refused")
 			log.Warn("NOTIFY refused", zap.Int("try", try), zap.String("rcode", dns.RcodeToString[r.Rcode]))
 		default:
+			count("unanswered")
 			log.Info("NOTIFY not answered", zap.Int("try", try), zap.Error(err))
 		}
 		if try >= notifyTries {
+			count("given_up")
 			log.Warn("NOTIFY given up; the secondary will find the change at its next refresh", zap.Int("tries", try))
 			return
 		}
@@ -141,6 +150,67 @@ func (n *notifier) send(ctx context.Context, z *zoneData, sec netip.AddrPort) {
 		}
 		wait *= 2
 	}
+}
+
+// probe asks z's secondaries for their serial (once, at start-up) and
+// raises ours past any newer one: the automatic serial lives in memory
+// only, so after a restart a secondary may hold a newer serial than the
+// configured one we start from.
+func (n *notifier) probe(ctx context.Context, z *zoneData) {
+	var mu sync.Mutex
+	var newest uint32
+	found := false
+	var wg sync.WaitGroup
+	for _, sec := range z.secondaries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serial, ok := n.secondarySerial(ctx, z, sec)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok && serialNewer(serial, z.soa.Serial) && (!found || serialNewer(serial, newest)) {
+				newest, found = serial, true
+			}
+		}()
+	}
+	wg.Wait()
+	if found && ctx.Err() == nil {
+		if err := n.s.raiseSerial(z.origin, newest+1); err != nil {
+			n.s.log.Warn("raise serial", zap.Error(err))
+		}
+	}
+}
+
+// secondarySerial asks sec for the serial of z it holds.
+func (n *notifier) secondarySerial(ctx context.Context, z *zoneData, sec netip.AddrPort) (uint32, bool) {
+	c := n.client(z, sec)
+	m := new(dns.Msg).SetQuestion(z.origin, dns.TypeSOA)
+	m.RecursionDesired = false
+	if z.tsig != nil {
+		m.SetTsig(z.tsig.Name, z.tsig.Algorithm, tsigFudge, time.Now().Unix())
+	}
+	r, _, err := c.ExchangeContext(ctx, m, sec.String())
+	if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+		return 0, false
+	}
+	soa, ok := r.Answer[0].(*dns.SOA)
+	if !ok || !strings.EqualFold(soa.Hdr.Name, z.origin) {
+		return 0, false
+	}
+	return soa.Serial, true
+}
+
+// client returns a DNS client for messages about z to sec: from our listen
+// address, signed with z's key.
+func (n *notifier) client(z *zoneData, sec netip.AddrPort) *dns.Client {
+	c := &dns.Client{Net: "udp", Timeout: n.timeout}
+	if src := n.s.notifySource(sec.Addr()); src.IsValid() {
+		c.Dialer = &net.Dialer{Timeout: n.timeout, LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
+	}
+	if z.tsig != nil {
+		c.TsigSecret = map[string]string{z.tsig.Name: z.tsig.Secret}
+	}
+	return c
 }
 
 // notifySource returns the address NOTIFY messages to dst are sent from:

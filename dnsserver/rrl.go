@@ -1,9 +1,11 @@
 package dnsserver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -46,13 +48,15 @@ const (
 	rrlLarge           // an answer larger than rrlLargeSize
 	rrlAny             // QTYPE ANY
 	rrlError           // any other error rcode: one account per prefix
+	rrlWildcard        // synthesized from a wildcard: accounted per zone
+	rrlReferral        // a delegation: accounted per delegation point
 	numRRLClasses
 )
 
 // rrlLargeSize is the size above which an answer is of class large.
 const rrlLargeSize = 1024
 
-var rrlClassNames = [numRRLClasses]string{"normal", "nxdomain", "nodata", "large", "any", "error"}
+var rrlClassNames = [numRRLClasses]string{"normal", "nxdomain", "nodata", "large", "any", "error", "wildcard", "referral"}
 
 // RRL verdicts.
 const (
@@ -93,26 +97,22 @@ func newRRLTable(o RRLOptions) *rrlTable {
 	}
 }
 
-// key hashes (class, source prefix, name).
-func (t *rrlTable) key(class int, src netip.Addr, name []byte) uint64 {
-	var h maphash.Hash
-	h.SetSeed(t.seed)
-	var b [18]byte
-	b[0] = byte(class)
+// key hashes (class, source prefix, name), using buf as scratch space.
+func (t *rrlTable) key(class int, src netip.Addr, name, buf []byte) (uint64, []byte) {
+	buf = append(buf[:0], byte(class))
 	if src.Is4() {
 		p, _ := src.Prefix(t.opts.IPv4Prefix)
 		a := p.Addr().As4()
-		b[1] = 4
-		copy(b[2:], a[:])
+		buf = append(buf, 4)
+		buf = append(buf, a[:]...)
 	} else {
 		p, _ := src.Prefix(t.opts.IPv6Prefix)
 		a := p.Addr().As16()
-		b[1] = 6
-		copy(b[2:], a[:])
+		buf = append(buf, 6)
+		buf = append(buf, a[:]...)
 	}
-	_, _ = h.Write(b[:])
-	_, _ = h.Write(name)
-	return h.Sum64()
+	buf = append(buf, name...)
+	return maphash.Bytes(t.seed, buf), buf
 }
 
 // account charges one response with key k at time now.
@@ -169,6 +169,8 @@ func classify(resp []byte, l msgLayout, name []byte) (int, []byte) {
 		return rrlAny, name
 	case l.an == 0 && resp[2]&0x04 != 0: // authoritative NODATA
 		return rrlEmpty, authorityName(resp, l, name)
+	case l.an == 0 && l.ns > 0: // a referral: random names below a cut share it
+		return rrlReferral, authorityName(resp, l, name)
 	case len(resp) > rrlLargeSize:
 		name, _ = appendLowerName(name, resp, hdrLen)
 		return rrlLarge, name
@@ -190,4 +192,33 @@ func authorityName(resp []byte, l msgLayout, name []byte) []byte {
 		return name
 	}
 	return out
+}
+
+// wildcardZone returns the origin of the zone whose wildcard synthesized
+// the answer for the lower-case wire name qname, "" if none did: answers
+// for random names under a wildcard are accounted together, as NXDOMAIN
+// answers are, or a flood of random names would escape the limit.
+func (snap *snapshot) wildcardZone(qname, cacheKey []byte) string {
+	if !snap.anyWildcards {
+		return ""
+	}
+	// The usual case, cheaply: the fast path's cache key for this very
+	// name (lower-case wire name, type, variant) is an existing answer.
+	if len(cacheKey) == len(qname)+3 && bytes.Equal(cacheKey[:len(qname)], qname) && snap.cache[string(cacheKey)] != nil {
+		return ""
+	}
+	var b strings.Builder
+	for i := 0; i < len(qname) && qname[i] != 0; i += 1 + int(qname[i]) {
+		b.Write(qname[i+1 : i+1+int(qname[i])])
+		b.WriteByte('.')
+	}
+	name := b.String()
+	if name == "" {
+		name = "."
+	}
+	z := snap.findZone(name)
+	if z == nil || !z.hasWildcards || z.nodes[name] != nil {
+		return ""
+	}
+	return z.origin
 }

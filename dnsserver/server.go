@@ -33,6 +33,14 @@ type Summoner interface {
 	Summon(ctx context.Context, unikernel string) ([]netip.Addr, error)
 }
 
+// SourceSummoner is optionally implemented by the Summoner: Summon with
+// the address the query came from, for admission control (a boot charged
+// to the source prefix that asked for it). The server calls it instead of
+// Summon whenever it knows the source.
+type SourceSummoner interface {
+	SummonFrom(ctx context.Context, src netip.Addr, unikernel string) ([]netip.Addr, error)
+}
+
 // Zone is one zone the server is authoritative for.
 type Zone struct {
 	// Origin is the zone's apex (FQDN, lower case).
@@ -68,6 +76,11 @@ type Options struct {
 	Listen []string
 	// Summoner answers for unikernel names; nil answers them SERVFAIL.
 	Summoner Summoner
+	// SummonAfter holds back the Summoner: unikernel names get SERVFAIL
+	// until every channel is closed (e.g. until the SYN proxy intercepts
+	// and the summoner has adopted what runs). Static names are answered
+	// from the start.
+	SummonAfter []<-chan struct{}
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
@@ -100,6 +113,7 @@ type Server struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
+	ready    chan struct{} // closed once listening
 	ctx      context.Context
 	cancel   context.CancelFunc
 	udp      []*udpListener
@@ -120,6 +134,8 @@ type worker struct {
 	src  netip.Addr
 	addr net.Addr
 	g    guardScratch
+	// summon is summonFunc's closure over this worker.
+	summon summonFunc
 }
 
 // source returns the client's address.
@@ -148,7 +164,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new DNS server: %w", err)
 	}
-	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}, ready: make(chan struct{})}
 	s.summonRL.interval = time.Second
 	s.xfr.notify = newNotifier(s)
 	if err := s.initHardening(opts); err != nil {
@@ -171,15 +187,32 @@ func (s *Server) Update(cfg Config) error {
 	}
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
-	changed := s.applyHistory(snap, cfg.Addrs)
-	s.buildCache(snap)
-	s.snap.Store(snap)
-	s.xfr.notify.trigger(changed)
+	s.install(snap, cfg)
 	return nil
 }
 
+// Run binds UDP and TCP on every listen address, closes Ready, and serves
+// until ctx ends (or Close is called); it then closes every socket and
+// connection and returns once every goroutine of the server has ended. It
+// returns nil after such a shutdown, or the error that kept it from
+// listening. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done(): // Close
+	}
+	return s.Close()
+}
+
+// Ready is closed once the server listens on every address.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Start binds UDP and TCP on every listen address and serves until Close
-// (or until ctx is cancelled). It returns once listening.
+// (or until ctx is cancelled). It returns once listening. Run is Start,
+// wait for ctx, Close.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,22 +222,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	var lc net.ListenConfig
 	for _, addr := range s.opts.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		uc, ln, err := listenPair(ctx, &lc, addr)
 		if err != nil {
 			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		if host, port, _ := net.SplitHostPort(addr); port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err != nil {
-			_ = uc.Close()
-			s.closeLocked()
-			return fmt.Errorf("start DNS server: listen tcp %s: %w", taddr, err)
+			return fmt.Errorf("start DNS server: %w", err)
 		}
 		l := newUDPListener(s, uc)
 		s.udp = append(s.udp, l)
@@ -240,6 +261,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
+	close(s.ready)
 	return nil
 }
 
@@ -277,20 +299,44 @@ func (s *Server) closeLocked() {
 	}
 }
 
-// summon calls the Summoner.
-func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
+// errNotSummoning answers unikernel names until SummonAfter's channels
+// are closed.
+var errNotSummoning = errors.New("not summoning yet")
+
+// summon calls the Summoner for a query from src (invalid if unknown):
+// SummonFrom if it is a SourceSummoner and src is known, Summon otherwise.
+func (s *Server) summon(src netip.Addr, unikernel string) ([]netip.Addr, error) {
 	if s.opts.Summoner == nil {
 		return nil, errors.New("no summoner configured")
 	}
-	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
+	for _, c := range s.opts.SummonAfter {
+		select {
+		case <-c:
+		default:
+			return nil, fmt.Errorf("summon %q: %w", unikernel, errNotSummoning)
+		}
+	}
+	var addrs []netip.Addr
+	var err error
+	if ss, ok := s.opts.Summoner.(SourceSummoner); ok && src.IsValid() {
+		addrs, err = ss.SummonFrom(s.ctx, src, unikernel)
+	} else {
+		addrs, err = s.opts.Summoner.Summon(s.ctx, unikernel)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("summon %q: %w", unikernel, err)
 	}
 	return addrs, nil
 }
 
-// summonFunc is s.summon as a summonFunc.
-func (s *Server) summonFunc(unikernel string) ([]netip.Addr, error) { return s.summon(unikernel) }
+// summonFunc returns s.summon for the worker's current query as a
+// summonFunc (made once per worker).
+func (w *worker) summonFunc(s *Server) summonFunc {
+	if w.summon == nil {
+		w.summon = func(unikernel string) ([]netip.Addr, error) { return s.summon(w.source(), unikernel) }
+	}
+	return w.summon
+}
 
 // summonFailed counts and (rate-limited) logs a failed summon.
 func (s *Server) summonFailed(name string, err error) {

@@ -73,15 +73,15 @@ func (s *Server) serveTCP(c net.Conn, slot *tcpConn) {
 		if _, err := io.ReadFull(r, req); err != nil {
 			return
 		}
+		s.hard.tcp.setBusy(slot, true)
 		if done, err := s.serveTransfer(c, s.snap.Load(), req); done {
 			if err != nil {
 				return
 			}
 			continue
 		}
-		s.hard.tcp.setBusy(slot, true)
 		snap := s.snap.Load()
-		s.hard.delay.wait(snap, req)
+		s.hard.delay.wait(snap, req, w.src)
 		resp, _ := s.process(w, snap, req, true, true, out[2:2])
 		resp = s.guard(w, req, resp, c.RemoteAddr(), true)
 		if resp == nil {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TCP slot management (RFC 7766 §6.2.3): connections are capped in all and
@@ -32,13 +34,14 @@ type tcpConn struct {
 
 // tcpSlots is the table of TCP connections.
 type tcpSlots struct {
+	now     func() time.Time
+	evicted prometheus.Counter // may be nil
+
+	mu             sync.Mutex
 	max, perSource int
 	idle           time.Duration
-	now            func() time.Time
-
-	mu    sync.Mutex
-	conns map[net.Conn]*tcpConn
-	bySrc map[netip.Addr]int
+	conns          map[net.Conn]*tcpConn
+	bySrc          map[netip.Addr]int
 }
 
 func newTCPSlots(max, perSource int, idle time.Duration) *tcpSlots {
@@ -46,6 +49,13 @@ func newTCPSlots(max, perSource int, idle time.Duration) *tcpSlots {
 		max: max, perSource: perSource, idle: idle, now: time.Now,
 		conns: map[net.Conn]*tcpConn{}, bySrc: map[netip.Addr]int{},
 	}
+}
+
+// setLimits changes the caps and the idle timeout (tests).
+func (t *tcpSlots) setLimits(max, perSource int, idle time.Duration) {
+	t.mu.Lock()
+	t.max, t.perSource, t.idle = max, perSource, idle
+	t.mu.Unlock()
 }
 
 // sourceKey is the address connections are counted under.
@@ -98,6 +108,9 @@ func (t *tcpSlots) evictLocked(src netip.Addr, sameSource bool) bool {
 	}
 	_ = victim.c.Close()
 	t.removeLocked(victim)
+	if t.evicted != nil {
+		t.evicted.Inc()
+	}
 	return true
 }
 
@@ -131,8 +144,8 @@ func (t *tcpSlots) setBusy(tc *tcpConn, busy bool) {
 // to tcpMinIdle when all are.
 func (t *tcpSlots) idleTimeout() time.Duration {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	used := len(t.conns)
-	t.mu.Unlock()
 	half := t.max / 2
 	if used <= half || half == 0 {
 		return t.idle

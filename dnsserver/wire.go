@@ -7,6 +7,7 @@ import "encoding/binary"
 
 const (
 	typeOPT      = 41
+	typeTSIG     = 250
 	optionCookie = 10 // EDNS option code of COOKIE (RFC 7873)
 	hdrLen       = 12
 	maxNamePtrs  = 32 // compression pointers followed per name
@@ -71,6 +72,7 @@ type msgLayout struct {
 	optStart       int // offset of the OPT RR's owner name; -1 if none
 	optRData       int // offset of the OPT RR's RDATA
 	optRDLen       int
+	signed         bool // a TSIG record in the additional section
 }
 
 // layout walks msg's sections. It reports false if msg is cut short or
@@ -106,6 +108,9 @@ func layout(msg []byte) (msgLayout, bool) {
 		rdlen := int(binary.BigEndian.Uint16(msg[off+8:]))
 		if off+10+rdlen > len(msg) {
 			return l, false
+		}
+		if i >= l.an+l.ns && typ == typeTSIG {
+			l.signed = true
 		}
 		if i >= l.an+l.ns && typ == typeOPT && l.optStart < 0 {
 			l.optStart, l.optRData, l.optRDLen = start, off+10, rdlen
@@ -215,4 +220,23 @@ func insertOption(resp []byte, l msgLayout, code uint16, data []byte) []byte {
 	copy(resp[end+4:], data)
 	binary.BigEndian.PutUint16(resp[l.optRData-2:], uint16(l.optRDLen+n))
 	return resp
+}
+
+// fastOPTData reports whether b, an OPT record's RDLENGTH and all that
+// follows it to the end of the query, is empty or one well-formed COOKIE
+// option: such a query takes the fast path (the answer does not depend on
+// it; the guard adds the cookie).
+func fastOPTData(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	rdlen := int(binary.BigEndian.Uint16(b))
+	if rdlen == 0 || len(b) != 2+rdlen {
+		return rdlen == 0 && len(b) == 2
+	}
+	if rdlen < 4 || binary.BigEndian.Uint16(b[2:]) != optionCookie {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b[4:]))
+	return 4+n == rdlen && (n == clientCookie || n >= 16 && n <= 40)
 }

@@ -46,6 +46,7 @@ type xfrData struct {
 // number its versions and answer IXFR.
 type zoneHistory struct {
 	configured uint32 // the serial in the configuration
+	floor      uint32 // if not 0, the next serial is at least this (RFC 1982)
 	keys       []string
 	xfr        *xfrData
 }
@@ -54,6 +55,44 @@ type zoneHistory struct {
 type xfrState struct {
 	history map[string]*zoneHistory
 	notify  *notifier
+	cfg     Config // the configuration installed last
+}
+
+// install numbers the zones of snap (a compiled cfg), makes it the one
+// served and sends NOTIFY for the zones that changed. Called with updateMu
+// held.
+func (s *Server) install(snap *snapshot, cfg Config) {
+	changed := s.applyHistory(snap, cfg.Addrs)
+	s.buildCache(snap)
+	s.snap.Store(snap)
+	s.xfr.cfg = cfg
+	s.xfr.notify.trigger(changed)
+	s.met.serial.Reset()
+	for origin, z := range snap.zones {
+		s.met.serial.WithLabelValues(origin).Set(float64(z.soa.Serial))
+	}
+}
+
+// raiseSerial makes the zone origin's serial at least serial (RFC 1982),
+// reinstalling the current configuration if it must change. A secondary
+// that holds a newer serial than ours (jitsu restarted after automatic
+// bumps) thus gets a newer one still, and follows the zone again.
+func (s *Server) raiseSerial(origin string, serial uint32) error {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+	h := s.xfr.history[origin]
+	if h == nil || !serialNewer(serial, h.xfr.soa.Serial) {
+		return nil
+	}
+	snap, err := compile(s.xfr.cfg)
+	if err != nil {
+		return fmt.Errorf("raise serial of %s: %w", origin, err)
+	}
+	h.floor = serial
+	s.log.Info("a secondary holds a newer serial: raising ours past it", zap.String("zone", origin),
+		zap.Uint32("from", h.xfr.soa.Serial), zap.Uint32("to", serial))
+	s.install(snap, s.xfr.cfg)
+	return nil
 }
 
 // serialNewer reports whether serial a is newer than b (RFC 1982).
@@ -134,6 +173,9 @@ func (s *Server) applyHistory(snap *snapshot, addrs map[string][]netip.Addr) []s
 			default:
 				serial = prev.xfr.soa.Serial
 			}
+			if prev.floor != 0 && serialNewer(prev.floor, serial) {
+				serial = prev.floor
+			}
 		}
 		z.setSerial(serial)
 		x := &xfrData{soa: z.soa, records: rrs}
@@ -212,15 +254,29 @@ func appendDiff(journal []*ixfrDiff, d *ixfrDiff) []*ixfrDiff {
 	return out
 }
 
+// Results of a transfer (the result label of jitsu_dns_transfers_total).
+const (
+	xfrFull        = "full"
+	xfrIncremental = "incremental"
+	xfrUpToDate    = "uptodate"
+	xfrBadTSIG     = "bad_tsig"
+)
+
 // transferRecords returns the records answering a transfer request from a
 // secondary holding serial have (ixfr false: AXFR): a single SOA when it is
 // up to date, the journal's differences since have (IXFR) when they are
 // kept, else the whole zone (AXFR form).
 func (x *xfrData) transferRecords(ixfr bool, have uint32) []dns.RR {
+	rrs, _ := x.transfer(ixfr, have)
+	return rrs
+}
+
+// transfer is transferRecords, with the kind of answer (xfrFull...).
+func (x *xfrData) transfer(ixfr bool, have uint32) ([]dns.RR, string) {
 	cur := x.soa
 	if ixfr {
 		if have == cur.Serial || serialNewer(have, cur.Serial) {
-			return []dns.RR{cur}
+			return []dns.RR{cur}, xfrUpToDate
 		}
 		for i, d := range x.journal {
 			if d.from.Serial != have {
@@ -233,13 +289,13 @@ func (x *xfrData) transferRecords(ixfr bool, have uint32) []dns.RR {
 				out = append(out, d.to)
 				out = append(out, d.add...)
 			}
-			return append(out, cur)
+			return append(out, cur), xfrIncremental
 		}
 	}
 	out := make([]dns.RR, 0, len(x.records)+2)
 	out = append(out, cur)
 	out = append(out, x.records...)
-	return append(out, cur)
+	return append(out, cur), xfrFull
 }
 
 // allowed reports whether src may transfer z.

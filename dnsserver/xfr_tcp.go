@@ -61,16 +61,22 @@ func (s *Server) serveTransfer(c net.Conn, snap *snapshot, req []byte) (bool, er
 	}
 	reqMAC, tsigErr := z.checkTSIG(&q, req)
 	if tsigErr != 0 {
+		if tsigErr != dns.RcodeBadTime {
+			reqMAC = ""
+		}
 		s.log.Info("zone transfer refused: bad TSIG", zap.String("zone", z.origin),
 			zap.Stringer("from", src), zap.String("error", dns.RcodeToString[tsigErr]))
-		return true, s.writeTSIGError(c, &q, z, tsigErr)
+		s.met.transfers.WithLabelValues(z.origin, dns.TypeToString[qt], xfrBadTSIG).Inc()
+		return true, s.writeTSIGError(c, &q, z, tsigErr, reqMAC)
 	}
 	if reqMAC == "" && z.tsig != nil {
 		return false, nil // unsigned: NOTAUTH
 	}
-	rrs := z.xfr.transferRecords(qt == dns.TypeIXFR, have)
-	s.log.Debug("zone transfer", zap.String("zone", z.origin), zap.Stringer("from", src),
-		zap.String("type", dns.TypeToString[qt]), zap.Uint32("serial", z.xfr.soa.Serial), zap.Int("records", len(rrs)))
+	rrs, kind := z.xfr.transfer(qt == dns.TypeIXFR, have)
+	s.log.Info("zone transfer", zap.String("zone", z.origin), zap.Stringer("from", src),
+		zap.String("type", dns.TypeToString[qt]), zap.String("result", kind), zap.Uint32("from_serial", have),
+		zap.Uint32("serial", z.xfr.soa.Serial), zap.Int("records", len(rrs)))
+	s.met.transfers.WithLabelValues(z.origin, dns.TypeToString[qt], kind).Inc()
 	s.met.query(z.origin, qt, dns.RcodeSuccess).Inc()
 	mac := reqMAC
 	for first := true; first || len(rrs) > 0; first = false {
@@ -105,9 +111,11 @@ func (s *Server) serveTransfer(c net.Conn, snap *snapshot, req []byte) (bool, er
 }
 
 // checkTSIG checks the TSIG record of q (wire form req) against z's key.
-// It returns the request's MAC ("" if unsigned) and the TSIG error to
-// answer with (0 if none): BADKEY for a key other than z's (or any key
-// when z has none), BADSIG for a wrong MAC, BADTIME outside the fudge.
+// It returns the request's MAC ("" if unsigned, or if it did not verify)
+// and the TSIG error to answer with (0 if none): BADKEY for a key other
+// than z's (or any key when z has none), BADSIG for a wrong MAC, BADTIME
+// outside the fudge (the MAC verified: it is returned, the answer is
+// signed).
 func (z *zoneData) checkTSIG(q *dns.Msg, req []byte) (string, int) {
 	t := q.IsTsig()
 	if t == nil {
@@ -118,29 +126,63 @@ func (z *zoneData) checkTSIG(q *dns.Msg, req []byte) (string, int) {
 	}
 	if err := dns.TsigVerify(req, z.tsig.Secret, "", false); err != nil {
 		if errors.Is(err, dns.ErrTime) {
-			return "", dns.RcodeBadTime
+			return t.MAC, dns.RcodeBadTime
 		}
 		return "", dns.RcodeBadSig
 	}
 	return t.MAC, 0
 }
 
-// writeTSIGError answers q NOTAUTH with an unsigned TSIG record carrying
-// tsigErr (RFC 8945 section 5.3.2).
-func (s *Server) writeTSIGError(c net.Conn, q *dns.Msg, z *zoneData, tsigErr int) error {
+// checkQueryTSIG checks the TSIG record of a query (other than a transfer
+// over TCP) for lname against its zone's key. It returns the key and the
+// request's MAC when it verifies, else the TSIG error to answer with.
+func (s *snapshot) checkQueryTSIG(q *dns.Msg, req []byte, lname string) (*TSIGKey, string, int) {
+	z := s.findZone(lname)
+	if z == nil {
+		return nil, "", dns.RcodeBadKey
+	}
+	mac, tsigErr := z.checkTSIG(q, req)
+	if tsigErr == dns.RcodeBadTime {
+		return z.tsig, mac, tsigErr // answered signed
+	}
+	if tsigErr != 0 {
+		return nil, "", tsigErr
+	}
+	return z.tsig, mac, 0
+}
+
+// tsigReserve is room for the TSIG record of an answer to a query signed
+// with t: name, fixed fields, a MAC of up to 64 bytes (SHA-512).
+func tsigReserve(t *dns.TSIG) int { return len(t.Hdr.Name) + len(t.Algorithm) + 2 + 10 + 16 + 64 }
+
+// signResponse packs resp, the answer to the signed query q, with a TSIG
+// record: signed with key after the request's MAC, or unsigned carrying
+// tsigErr (BADKEY, BADSIG) when the request did not verify. The question
+// keeps the query's case (patching it later would break the MAC).
+func signResponse(resp, q *dns.Msg, key *TSIGKey, reqMAC string, tsigErr int) ([]byte, error) {
 	t := q.IsTsig()
-	m := new(dns.Msg)
-	m.SetRcode(q, dns.RcodeNotAuth)
-	m.Ns, m.Answer = nil, nil
-	m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, time.Now().Unix())
-	rt := m.IsTsig()
+	if len(resp.Question) == 1 && len(q.Question) == 1 {
+		resp.Question[0].Name = q.Question[0].Name
+	}
+	resp.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, time.Now().Unix())
+	rt := resp.IsTsig()
 	rt.Error = uint16(tsigErr)
 	rt.OrigId = q.Id
 	secret := ""
-	if z.tsig != nil {
-		secret = z.tsig.Secret
+	if key != nil && (tsigErr == 0 || tsigErr == dns.RcodeBadTime) {
+		secret = key.Secret
 	}
-	wire, _, err := dns.TsigGenerate(m, secret, "", false)
+	wire, _, err := dns.TsigGenerate(resp, secret, reqMAC, false)
+	return wire, err
+}
+
+// writeTSIGError answers q NOTAUTH with a TSIG record carrying tsigErr
+// (RFC 8945 section 5.3.2): unsigned for BADKEY and BADSIG, signed after
+// reqMAC for BADTIME.
+func (s *Server) writeTSIGError(c net.Conn, q *dns.Msg, z *zoneData, tsigErr int, reqMAC string) error {
+	m := new(dns.Msg)
+	m.SetRcode(q, dns.RcodeNotAuth)
+	wire, err := signResponse(m, q, z.tsig, reqMAC, tsigErr)
 	if err != nil {
 		return err
 	}

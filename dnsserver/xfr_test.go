@@ -13,12 +13,29 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// metricValue returns the value of a counter or gauge.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return d.GetGauge().GetValue()
+}
 
 // testSecret is a TSIG secret for the tests (base64 of 32 bytes).
 var testSecret = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 
-// xfrConfig is the test zone with secondaries and, if tsig, a key.
+// xfrConfig is the test zone with secondaries and, if tsig, a key. The
+// tests name secondaries that do not run at port 9 (discard): NOTIFY and
+// the start-up serial probe then get no answer from anyone.
 func xfrConfig(t testing.TB, tsig bool, secondaries ...string) Config {
 	cfg := testConfig(t)
 	for _, s := range secondaries {
@@ -109,6 +126,9 @@ func TestSerialScheme(t *testing.T) {
 		if got := servedSerial(t, s); got != st.want {
 			t.Errorf("%s: serial %d, want %d", st.name, got, st.want)
 		}
+		if g := metricValue(t, s.met.serial.WithLabelValues("example.test.")); g != float64(st.want) {
+			t.Errorf("%s: jitsu_dns_zone_serial %v, want %d", st.name, g, st.want)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -170,11 +190,17 @@ func transfer(t *testing.T, server, src string, ixfr bool, serial uint32, key, s
 // key is set) and returns the first answer, its TSIG not checked.
 func rawTransfer(t *testing.T, server, src, key, secret string) *dns.Msg {
 	t.Helper()
+	return rawTransferAt(t, server, src, key, secret, time.Now())
+}
+
+// rawTransferAt is rawTransfer with the request signed at the time at.
+func rawTransferAt(t *testing.T, server, src, key, secret string, at time.Time) *dns.Msg {
+	t.Helper()
 	m := new(dns.Msg).SetAxfr("example.test.")
 	var wire []byte
 	var err error
 	if key != "" {
-		m.SetTsig(key, dns.HmacSHA256, 300, time.Now().Unix())
+		m.SetTsig(key, dns.HmacSHA256, 300, at.Unix())
 		wire, _, err = dns.TsigGenerate(m, secret, "", false)
 	} else {
 		wire, err = m.Pack()
@@ -226,7 +252,7 @@ func zoneStrings(t *testing.T, cfg Config, serial uint32) []string {
 // TestTransfer checks AXFR and IXFR to an allowed secondary over TCP, the
 // refusal of everyone else, and TSIG.
 func TestTransfer(t *testing.T) {
-	cfg := xfrConfig(t, false, "127.0.0.2:53")
+	cfg := xfrConfig(t, false, "127.0.0.2:9")
 	s, addr := startXFRServer(t, cfg)
 	fs := s.opts.Summoner.(*fakeSummoner)
 
@@ -280,6 +306,15 @@ func TestTransfer(t *testing.T) {
 		t.Errorf("IXFR from an unknown serial: %d records, %v; want the whole zone (AXFR form)", len(rrs), err)
 	}
 
+	for _, c := range []struct {
+		typ, result string
+		want        float64
+	}{{"AXFR", xfrFull, 1}, {"IXFR", xfrIncremental, 1}, {"IXFR", xfrUpToDate, 1}, {"IXFR", xfrFull, 1}} {
+		if got := metricValue(t, s.met.transfers.WithLabelValues("example.test.", c.typ, c.result)); got != c.want {
+			t.Errorf("jitsu_dns_transfers_total{type=%s,result=%s} = %v, want %v", c.typ, c.result, got, c.want)
+		}
+	}
+
 	// Strangers get NOTAUTH, over TCP and UDP.
 	if r := rawTransfer(t, addr, "127.0.0.3", "", ""); r.Rcode != dns.RcodeNotAuth || len(r.Answer) != 0 {
 		t.Errorf("AXFR from a stranger: %s, want NOTAUTH", dns.RcodeToString[r.Rcode])
@@ -306,7 +341,7 @@ func TestTransfer(t *testing.T) {
 // TestTransferTSIG checks that a zone with a key transfers only to
 // requests signed with it.
 func TestTransferTSIG(t *testing.T) {
-	cfg := xfrConfig(t, true, "127.0.0.2:53")
+	cfg := xfrConfig(t, true, "127.0.0.2:9")
 	_, addr := startXFRServer(t, cfg)
 	wrong := base64.StdEncoding.EncodeToString([]byte("wrong-secret-wrong-secret-wrong!"))
 	rrs, err := transfer(t, addr, "127.0.0.2", false, 0, "xfr.example.test.", testSecret)
@@ -318,22 +353,25 @@ func TestTransferTSIG(t *testing.T) {
 	}
 	tests := []struct {
 		name, key, secret string
-		tsigError         int // -1: no TSIG record in the answer
+		skew              time.Duration
+		tsigError         int  // -1: no TSIG record in the answer
+		signed            bool // the answer's TSIG has a MAC
 	}{
-		{"unsigned", "", "", -1},
-		{"wrong secret", "xfr.example.test.", wrong, dns.RcodeBadSig},
-		{"unknown key name", "other.example.test.", testSecret, dns.RcodeBadKey},
+		{"unsigned", "", "", 0, -1, false},
+		{"wrong secret", "xfr.example.test.", wrong, 0, dns.RcodeBadSig, false},
+		{"unknown key name", "other.example.test.", testSecret, 0, dns.RcodeBadKey, false},
+		{"clock off by 20 minutes", "xfr.example.test.", testSecret, -20 * time.Minute, dns.RcodeBadTime, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := rawTransfer(t, addr, "127.0.0.2", tt.key, tt.secret)
-			tsigError := -1
+			r := rawTransferAt(t, addr, "127.0.0.2", tt.key, tt.secret, time.Now().Add(tt.skew))
+			tsigError, signed := -1, false
 			if ts := r.IsTsig(); ts != nil {
-				tsigError = int(ts.Error)
+				tsigError, signed = int(ts.Error), ts.MACSize > 0
 			}
-			if r.Rcode != dns.RcodeNotAuth || len(r.Answer) != 0 || tsigError != tt.tsigError {
-				t.Errorf("answer %s with %d records, TSIG error %d; want NOTAUTH, none, %d",
-					dns.RcodeToString[r.Rcode], len(r.Answer), tsigError, tt.tsigError)
+			if r.Rcode != dns.RcodeNotAuth || len(r.Answer) != 0 || tsigError != tt.tsigError || signed != tt.signed {
+				t.Errorf("answer %s with %d records, TSIG error %d, signed %v; want NOTAUTH, none, %d, %v",
+					dns.RcodeToString[r.Rcode], len(r.Answer), tsigError, signed, tt.tsigError, tt.signed)
 			}
 		})
 	}
@@ -341,7 +379,7 @@ func TestTransferTSIG(t *testing.T) {
 
 // TestTransferManyMessages checks a zone larger than one message.
 func TestTransferManyMessages(t *testing.T) {
-	cfg := xfrConfig(t, true, "127.0.0.2:53")
+	cfg := xfrConfig(t, true, "127.0.0.2:9")
 	for i := range 2000 {
 		cfg = withRecord(t, cfg, fmt.Sprintf("n%d.example.test. 60 IN TXT \"record %d of a large zone\"", i, i))
 	}
@@ -381,44 +419,84 @@ func TestJournalBounds(t *testing.T) {
 	}
 }
 
-// TestNotify checks that a change sends NOTIFY (signed) to each secondary,
-// retried until it is answered.
-func TestNotify(t *testing.T) {
+// notified is one NOTIFY a fakeSecondary received.
+type notified struct {
+	from   string
+	serial uint32
+	signed bool
+}
+
+// fakeSecondary listens on 127.0.0.2 (UDP): it holds serial (answers SOA
+// queries with it, signed), and records each NOTIFY, answering only every
+// second one (the sender must retry).
+type fakeSecondary struct {
+	addr   string
+	serial uint32
+	mu     sync.Mutex
+	seen   []notified
+}
+
+func startFakeSecondary(t *testing.T, serial uint32) *fakeSecondary {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	type got struct {
-		from   string
-		serial uint32
-		signed bool
-	}
-	var mu sync.Mutex
-	var seen []got
+	f := &fakeSecondary{addr: pc.LocalAddr().String(), serial: serial}
 	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{"xfr.example.test.": testSecret},
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			mu.Lock()
-			g := got{from: w.RemoteAddr().(*net.UDPAddr).IP.String(), signed: r.IsTsig() != nil && w.TsigStatus() == nil}
+			m := new(dns.Msg).SetReply(r)
+			signed := r.IsTsig() != nil && w.TsigStatus() == nil
+			if signed {
+				m.SetTsig("xfr.example.test.", dns.HmacSHA256, 300, time.Now().Unix())
+			}
+			if r.Opcode == dns.OpcodeQuery {
+				soa := mustRRs(t, "example.test. 60 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60")[0].(*dns.SOA)
+				soa.Serial = f.serial
+				m.Answer = []dns.RR{soa}
+				_ = w.WriteMsg(m)
+				return
+			}
+			f.mu.Lock()
+			g := notified{from: w.RemoteAddr().(*net.UDPAddr).IP.String(), signed: signed}
 			if len(r.Answer) == 1 {
 				g.serial = r.Answer[0].(*dns.SOA).Serial
 			}
-			seen = append(seen, g)
-			n := len(seen)
-			mu.Unlock()
+			f.seen = append(f.seen, g)
+			n := len(f.seen)
+			f.mu.Unlock()
 			if n%2 == 1 {
 				return // drop every first try: the sender must retry
 			}
-			m := new(dns.Msg).SetReply(r)
-			m.SetTsig("xfr.example.test.", dns.HmacSHA256, 300, time.Now().Unix())
 			_ = w.WriteMsg(m)
 		})}
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }
 	go func() { _ = srv.ActivateAndServe() }()
 	<-started
-	defer func() { _ = srv.Shutdown() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return f
+}
 
-	cfg := xfrConfig(t, true, pc.LocalAddr().String())
+// wait returns the NOTIFY messages received once there are at least n.
+func (f *fakeSecondary) wait(t *testing.T, n int) []notified {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+		f.mu.Lock()
+		if len(f.seen) >= n {
+			out := slices.Clone(f.seen)
+			f.mu.Unlock()
+			return out
+		}
+		f.mu.Unlock()
+	}
+	t.Fatalf("fewer than %d NOTIFY received: %v", n, f.seen)
+	return nil
+}
+
+// startNotifying starts a server with cfg, its NOTIFY retries quick.
+func startNotifying(t *testing.T, cfg Config) *Server {
+	t.Helper()
 	s, err := New(cfg, Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner()})
 	if err != nil {
 		t.Fatal(err)
@@ -428,31 +506,66 @@ func TestNotify(t *testing.T) {
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = s.Close() }()
-	waitFor := func(n int) []got {
-		t.Helper()
-		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
-			mu.Lock()
-			if len(seen) >= n {
-				out := slices.Clone(seen)
-				mu.Unlock()
-				return out
-			}
-			mu.Unlock()
-		}
-		t.Fatalf("fewer than %d NOTIFY received: %v", n, seen)
-		return nil
-	}
-	g := waitFor(2) // start-up: the first is dropped, the retry answered
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestNotify checks that a change sends NOTIFY (signed) to each secondary,
+// retried until it is answered.
+func TestNotify(t *testing.T) {
+	f := startFakeSecondary(t, 1)
+	cfg := xfrConfig(t, true, f.addr)
+	s := startNotifying(t, cfg)
+	f.wait(t, 2) // start-up: the first is dropped, the retry answered
 	if err := s.Update(withRecord(t, cfg, "new.example.test. 60 IN A 192.0.2.1")); err != nil {
 		t.Fatal(err)
 	}
-	g = waitFor(4)
+	g := f.wait(t, 4)
 	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	want := []got{{"127.0.0.1", 1, true}, {"127.0.0.1", 1, true}, {"127.0.0.1", 2, true}, {"127.0.0.1", 2, true}}
-	if !slices.Equal(seen, want) || !slices.Equal(g, want) {
-		t.Errorf("NOTIFY received %v, want %v (no more after the answer)", seen, want)
+	want := []notified{{"127.0.0.1", 1, true}, {"127.0.0.1", 1, true}, {"127.0.0.1", 2, true}, {"127.0.0.1", 2, true}}
+	if !slices.Equal(g, want) || !slices.Equal(f.wait(t, 4), want) {
+		t.Errorf("NOTIFY received %v, want %v (no more after the answer)", f.wait(t, 4), want)
+	}
+	for result, want := range map[string]float64{"acknowledged": 2, "unanswered": 2, "given_up": 0} {
+		if got := metricValue(t, s.met.notify.WithLabelValues("example.test.", result)); got != want {
+			t.Errorf("jitsu_dns_notify_total{result=%s} = %v, want %v", result, got, want)
+		}
+	}
+}
+
+// TestSerialRaisedPastSecondary checks that a secondary holding a newer
+// serial than the configured one (jitsu restarted after automatic bumps)
+// makes jitsu continue after it.
+func TestSerialRaisedPastSecondary(t *testing.T) {
+	f := startFakeSecondary(t, 41)
+	s := startNotifying(t, xfrConfig(t, true, f.addr))
+	for start := time.Now(); servedSerial(t, s) != 42; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("serial %d, want 42 (after the secondary's 41)", servedSerial(t, s))
+		}
+	}
+	for start := time.Now(); !slices.Contains(f.wait(t, 1), notified{"127.0.0.1", 42, true}); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no NOTIFY for serial 42: %v", f.wait(t, 1))
+		}
+	}
+	rrs := s.snap.Load().zones["example.test."].xfr.transferRecords(true, 1)
+	if len(rrs) != 4 || rrs[0].(*dns.SOA).Serial != 42 {
+		t.Errorf("IXFR from 1: %v, want SOA 42, SOA 1, SOA 42, SOA 42 (no record changed)", rrs)
+	}
+}
+
+// TestWildcardNeverLeadsToAUnikernel checks that a wildcard CNAME whose
+// chain reaches a unikernel's name is refused (it would summon for any
+// name).
+func TestWildcardNeverLeadsToAUnikernel(t *testing.T) {
+	for _, line := range []string{
+		"*.any.example.test. 60 IN CNAME www.example.test.",
+		"*.any.example.test. 60 IN CNAME touk.example.test.", // touk -> www
+	} {
+		_, err := New(withRecord(t, testConfig(t), line), Options{Listen: []string{"127.0.0.1:0"}})
+		if err == nil || !strings.Contains(err.Error(), `unikernel "www"`) {
+			t.Errorf("%s: error %v, want one naming unikernel www", line, err)
+		}
 	}
 }

@@ -42,6 +42,9 @@ type snapshot struct {
 	zones     map[string]*zoneData
 	summonTTL uint32
 	cache     map[string]*cacheEntry // pre-encoded answers, see cache.go
+	// anyWildcards is set when some zone has a wildcard (RRL accounts
+	// their answers per zone).
+	anyWildcards bool
 }
 
 // compile validates cfg and builds its snapshot (without the answer cache).
@@ -66,6 +69,7 @@ func compile(cfg Config) (*snapshot, error) {
 			continue
 		}
 		s.zones[zd.origin] = zd
+		s.anyWildcards = s.anyWildcards || zd.hasWildcards
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -223,6 +227,7 @@ func compileZone(z Zone) (*zoneData, error) {
 			errs = append(errs, fmt.Errorf("unikernel %q: name %s is a delegation point", n.unikernel, name))
 		}
 	}
+	errs = append(errs, zd.checkWildcardTargets()...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -230,6 +235,30 @@ func compileZone(z Zone) (*zoneData, error) {
 	neg.Hdr.Ttl = min(neg.Hdr.Ttl, neg.Minttl)
 	zd.negSOA = &neg
 	return zd, nil
+}
+
+// checkWildcardTargets reports wildcard CNAMEs that lead to a unikernel's
+// name: a wildcard never summons.
+func (z *zoneData) checkWildcardTargets() []error {
+	var errs []error
+	for name, n := range z.nodes {
+		if !strings.HasPrefix(name, "*.") || len(n.rrsets[dns.TypeCNAME]) == 0 {
+			continue
+		}
+		t := n
+		for hop := 0; hop < maxCNAMEChain && t != nil; hop++ {
+			cn := t.rrsets[dns.TypeCNAME]
+			if len(cn) == 0 {
+				break
+			}
+			t = z.nodes[dns.CanonicalName(cn[0].(*dns.CNAME).Target)]
+			if t != nil && t.unikernel != "" {
+				errs = append(errs, fmt.Errorf("wildcard %s leads to %s, a name of unikernel %q (a wildcard never summons)", name, t.name, t.unikernel))
+				break
+			}
+		}
+	}
+	return errs
 }
 
 // cutAbove returns the delegation point strictly above name, "" if none.

@@ -14,6 +14,9 @@ PKGS=(
   linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils cpio kmod
   # DNS: knotd (the correctness and speed yardstick), dnsperf, dig
   knot dnsperf dnsutils
+  # front door: the caching resolver of the topology test and the TCP/SNI
+  # proxy it is benchmarked against
+  unbound haproxy
   # networking: namespaces, bridges, nftables
   iproute2 nftables iptables curl procps psmisc util-linux
   # the status page's browser test

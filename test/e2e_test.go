@@ -463,3 +463,34 @@ func (e *dnsErr) Error() string { return "unexpected DNS answer: " + e.m.String(
 type pageErr struct{ body string }
 
 func (e *pageErr) Error() string { return "unexpected page: " + e.body }
+
+// TestSecondDaemonRefused: a second jitsu with the same config (the same
+// instance id) refuses to start and touches nothing: the first keeps
+// serving, SYN proxy included, and its nftables table stays.
+func TestSecondDaemonRefused(t *testing.T) {
+	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5"})
+	w.startJitsu()
+	second := w.spawnJitsu()
+	select {
+	case <-second.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a second jitsu with the same instance id still runs after 30 s")
+	}
+	if second.err == nil {
+		t.Error("the second jitsu exited with status 0")
+	}
+	if log := second.log.String(); !strings.Contains(log, "another jitsu with instance id") {
+		t.Errorf("the second jitsu's log does not say why it refused:\n%s", log)
+	}
+	out, err := w.env.Command(t.Context(), "nft", "list", "tables").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "jitsu_") {
+		t.Errorf("the first jitsu's table is gone after the second one's refusal: %v\n%s", err, out)
+	}
+	body, err := w.get(w.resolve("www.example.test"), 30*time.Second)
+	if err != nil || !strings.Contains(body, page) {
+		t.Fatalf("GET from the first jitsu after the second one's refusal: %v %q", netErr(err), body)
+	}
+	if n := w.metric("jitsu_synproxy_syns_replayed_total"); n < 1 {
+		t.Errorf("jitsu_synproxy_syns_replayed_total = %v: the first jitsu's SYN proxy no longer holds", n)
+	}
+}

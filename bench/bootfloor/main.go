@@ -88,7 +88,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir})
+	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,7 @@ func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
 	if err := b.writeConfigs(selected, img, domainType); err != nil {
 		return err
 	}
-	b.hv, err = libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir})
+	b.hv, err = libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ func benchZone(n int) (dnsserver.Zone, *fakeSummoner) {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:5399", "address to serve (UDP and TCP)")
 	names := flag.Int("names", 100, "static names and unikernel names in the zone")
+	rrlRate := flag.Int("rrl-rate", 0, "response-rate limit (answers/s per source prefix, class and name); 0 = off")
+	rrlSlip := flag.Int("rrl-slip", 2, "with -rrl-rate: every Nth limited answer truncated")
+	cookies := flag.Bool("cookies", false, "answer DNS cookies")
 	dir := flag.String("write", "", "write bench.test.zone (for knotd), static.queries and unikernel.queries into this directory, then exit")
 	flag.Parse()
 	z, f := benchZone(*names)
@@ -79,7 +82,10 @@ func main() {
 		}
 		return
 	}
-	s, err := dnsserver.New(cfg, dnsserver.Options{Listen: []string{*listen}, Summoner: f})
+	s, err := dnsserver.New(cfg, dnsserver.Options{
+		Listen: []string{*listen}, Summoner: f, Cookies: *cookies,
+		RRL: dnsserver.RRLOptions{Rate: *rrlRate, Slip: *rrlSlip, Window: time.Second},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(1)

@@ -8,13 +8,10 @@ import (
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/dnsserver"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/seeddisk"
 	"github.com/jitsu-unikernel/jitsu/summoner"
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
-
-// domainPrefix prefixes every domain jitsu creates, so that its domains are
-// recognisable in `virsh list` beside the host's others.
-const domainPrefix = "jitsu-"
 
 // dnsConfig builds the DNS server's zones from cfg: each zone's static
 // records, the unikernel names inside it and their addresses (for zone
@@ -38,6 +35,9 @@ func dnsConfig(cfg *config.Config) dnsserver.Config {
 	}
 	for _, u := range cfg.Unikernels {
 		out.Addrs[u.Name] = []netip.Addr{u.IP}
+		if fd4 := cfg.Frontdoor.IPv4(); u.Frontdoor && fd4.IsValid() {
+			out.Addrs[u.Name] = []netip.Addr{fd4} // transferred as the front door's
+		}
 		if u.IP6.IsValid() {
 			out.Addrs[u.Name] = append(out.Addrs[u.Name], u.IP6)
 		}
@@ -63,38 +63,53 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 		if u.IP6.IsValid() {
 			addrs = append(addrs, u.IP6)
 		}
-		dom := domainPrefix + u.Name
-		mac := u.MAC
-		if len(mac) == 0 {
-			mac = hypervisor.DeriveMAC(dom)
-		}
+		dom := config.DomainPrefix + u.Name
 		out = append(out, summoner.Unikernel{
 			Name:  u.Name,
 			Addrs: addrs,
 			Spec: hypervisor.Spec{
-				Name:        dom,
-				Kernel:      u.Kernel,
-				Initrd:      u.Initrd,
-				Cmdline:     u.Cmdline,
-				Disks:       u.Disks,
-				MemoryBytes: u.Memory,
-				VCPUs:       u.VCPUs,
-				Bridge:      cfg.Network.Bridge,
-				MAC:         mac,
-				DomainType:  cfg.Hypervisor.DomainType,
-				ConsoleLog:  filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
+				Name:    dom,
+				Kernel:  u.Kernel,
+				Initrd:  u.Initrd,
+				Cmdline: u.Cmdline,
+				Disks:   u.Disks,
+				// The seed-file disk (written by writeSeedDisks) is /dev/vda.
+				ReadOnlyDisks: seedDisks(cfg, &u),
+				MemoryBytes:   u.Memory,
+				VCPUs:         u.VCPUs,
+				Bridge:        cfg.Network.Bridge,
+				MAC:           u.MAC,
+				DomainType:    cfg.Hypervisor.DomainType,
+				ConsoleLog:    filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
 			},
 			IdleTimeout: u.IdleTimeout,
 			BootTimeout: u.BootTimeout,
-			StopMode:    hypervisor.StopMode(u.StopMode),
+			StopMode:    u.StopMode,
 			Ready: summoner.Ready{
-				Kind:   u.Ready.Kind,
+				Kind:   readyKinds[u.Ready.Kind],
 				Port:   uint16(u.Ready.Port),
 				Regexp: u.Ready.Regexp,
 				Delay:  u.Ready.Delay,
 			},
-			Memory: u.Memory,
+			Triggers: triggers(u.Trigger),
+			Memory:   u.Memory,
 		})
+	}
+	return out
+}
+
+// readyKinds maps the config's probe words to the summoner's kinds.
+var readyKinds = map[string]summoner.ReadyKind{
+	config.ReadyTCP:     summoner.ReadyTCP,
+	config.ReadyConsole: summoner.ReadyConsole,
+	config.ReadyDelay:   summoner.ReadyDelay,
+}
+
+// triggers maps the config's trigger words to the summoner's.
+func triggers(words []string) []summoner.Trigger {
+	out := make([]summoner.Trigger, len(words))
+	for i, w := range words {
+		out[i] = summoner.Trigger(w)
 	}
 	return out
 }
@@ -107,4 +122,30 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 		Bytes:      cfg.SynProxy.MaxBytes,
 		MaxAge:     cfg.SynProxy.MaxAge,
 	}
+}
+
+// nftTable is the name of this instance's nftables table.
+func nftTable(cfg *config.Config) string {
+	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
+}
+
+// seedDisks returns the read-only disks of u: its seed-file disk image
+// when it has files.
+func seedDisks(cfg *config.Config, u *config.Unikernel) []string {
+	if len(u.Files) == 0 {
+		return nil
+	}
+	return []string{seeddisk.Path(cfg.Hypervisor.SeedDir, u.Name)}
+}
+
+// unikernelAddrs lists every unikernel's addresses.
+func unikernelAddrs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, u := range cfg.Unikernels {
+		out = append(out, u.IP)
+		if u.IP6.IsValid() {
+			out = append(out, u.IP6)
+		}
+	}
+	return out
 }

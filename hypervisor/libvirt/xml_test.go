@@ -22,6 +22,7 @@ func TestDomainXML(t *testing.T) {
 		wantVCPU  uint
 		wantPanic bool
 		wantDisks []string
+		readOnly  int // the first disks are read-only
 	}{
 		{
 			name:     "qemu with derived MAC and defaults",
@@ -36,6 +37,12 @@ func TestDomainXML(t *testing.T) {
 			wantDisks: []string{"raw", "qcow2"},
 		},
 		{
+			name:     "seed disk first, read-only",
+			spec:     hypervisor.Spec{Name: "s", Kernel: "/k", Bridge: "br0", ReadOnlyDisks: []string{"/seed.tar"}, Disks: []string{"/b.qcow2"}},
+			wantType: "kvm", wantMAC: hypervisor.DeriveMAC("s").String(), wantKiB: DefaultMemoryBytes >> 10, wantVCPU: 1, wantPanic: true,
+			wantDisks: []string{"raw", "qcow2"}, readOnly: 1,
+		},
+		{
 			name:     "test driver: no pvpanic",
 			spec:     hypervisor.Spec{Name: "t", Kernel: "/k", Bridge: "br0", DomainType: "test"},
 			wantType: "test", wantMAC: hypervisor.DeriveMAC("t").String(), wantKiB: DefaultMemoryBytes >> 10, wantVCPU: 1,
@@ -43,7 +50,7 @@ func TestDomainXML(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			x, err := domainXML(tt.spec, "", "/var/log/c/"+tt.spec.Name+".log", "pc")
+			x, err := domainXML(tt.spec, "", "", "/var/log/c/"+tt.spec.Name+".log", "pc")
 			if err != nil {
 				t.Fatalf("domainXML: %v", err)
 			}
@@ -89,6 +96,8 @@ func TestDomainXML(t *testing.T) {
 			for i, format := range tt.wantDisks {
 				check("disk format", d.Devices.Disks[i].Driver.Type, format)
 				check("disk bus", d.Devices.Disks[i].Target.Bus, "virtio")
+				check("disk device", d.Devices.Disks[i].Target.Dev, "vd"+string(rune('a'+i)))
+				check("disk read-only", d.Devices.Disks[i].ReadOnly != nil, i < tt.readOnly)
 			}
 			md, err := parseMetadata(strings.TrimSpace(d.Metadata.XML))
 			if err != nil {
@@ -119,7 +128,7 @@ func TestDomainXMLInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := domainXML(tt.spec, "", "", "")
+			_, err := domainXML(tt.spec, "", "", "", "")
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("domainXML: %v, want error containing %q", err, tt.want)
 			}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"text/template"
 )
 
@@ -26,6 +29,8 @@ type JitsuConfig struct {
 	// has one) with its recommended command line.
 	Image      Image
 	Unikernels []JitsuUnikernel
+	// Frontdoor is frontdoor.listen ("ip:port"); empty: no front door.
+	Frontdoor []string
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
@@ -33,6 +38,23 @@ type JitsuConfig struct {
 type JitsuUnikernel struct {
 	Name, IP, Kernel, Initrd, StopMode, Ready string
 	IdleTimeout, BootTimeout                  string
+	// Frontdoor sets frontdoor = true; Files is the files table.
+	Frontdoor bool
+	Files     map[string]string
+}
+
+// FilesTOML returns Files as a TOML inline table.
+func (u JitsuUnikernel) FilesTOML() string {
+	names := make([]string, 0, len(u.Files))
+	for k := range u.Files {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = strconv.Quote(k) + " = " + strconv.Quote(u.Files[k])
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
 }
 
 // BootKernel is the kernel to boot: the PVH vmlinux when there is one
@@ -78,6 +100,11 @@ socket = "{{.Socket}}"
 [metrics]
 listen = "{{.Metrics}}"
 {{- end}}
+{{- if .Frontdoor}}
+
+[frontdoor]
+listen = [{{range $i, $a := .Frontdoor}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
 
 [defaults]
 kernel = "{{.Image.BootKernel}}"
@@ -106,6 +133,12 @@ idle_timeout = "{{.IdleTimeout}}"
 {{- end}}
 {{- if .BootTimeout}}
 boot_timeout = "{{.BootTimeout}}"
+{{- end}}
+{{- if .Frontdoor}}
+frontdoor = true
+{{- end}}
+{{- if .Files}}
+files = {{.FilesTOML}}
 {{- end}}
 {{end}}
 `))

@@ -14,9 +14,10 @@ func TestJitsuConfigValid(t *testing.T) {
 	dir := t.TempDir()
 	c := JitsuConfig{
 		SynProxy: true, Serial: 42, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
-		Image: Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
+		Frontdoor: []string{"127.0.0.1:80", "127.0.0.1:443"},
+		Image:     Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
 		Unikernels: []JitsuUnikernel{
-			{Name: "www", IP: "10.213.0.5"},
+			{Name: "www", IP: "10.213.0.5", Frontdoor: true, Files: map[string]string{"tls/key.pem": "/k.pem", "a b": "/c"}},
 			{Name: "broken", IP: "10.213.0.9", Kernel: MultibootKernel, BootTimeout: "4s", StopMode: "save", IdleTimeout: "0s"},
 		},
 	}
@@ -31,6 +32,9 @@ func TestJitsuConfigValid(t *testing.T) {
 	www, broken := cfg.Unikernel("www"), cfg.Unikernel("broken")
 	if www == nil || broken == nil {
 		t.Fatalf("unikernels %+v", cfg.Unikernels)
+	}
+	if !www.Frontdoor || www.Files["tls/key.pem"] != "/k.pem" || www.Files["a b"] != "/c" || len(cfg.Frontdoor.Listen) != 2 {
+		t.Errorf("front door: www %v %v, listen %v", www.Frontdoor, www.Files, cfg.Frontdoor.Listen)
 	}
 	if www.Kernel != "/img/vmlinux" || www.Initrd != "/img/initrd.cpio" {
 		t.Errorf("www boots %q %q, want the PVH kernel and the initrd", www.Kernel, www.Initrd)

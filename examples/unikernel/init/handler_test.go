@@ -89,3 +89,31 @@ func TestHandlerBeforeConfig(t *testing.T) {
 		t.Errorf("status %d, want 404 for a missing /www", resp.StatusCode)
 	}
 }
+
+func TestBytes(t *testing.T) {
+	var cfg atomic.Pointer[BootConfig]
+	srv := httptest.NewServer(handler(&cfg))
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		query  string
+		status int
+		size   int
+	}{
+		{"?n=0", http.StatusOK, 0},
+		{"?n=200000", http.StatusOK, 200000},
+		{"?n=-1", http.StatusBadRequest, -1},
+		{"?n=x", http.StatusBadRequest, -1},
+		{"?n=1073741825", http.StatusBadRequest, -1},
+	}
+	for _, tt := range tests {
+		resp, err := http.Get(srv.URL + bytesPath + tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || tt.size >= 0 && len(body) != tt.size {
+			t.Errorf("%s: %d, %d bytes; want %d, %d", tt.query, resp.StatusCode, len(body), tt.status, tt.size)
+		}
+	}
+}

@@ -5,7 +5,9 @@
 //go:debug updatemaxprocs=0
 
 // Command init is PID 1 of the jitsu example unikernel: a static Go program
-// that serves the files under /www over HTTP and does nothing else.
+// that serves the files under /www over HTTP, and over HTTPS on port 443
+// when its seed-file disk (/dev/vda, a tar image jitsu attaches) holds
+// tls/cert.pem and tls/key.pem, and does nothing else.
 //
 // The kernel has already configured eth0 from `ip=` (CONFIG_IP_PNP) when
 // this program starts, so it binds port 80 first, prints the line
@@ -56,6 +58,10 @@ func main() {
 		go serveForever(ln, bc.Port, h)
 		fmt.Println("JITSU-READY")
 	}
+	// HTTPS on 443 with the certificate and key of the seed-file disk,
+	// when jitsu attached one (after port 80: the readiness probe waits
+	// for 80).
+	serveSeedTLS(h)
 	if bc.Debug {
 		// Boot profiling (docs/boot.md): mark the listen in the kernel log,
 		// so that it carries the same clock as the kernel's own messages,
@@ -126,6 +132,10 @@ func handler(cfg *atomic.Pointer[BootConfig]) http.Handler {
 		files http.Handler
 	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == bytesPath {
+			serveBytes(w, r)
+			return
+		}
 		bc := cfg.Load()
 		dir := "/www"
 		if bc != nil {

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/dnsserver"
+	"github.com/jitsu-unikernel/jitsu/frontdoor"
+	"github.com/jitsu-unikernel/jitsu/summoner"
+)
+
+const frontdoorTOML = `
+[network]
+gateway = "10.213.0.1/24"
+gateway6 = "fd00:213::1/64"
+
+[frontdoor]
+listen = ["0.0.0.0:8080", "203.0.113.10:80", "203.0.113.10:443"]
+
+[[zone]]
+origin = "example.test."
+soa = "ns1 hostmaster 1 3600 600 86400 60"
+ns = ["ns1"]
+records = ["ns1 A 127.0.0.1"]
+
+[[unikernel]]
+name = "blog"
+dns = ["blog.example.test.", "example.test."]
+ip = "10.213.0.5"
+ip6 = "fd00:213::5"
+kernel = "/k"
+frontdoor = true
+proxy_protocol = true
+boot_timeout = "7s"
+files = { "tls/key.pem" = "/etc/jitsu/blog/key.pem" }
+
+[[unikernel]]
+name = "www"
+dns = ["www.example.test."]
+ip = "10.213.0.6"
+kernel = "/k"
+`
+
+type fakeDNSSummoner []netip.Addr
+
+func (f fakeDNSSummoner) Summon(context.Context, string) ([]netip.Addr, error) { return f, nil }
+
+func TestFrontdoorWiring(t *testing.T) {
+	cfg, err := config.Parse("test.toml", []byte(frontdoorTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := frontdoorRoutes(cfg)
+	want := frontdoor.Route{Unikernel: "blog", ProxyProtocol: true, BootTimeout: 7 * time.Second}
+	if len(routes) != 2 || routes["blog.example.test"] != want || routes["example.test"] != want {
+		t.Errorf("routes %v", routes)
+	}
+	noSum := func() (*summoner.Summoner, error) { return nil, errTestNotConnected }
+	fd, err := newFrontDoor(cfg, noSum, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DNS: A of blog is the front door's, AAAA its own; www untouched.
+	guest := fakeDNSSummoner{netip.MustParseAddr("10.213.0.5"), netip.MustParseAddr("fd00:213::5")}
+	ds := fd.dnsSummoner(guest)
+	if _, ok := ds.(dnsserver.Waiter); !ok {
+		t.Error("the DNS wrapper hides dnsserver.Waiter (response delay)")
+	}
+	got, _ := ds.Summon(context.Background(), "blog")
+	if want := []netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("fd00:213::5")}; !slices.Equal(got, want) {
+		t.Errorf("blog answers %v, want %v", got, want)
+	}
+	got, _ = ds.Summon(context.Background(), "www")
+	if !slices.Equal(got, guest) {
+		t.Errorf("www answers %v, want its own %v", got, guest)
+	}
+	// Zone transfers carry the same addresses.
+	if a := dnsConfig(cfg).Addrs["blog"]; len(a) != 2 || a[0] != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("transferred addresses of blog: %v", a)
+	}
+	// The seed disk comes first, read-only.
+	uks := unikernels(cfg)
+	if d := uks[0].Spec.ReadOnlyDisks; len(d) != 1 || d[0] != "/var/lib/jitsu/seed/blog.seed.tar" {
+		t.Errorf("blog read-only disks %v", d)
+	}
+	if d := uks[1].Spec.ReadOnlyDisks; d != nil {
+		t.Errorf("www read-only disks %v", d)
+	}
+	// Before the summoner runs the front door refuses with its error.
+	if _, err := fd.SummonWait(context.Background(), "blog", netip.Addr{}); err != errTestNotConnected {
+		t.Errorf("SummonWait before the summoner = %v", err)
+	}
+}
+
+var errTestNotConnected = errors.New("not connected")
