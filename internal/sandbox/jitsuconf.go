@@ -21,6 +21,12 @@ type JitsuConfig struct {
 	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
+	// DNSListen are listen addresses ("ip:port") served after
+	// 127.0.0.1:5353, which is always served.
+	DNSListen []string
+	// Secondaries is the zone's secondaries ("ip" or "ip:port"); empty:
+	// none.
+	Secondaries []string
 	// DomainType is the libvirt domain type; "" means "qemu".
 	DomainType string
 	// ConsoleDir and Socket are required; Metrics "" leaves metrics off.
@@ -68,7 +74,7 @@ func (img Image) BootKernel() string {
 
 var jitsuConfTmpl = template.Must(template.New("conf").Parse(`
 [dns]
-listen = ["127.0.0.1:5353"]
+listen = ["127.0.0.1:5353"{{range .DNSListen}}, "{{.}}"{{end}}]
 summon_ttl = "1s"
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"
@@ -79,6 +85,9 @@ origin = "example.test."
 soa = "ns1.example.test. hostmaster.example.test. {{or .Serial 1}} 3600 600 86400 60"
 ns = ["ns1.example.test."]
 records = ["ns1 A 127.0.0.1", "static A 192.0.2.7"]
+{{- if .Secondaries}}
+secondaries = [{{range $i, $a := .Secondaries}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
 
 [hypervisor]
 uri = "` + URI + `"
