@@ -263,9 +263,9 @@ type Unikernel struct {
 	BootTimeout time.Duration
 	StopMode    hypervisor.StopMode // one of hypervisor.StopModes
 	Ready       Ready
-	Trigger     []string // some of Triggers: what may summon it
+	Trigger     []string      // some of Triggers: what may summon it
 	DropAfter   time.Duration // suspended or saved this long: dropped; 0 = never
-	Line        int      // line of its [[unikernel]] table
+	Line        int           // line of its [[unikernel]] table
 	// Frontdoor: its A records answer the front door's address and the
 	// front door routes its names to it.
 	Frontdoor bool
