@@ -25,6 +25,9 @@ type Admitter interface {
 // can answer them anyway.
 var ErrAdmission = errors.New("boot refused by admission control")
 
+// admitLogEvery is how often at most a refusal is logged.
+const admitLogEvery = 10 * time.Second
+
 // admitReq says whether a request goes through admission control, and
 // for which source.
 type admitReq struct {
@@ -46,8 +49,13 @@ func (s *Summoner) admit(u *unit, ar admitReq, now time.Time) error {
 		return nil
 	}
 	s.m.admission.WithLabelValues(reason).Inc()
-	s.log.Debug("boot refused by admission control", zap.String("unikernel", u.name),
-		zap.Stringer("source", ar.src), zap.String("reason", reason))
+	n := s.admitRefused.Add(1)
+	// Under attack this runs thousands of times a second: log one line per
+	// admitLogEvery (the metric counts every refusal).
+	if last := s.admitLogAt.Load(); now.UnixNano()-last >= int64(admitLogEvery) && s.admitLogAt.CompareAndSwap(last, now.UnixNano()) {
+		s.log.Warn("boots refused by admission control", zap.String("unikernel", u.name),
+			zap.Stringer("source", ar.src), zap.String("reason", reason), zap.Int64("refused_so_far", n))
+	}
 	return fmt.Errorf("summon %q: %w (%s)", u.name, ErrAdmission, reason)
 }
 

@@ -304,6 +304,9 @@ type Summoner struct {
 	meterBusy     atomic.Bool   // a traffic read is under way
 	unadopted     atomic.Bool   // Run could not list the domains yet: no boot until it has
 
+	admitRefused atomic.Int64 // boots refused by admission control
+	admitLogAt   atomic.Int64 // unix ns a refusal was last logged
+
 	running  chan struct{} // closed once Run has adopted and started
 	scanHook func()        // tests: called after each reaper scan
 }

@@ -21,6 +21,10 @@ type JitsuConfig struct {
 	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
+	// DNSListen is dns.listen; empty means ["127.0.0.1:5353"].
+	DNSListen []string
+	// Extra is TOML appended to the config (tables such as [admission]).
+	Extra string
 	// DomainType is the libvirt domain type; "" means "qemu".
 	DomainType string
 	// ConsoleDir and Socket are required; Metrics "" leaves metrics off.
@@ -68,7 +72,11 @@ func (img Image) BootKernel() string {
 
 var jitsuConfTmpl = template.Must(template.New("conf").Parse(`
 [dns]
+{{- if .DNSListen}}
+listen = [{{range $i, $a := .DNSListen}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- else}}
 listen = ["127.0.0.1:5353"]
+{{- end}}
 summon_ttl = "1s"
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"
@@ -141,6 +149,7 @@ frontdoor = true
 files = {{.FilesTOML}}
 {{- end}}
 {{end}}
+{{.Extra}}
 `))
 
 // Write writes the config to path.
