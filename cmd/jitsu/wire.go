@@ -91,8 +91,9 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				Regexp: u.Ready.Regexp,
 				Delay:  u.Ready.Delay,
 			},
-			Triggers: triggers(u.Trigger),
-			Memory:   u.Memory,
+			Triggers:  triggers(u.Trigger),
+			Memory:    u.Memory,
+			DropAfter: u.DropAfter,
 		})
 	}
 	return out

@@ -21,9 +21,10 @@ type JitsuConfig struct {
 	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
-	// DNSListen are listen addresses ("ip:port") served after
-	// 127.0.0.1:5353, which is always served.
+	// DNSListen is dns.listen; empty means ["127.0.0.1:5353"].
 	DNSListen []string
+	// Extra is TOML appended to the config (tables such as [admission]).
+	Extra string
 	// Secondaries is the zone's secondaries ("ip" or "ip:port"); empty:
 	// none.
 	Secondaries []string
@@ -74,7 +75,11 @@ func (img Image) BootKernel() string {
 
 var jitsuConfTmpl = template.Must(template.New("conf").Parse(`
 [dns]
-listen = ["127.0.0.1:5353"{{range .DNSListen}}, "{{.}}"{{end}}]
+{{- if .DNSListen}}
+listen = [{{range $i, $a := .DNSListen}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- else}}
+listen = ["127.0.0.1:5353"]
+{{- end}}
 summon_ttl = "1s"
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"
@@ -150,6 +155,7 @@ frontdoor = true
 files = {{.FilesTOML}}
 {{- end}}
 {{end}}
+{{.Extra}}
 `))
 
 // Write writes the config to path.

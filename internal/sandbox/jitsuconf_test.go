@@ -16,7 +16,7 @@ func TestJitsuConfigValid(t *testing.T) {
 	c := JitsuConfig{
 		SynProxy: true, Serial: 42, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
 		Frontdoor: []string{"127.0.0.1:80", "127.0.0.1:443"},
-		DNSListen: []string{"10.214.0.1:5353"}, Secondaries: []string{"10.214.0.2", "127.0.0.2:5354"},
+		DNSListen: []string{"127.0.0.1:5353", "10.214.0.1:5353"}, Secondaries: []string{"10.214.0.2", "127.0.0.2:5354"},
 		Image: Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
 		Unikernels: []JitsuUnikernel{
 			{Name: "www", IP: "10.213.0.5", Frontdoor: true, Files: map[string]string{"tls/key.pem": "/k.pem", "a b": "/c"}},
