@@ -28,6 +28,8 @@ type JitsuConfig struct {
 	Unikernels []JitsuUnikernel
 	// Frontdoor is frontdoor.listen ("ip:port"); empty: no front door.
 	Frontdoor []string
+	// DNSListen are more dns.listen addresses, after 127.0.0.1:5353.
+	DNSListen []string
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
@@ -65,7 +67,7 @@ func (img Image) BootKernel() string {
 
 var jitsuConfTmpl = template.Must(template.New("conf").Parse(`
 [dns]
-listen = ["127.0.0.1:5353"]
+listen = ["127.0.0.1:5353"{{range .DNSListen}}, "{{.}}"{{end}}]
 summon_ttl = "1s"
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"

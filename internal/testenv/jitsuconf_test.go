@@ -13,7 +13,7 @@ func TestJitsuConfigValid(t *testing.T) {
 	dir := t.TempDir()
 	c := JitsuConfig{
 		SynProxy: true, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
-		Frontdoor: []string{"127.0.0.1:80", "127.0.0.1:443"},
+		Frontdoor: []string{"127.0.0.1:80", "127.0.0.1:443"}, DNSListen: []string{"203.0.113.10:53"},
 		Image:     Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
 		Unikernels: []JitsuUnikernel{
 			{Name: "www", IP: "10.213.0.5", Frontdoor: true, Files: map[string]string{"tls/key.pem": "/k.pem", "a b": "/c"}},
@@ -31,6 +31,9 @@ func TestJitsuConfigValid(t *testing.T) {
 	www, broken := cfg.Unikernel("www"), cfg.Unikernel("broken")
 	if www == nil || broken == nil {
 		t.Fatalf("unikernels %+v", cfg.Unikernels)
+	}
+	if len(cfg.DNS.Listen) != 2 || cfg.DNS.Listen[1] != "203.0.113.10:53" {
+		t.Errorf("dns.listen %v", cfg.DNS.Listen)
 	}
 	if !www.Frontdoor || www.Files["tls/key.pem"] != "/k.pem" || www.Files["a b"] != "/c" || len(cfg.Frontdoor.Listen) != 2 {
 		t.Errorf("front door: www %v %v, listen %v", www.Frontdoor, www.Files, cfg.Frontdoor.Listen)
