@@ -1,5 +1,6 @@
 # jitsu — top-level Makefile. Area fragments live in mk/*.mk; each may add
-# targets, append to BENCH_TARGETS (run by `make bench`) and to
+# targets (with a `## help` comment, listed by `make help`), append to
+# BENCH_TARGETS (run by `make bench`; every benchmark is in mk/bench.mk) and to
 # TEST_ROOT_PKGS (test packages that need root, a libvirtd or namespaces;
 # they run one package at a time, since only one libvirtd may run per machine).
 
@@ -15,16 +16,21 @@ TEST_ROOT_PKGS :=
 # host with working KVM (make bench DOMAIN_TYPE=kvm).
 DOMAIN_TYPE    ?= qemu
 
-.PHONY: all build deps test test-unit test-root lint bench clean help
-all: build
+.PHONY: all build deps test test-unit test-root lint bench clean help bin/jitsu-sandbox
+all: build ## build bin/jitsu and bin/jitsu-sandbox (the default)
 
 -include mk/*.mk
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_./-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
-build: ## build bin/jitsu
+build: bin/jitsu-sandbox ## build bin/jitsu and bin/jitsu-sandbox
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/jitsu ./cmd/jitsu
+
+# The one sandbox (internal/sandbox) for scripts: a private libvirtd in a
+# network namespace under /run/jitsu-libvirtd.lock (demos, bench-bootbench).
+bin/jitsu-sandbox: ## build bin/jitsu-sandbox (run a command inside a private libvirtd's namespace; clean leftovers)
+	$(GO) build -o bin/jitsu-sandbox ./tools/sandbox
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -20,9 +20,11 @@ package config
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,6 +32,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/miekg/dns"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
 // Defaults for keys that are not set.
@@ -49,26 +53,36 @@ const (
 	DefaultSynMaxBytes     = 16 << 20
 	DefaultSynMaxAge       = 30 * time.Second
 	DefaultControlSocket   = "/run/jitsu/control.sock"
+	DefaultLockDir         = "/run/jitsu"
 	DefaultControlMode     = os.FileMode(0o600)
 	DefaultCmdline         = "console=ttyS0 ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off"
 	DefaultMemory          = 64 << 20
 	DefaultVCPUs           = 1
 	DefaultIdleTimeout     = 60 * time.Second
 	DefaultBootTimeout     = 30 * time.Second
-	DefaultStopMode        = StopDestroy
+	DefaultStopMode        = hypervisor.StopDestroy
 	DefaultReady           = "tcp:80"
 )
 
-// Stop modes: what the idle reaper does with a unikernel.
+// DefaultTriggers are what summons a unikernel whose trigger key is unset.
+var DefaultTriggers = []string{TriggerDNS, TriggerTCP}
+
+// Triggers: what may summon a unikernel (the trigger key).
 const (
-	StopDestroy  = "destroy"  // power off; the next query boots it afresh
-	StopShutdown = "shutdown" // ACPI shutdown, destroy after hypervisor.shutdown_timeout
-	StopSuspend  = "suspend"  // pause in memory; the next query resumes it
-	StopSave     = "save"     // managed save to disk; the next query restores it
+	TriggerDNS = "dns" // a query of one of its names
+	TriggerTCP = "tcp" // a TCP SYN to one of its addresses (while stopped)
+	TriggerUDP = "udp" // a UDP datagram to one of its addresses (while stopped)
 )
 
-// StopModes lists the valid stop modes.
-var StopModes = []string{StopDestroy, StopShutdown, StopSuspend, StopSave}
+// Triggers lists the valid triggers.
+var Triggers = []string{TriggerDNS, TriggerTCP, TriggerUDP}
+
+// Stop modes (what the idle reaper does with a unikernel) are
+// hypervisor.StopModes: destroy powers off (the next trigger boots it
+// afresh); shutdown is an ACPI shutdown, destroyed after
+// hypervisor.shutdown_timeout; suspend pauses it in memory (the next trigger
+// resumes it); save writes a managed save to disk (the next trigger
+// restores it).
 
 // Readiness probe kinds.
 const (
@@ -80,6 +94,7 @@ const (
 // Config is a validated configuration file.
 type Config struct {
 	File       string // the name it was parsed under
+	Daemon     DaemonConfig
 	DNS        DNSConfig
 	Zones      []Zone // [[zone]]
 	Hypervisor HypervisorConfig
@@ -91,6 +106,29 @@ type Config struct {
 	Frontdoor  FrontdoorConfig // [frontdoor]
 	Defaults   UnikernelDefaults
 	Unikernels []Unikernel // [[unikernel]], defaults applied
+}
+
+// DaemonConfig is [daemon]: who this daemon is among those on the host.
+type DaemonConfig struct {
+	// ID is the instance id (see DefaultID): in its domains' metadata, its
+	// nftables table's name and its lock file's name.
+	ID string
+	// LockDir holds the lock file ID.lock.
+	LockDir string
+}
+
+// LockFile is the file this daemon holds locked while it runs.
+func (c DaemonConfig) LockFile() string { return filepath.Join(c.LockDir, c.ID+".lock") }
+
+// DefaultID is the instance id of a config file that sets none: "jitsu-"
+// and 8 hex digits of a hash of the file's absolute path.
+func DefaultID(file string) string {
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	h := fnv.New32a()
+	h.Write([]byte(file))
+	return fmt.Sprintf("jitsu-%08x", h.Sum32())
 }
 
 // DNSConfig is [dns].
@@ -196,8 +234,9 @@ type UnikernelDefaults struct {
 	VCPUs       int
 	IdleTimeout time.Duration
 	BootTimeout time.Duration
-	StopMode    string
+	StopMode    hypervisor.StopMode
 	Ready       Ready
+	Trigger     []string
 }
 
 // Unikernel is one [[unikernel]], defaults applied.
@@ -206,7 +245,7 @@ type Unikernel struct {
 	DNS         []string         // names it answers for: lower-case FQDNs
 	IP          netip.Addr       // IPv4, inside Network.Gateway
 	IP6         netip.Addr       // optional, inside Network.Gateway6; invalid when unset
-	MAC         net.HardwareAddr // optional; nil = libvirt chooses
+	MAC         net.HardwareAddr // the mac key, else DeriveMAC(DomainPrefix + Name)
 	Kernel      string           // absolute path
 	Initrd      string           // absolute path, optional
 	Cmdline     string           // kernel command line, template already expanded
@@ -215,9 +254,10 @@ type Unikernel struct {
 	VCPUs       int
 	IdleTimeout time.Duration // 0 = never stopped for idleness
 	BootTimeout time.Duration
-	StopMode    string // one of StopModes
+	StopMode    hypervisor.StopMode // one of hypervisor.StopModes
 	Ready       Ready
-	Line        int // line of its [[unikernel]] table
+	Trigger     []string // some of Triggers: what may summon it
+	Line        int      // line of its [[unikernel]] table
 	// Frontdoor: its A records answer the front door's address and the
 	// front door routes its names to it.
 	Frontdoor bool

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	})
 	tables = append(tables, root)
 	c := &Config{}
+	d.daemon(track(&tables, root.sub("daemon")), &c.Daemon)
 	d.dnsSection(track(&tables, root.sub("dns")), &c.DNS)
 	d.zones([]*table{track(&tables, d.newTable("zone[0]", map[string]any{}))})
 	d.hypervisor(track(&tables, root.sub("hypervisor")), &c.Hypervisor)
@@ -177,7 +179,7 @@ func TestDefaults(t *testing.T) {
 	c = mustParse(t, base+unikernel("a", "2"))
 	u := c.Unikernels[0]
 	if u.Memory != 64<<20 || u.VCPUs != 1 || u.IdleTimeout != 60*time.Second || u.BootTimeout != 30*time.Second ||
-		u.StopMode != "destroy" || u.Ready.Kind != ReadyTCP || u.Ready.Port != 80 || u.Initrd != "" || u.MAC != nil ||
+		u.StopMode != "destroy" || !slices.Equal(u.Trigger, []string{"dns", "tcp"}) || u.Ready.Kind != ReadyTCP || u.Ready.Port != 80 || u.Initrd != "" || u.MAC.String() != DeriveMAC("jitsu-a").String() ||
 		u.IP6.IsValid() || len(u.Disks) != 0 {
 		t.Errorf("unikernel defaults: %+v", u)
 	}
@@ -385,6 +387,14 @@ func TestParseReady(t *testing.T) {
 		{"delay:2", "", "not a duration"},
 		{"udp:53", "", "unknown readiness probe kind"},
 		{"", "", "bad readiness probe"},
+		// cases of the summoner's former parser, which config now owns
+		{"delay:1.5s", "delay:1.5s", ""},
+		{"tcp:0", "", "bad port"},
+		{"tcp:99999", "", "bad port"},
+		{"console:(", "", "bad regular expression"},
+		{"delay:soon", "", "readiness probe"},
+		{"http:80", "", "unknown readiness probe kind"},
+		{"80", "", "bad readiness probe"},
 	}
 	for _, tc := range tests {
 		r, err := ParseReady(tc.in)
@@ -450,4 +460,43 @@ func BenchmarkParse10k(b *testing.B) {
 			b.Fatalf("%d unikernels", len(c.Unikernels))
 		}
 	}
+}
+
+// TestDaemonID: the instance id defaults to one derived from the config
+// file's absolute path (two files, two ids; one file, one id), and a set
+// id is kept.
+func TestDaemonID(t *testing.T) {
+	a := mustParseFile(t, "/etc/jitsu/a.toml", base)
+	b := mustParseFile(t, "/etc/jitsu/b.toml", base)
+	a2 := mustParseFile(t, "/etc/jitsu/a.toml", base)
+	set := mustParseFile(t, "/etc/jitsu/a.toml", "[daemon]\nid = \"blue\"\nlock_dir = \"/tmp/l\"\n"+base)
+	for _, tt := range []struct {
+		name      string
+		got, want string
+	}{
+		{"default id", a.Daemon.ID, DefaultID("/etc/jitsu/a.toml")},
+		{"same file, same id", a2.Daemon.ID, a.Daemon.ID},
+		{"default lock file", a.Daemon.LockFile(), "/run/jitsu/" + a.Daemon.ID + ".lock"},
+		{"set id", set.Daemon.ID, "blue"},
+		{"set lock file", set.Daemon.LockFile(), "/tmp/l/blue.lock"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if a.Daemon.ID == b.Daemon.ID {
+		t.Errorf("two config files share the default id %q", a.Daemon.ID)
+	}
+	if !instanceID.MatchString(a.Daemon.ID) {
+		t.Errorf("default id %q is not a valid id", a.Daemon.ID)
+	}
+}
+
+func mustParseFile(t *testing.T, file, text string) *Config {
+	t.Helper()
+	c, err := Parse(file, []byte(text))
+	if err != nil {
+		t.Fatalf("parse %s: %v", file, err)
+	}
+	return c
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -13,6 +14,7 @@ import (
 // config decodes the whole document.
 func (d *decoder) config(root *table) *Config {
 	c := &Config{}
+	d.daemon(root.sub("daemon"), &c.Daemon)
 	d.dnsSection(root.sub("dns"), &c.DNS)
 	c.Zones = d.zones(root.tables("zone"))
 	d.hypervisor(root.sub("hypervisor"), &c.Hypervisor)
@@ -30,6 +32,25 @@ func (d *decoder) config(root *table) *Config {
 	d.unikernels(c, uts, tmpl)
 	d.checkWildcardTargets(c)
 	return c
+}
+
+// instanceID is what an instance id may be: it becomes part of an nftables
+// table name and of a file name.
+var instanceID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+func (d *decoder) daemon(t *table, c *DaemonConfig) {
+	c.ID = DefaultID(d.file)
+	if s, ok := t.str("id"); ok {
+		if !instanceID.MatchString(s) {
+			t.errorf("id", "%q is not a valid instance id (lower-case letters, digits, '-', '_', at most 32)", s)
+		}
+		c.ID = s
+	}
+	c.LockDir = DefaultLockDir
+	if s, ok := t.str("lock_dir"); ok && d.absPath(t, "lock_dir", s) {
+		c.LockDir = s
+	}
+	t.done()
 }
 
 func (d *decoder) dnsSection(t *table, c *DNSConfig) {

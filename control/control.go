@@ -62,8 +62,10 @@ type UnikernelStatus struct {
 
 // BootTimeline holds the instants of one boot; a zero time is unknown.
 type BootTimeline struct {
-	// Query is the DNS query (or operator start) that summoned the boot.
+	// Query is when the boot was asked for (by its trigger).
 	Query time.Time `json:"query,omitzero"`
+	// Trigger is what asked for it: dns, tcp, udp, control or frontdoor.
+	Trigger string `json:"trigger,omitempty"`
 	// Start is when the hypervisor was asked to start the domain.
 	Start time.Time `json:"start,omitzero"`
 	// Ready is when the readiness probe first succeeded.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -77,17 +78,26 @@ func (f *fakeDaemon) Reload(context.Context) error {
 func serve(t *testing.T, d Daemon) (*Server, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ctl", "control.sock")
-	s, err := Listen(path, 0o600, d, nil)
+	s, err := New(path, 0o600, d, nil)
 	if err != nil {
-		t.Fatalf("Listen: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+			t.Errorf("Run: %v", err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("socket left after Run returned: %v", err)
 		}
 	})
 	return s, path

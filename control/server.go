@@ -33,6 +33,9 @@ type Server struct {
 	log *zap.Logger
 	// path is the socket path, removed on Close.
 	path string
+	mode os.FileMode
+	// ready is closed once the socket is created.
+	ready chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -43,38 +46,79 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// Listen creates the control socket at path with permissions mode and
-// returns a Server answering with d. A stale socket left by a dead daemon is
-// removed; a socket where a daemon still answers, or a path that is not a
-// socket, is an error. The parent directory is created (0755) if missing.
-func Listen(path string, mode os.FileMode, d Daemon, log *zap.Logger) (*Server, error) {
+// New returns a control server for the socket at path (permissions mode)
+// answering with d; nothing is created until Run (or use Listen).
+func New(path string, mode os.FileMode, d Daemon, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	if d == nil {
 		return nil, errors.New("control: nil Daemon")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create control socket directory: %w", err)
-	}
-	if err := removeStale(path); err != nil {
-		return nil, err
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on control socket %s: %w", path, err)
-	}
-	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(path, mode); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod control socket %s: %w", path, err)
+	if path == "" {
+		return nil, errors.New("control: no socket path")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		ln: ln, d: d, log: log, path: path,
+		d: d, log: log, path: path, mode: mode,
 		ctx: ctx, cancel: cancel,
 		conns: make(map[net.Conn]struct{}),
+		ready: make(chan struct{}),
 	}, nil
+}
+
+// Listen creates the control socket at path with permissions mode and
+// returns a Server answering with d. A stale socket left by a dead daemon is
+// removed; a socket where a daemon still answers, or a path that is not a
+// socket, is an error. The parent directory is created (0755) if missing.
+func Listen(path string, mode os.FileMode, d Daemon, log *zap.Logger) (*Server, error) {
+	s, err := New(path, mode, d, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run creates the socket (as Listen does), closes Ready, and serves until
+// ctx ends; it then closes every connection, removes the socket and
+// returns once every connection's goroutine has ended (nil after such a
+// shutdown).
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.listen(); err != nil {
+		s.cancel()
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Ready is closed once the socket accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// listen creates the socket.
+func (s *Server) listen() error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return fmt.Errorf("create control socket directory: %w", err)
+	}
+	if err := removeStale(s.path); err != nil {
+		return err
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on control socket %s: %w", s.path, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(s.path, s.mode); err != nil {
+		ln.Close()
+		return fmt.Errorf("chmod control socket %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	close(s.ready)
+	return nil
 }
 
 // removeStale removes a socket at path that no daemon answers on.
@@ -110,6 +154,9 @@ func (s *Server) Addr() string { return s.path }
 // returns once every connection's goroutine has ended. It returns nil on
 // such a shutdown.
 func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		return fmt.Errorf("serve control socket %s: not listening", s.path)
+	}
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	for {
@@ -164,7 +211,10 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.cancel()
-	err := s.ln.Close()
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
 	s.wg.Wait()
 	if err != nil {
 		return fmt.Errorf("close control socket %s: %w", s.path, err)

@@ -72,12 +72,12 @@ func (d *delayer) unikernelOf(snap *snapshot, req []byte) string {
 
 // booting starts the unikernel for req, if any, and returns the channel
 // that closes when its boot settles; nil if there is nothing to wait for.
-func (d *delayer) booting(snap *snapshot, req []byte) (string, <-chan struct{}) {
+func (d *delayer) booting(snap *snapshot, req []byte, src netip.Addr) (string, <-chan struct{}) {
 	name := d.unikernelOf(snap, req)
 	if name == "" {
 		return "", nil
 	}
-	if _, err := d.s.summon(name); err != nil {
+	if _, err := d.s.summon(src, name); err != nil {
 		return "", nil // answered (SERVFAIL) at once
 	}
 	ch := d.waiter.WaitReady(name)
@@ -100,7 +100,7 @@ func (d *delayer) park(snap *snapshot, req []byte, addr net.Addr, conn *net.UDPC
 	if !d.on() {
 		return false
 	}
-	name, ch := d.booting(snap, req)
+	name, ch := d.booting(snap, req, addrOf(addr))
 	if ch == nil {
 		return false
 	}
@@ -151,6 +151,7 @@ func (d *delayer) answerWhenReady(name string, ch <-chan struct{}) {
 	}
 	w := &worker{}
 	for _, q := range l {
+		w.addr = q.addr
 		resp, _ := d.s.process(w, d.s.snap.Load(), q.req, false, true, nil)
 		if resp = d.s.guard(w, q.req, resp, q.addr, false); resp != nil {
 			_, _ = q.conn.WriteTo(resp, q.addr)
@@ -160,11 +161,11 @@ func (d *delayer) answerWhenReady(name string, ch <-chan struct{}) {
 
 // wait blocks (a TCP connection's goroutine) until req's unikernel is
 // ready, its boot fails or the delay passes.
-func (d *delayer) wait(snap *snapshot, req []byte) {
+func (d *delayer) wait(snap *snapshot, req []byte, src netip.Addr) {
 	if !d.on() {
 		return
 	}
-	_, ch := d.booting(snap, req)
+	_, ch := d.booting(snap, req, src)
 	if ch == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"context"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -245,5 +246,48 @@ func TestResponseDelayWithoutWaiter(t *testing.T) {
 	m, err := query(t, "udp", addr, "www.example.test.", dns.TypeA)
 	if err != nil || len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != "10.213.0.5" {
 		t.Fatalf("%v %v", m, err)
+	}
+}
+
+// sourceSummoner records the sources SummonFrom is called with.
+type sourceSummoner struct {
+	*fakeSummoner
+	mu   sync.Mutex
+	srcs map[string]bool
+}
+
+func (s *sourceSummoner) SummonFrom(ctx context.Context, src netip.Addr, name string) ([]netip.Addr, error) {
+	s.mu.Lock()
+	s.srcs[src.String()] = true
+	s.mu.Unlock()
+	return s.Summon(ctx, name)
+}
+
+// TestSummonFromSource: a SourceSummoner learns each query's source, over
+// UDP and TCP.
+func TestSummonFromSource(t *testing.T) {
+	sum := &sourceSummoner{fakeSummoner: newFakeSummoner(), srcs: map[string]bool{}}
+	_, addr := startDelayServer(t, sum, 0)
+	for _, netw := range []string{"udp", "tcp"} {
+		local := "127.0.0.7"
+		if netw == "tcp" {
+			local = "127.0.0.8"
+		}
+		c := &dns.Client{Net: netw, Timeout: 5 * time.Second}
+		if netw == "udp" {
+			c.Dialer = &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(local)}}
+		} else {
+			c.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		}
+		m, _, err := c.Exchange(new(dns.Msg).SetQuestion("www.example.test.", dns.TypeA), addr)
+		if err != nil || len(m.Answer) != 1 {
+			t.Fatalf("%s: %v %v", netw, m, err)
+		}
+		sum.mu.Lock()
+		seen := sum.srcs[local]
+		sum.mu.Unlock()
+		if !seen {
+			t.Fatalf("%s: SummonFrom never saw source %s (saw %v)", netw, local, sum.srcs)
+		}
 	}
 }

@@ -210,6 +210,9 @@ func (s *Server) guard(w *worker, req, resp []byte, src net.Addr, tcp bool) []by
 					h.met.badCookie.Inc()
 					return reduce(resp, l, &e, false, rcodeBadCookie, cookie)
 				}
+				if h.cookies == nil {
+					e = parseReqEDNS(req) // keep EDNS in the truncated answer
+				}
 				return reduce(resp, l, &e, true, fullRcode(resp, l), cookie)
 			}
 		}

@@ -307,6 +307,23 @@ func TestRRLRandomNames(t *testing.T) {
 	}
 }
 
+// TestRRLSlipKeepsEDNS: a slipped answer keeps the query's EDNS (with
+// cookies off too), so that the client's retry sees our payload size.
+func TestRRLSlipKeepsEDNS(t *testing.T) {
+	for _, cookies := range []bool{false, true} {
+		g := newGuardServer(t, RRLOptions{Rate: 1, Slip: 1, Window: time.Second}, cookies)
+		req := cookieQuery(t, "mail.example.test.", dns.TypeA, "")
+		g.ask(t, req, "192.0.2.1")
+		var m dns.Msg
+		if err := m.Unpack(g.ask(t, req, "192.0.2.1")); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Truncated || m.IsEdns0() == nil || len(m.Question) != 1 {
+			t.Fatalf("cookies %v: slipped answer %v", cookies, &m)
+		}
+	}
+}
+
 // TestRRLAmplification prints the amplification factor of a spoofed flood
 // for a large answer with and without RRL.
 func TestRRLAmplification(t *testing.T) {
@@ -462,5 +479,55 @@ func BenchmarkGuard(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestFastOPTData(t *testing.T) {
+	cookie := func(n int) []byte {
+		b := []byte{0, byte(4 + n), 0, 10, 0, byte(n)}
+		return append(b, make([]byte, n)...)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"no option", []byte{0, 0}, true},
+		{"client cookie", cookie(8), true},
+		{"full cookie", cookie(24), true},
+		{"longest cookie", cookie(40), true},
+		{"malformed cookie", cookie(5), false},
+		{"cookie too long", cookie(41), false},
+		{"other option", []byte{0, 4, 0, 8, 0, 0}, false},
+		{"trailing bytes", append(cookie(8), 0), false},
+		{"cut short", cookie(24)[:20], false},
+		{"rdlen past the end", []byte{0, 9, 0, 10}, false},
+		{"empty", nil, false},
+	} {
+		if got := fastOPTData(tc.b); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestCookieQueriesTakeTheFastPath: a query with a COOKIE option is
+// answered from the cache, with the same answer as without, plus the
+// cookie.
+func TestCookieQueriesTakeTheFastPath(t *testing.T) {
+	g := newGuardServer(t, RRLOptions{}, true)
+	req := cookieQuery(t, "mail.example.test.", dns.TypeA, "0102030405060708")
+	if _, ok := parseFast(req, &worker{}); !ok {
+		t.Fatal("a query with a client cookie takes the slow path")
+	}
+	with, without := g.ask(t, req, "192.0.2.1"), g.ask(t, cookieQuery(t, "mail.example.test.", dns.TypeA, ""), "192.0.2.1")
+	var a, b dns.Msg
+	if err := a.Unpack(with); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unpack(without); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(rrStrings(a.Answer, true)) != fmt.Sprint(rrStrings(b.Answer, true)) || len(a.IsEdns0().Option) != 1 {
+		t.Fatalf("with a cookie:\n%v\nwithout:\n%v", &a, &b)
 	}
 }

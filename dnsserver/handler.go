@@ -128,12 +128,12 @@ func (s *Server) process(w *worker, snap *snapshot, req []byte, tcp, mayBlock bo
 			if e.unikernel != "" && !mayBlock {
 				return nil, true
 			}
-			if resp, ok := s.fromCache(snap, e, req, fq, tcp, out); ok {
+			if resp, ok := s.fromCache(w, snap, e, req, fq, tcp, out); ok {
 				return resp, false
 			}
 		}
 	}
-	summon := s.summonFunc
+	summon := w.summonFunc(s)
 	if !mayBlock {
 		summon = deferSummon
 	}
@@ -149,10 +149,10 @@ func deferSummon(string) ([]netip.Addr, error) { return nil, errDefer }
 // fromCache answers from a pre-encoded entry: ID, RD/CD and the question's
 // case are patched in. It reports false if the slow path must answer
 // (the answer does not fit the UDP size: truncation).
-func (s *Server) fromCache(snap *snapshot, e *cacheEntry, req []byte, fq fastQuery, tcp bool, out []byte) ([]byte, bool) {
+func (s *Server) fromCache(w *worker, snap *snapshot, e *cacheEntry, req []byte, fq fastQuery, tcp bool, out []byte) ([]byte, bool) {
 	wire, counter := e.wire, e.counter
 	if e.unikernel != "" {
-		addrs, err := s.summon(e.unikernel)
+		addrs, err := s.summon(w.source(), e.unikernel)
 		if err != nil {
 			resp, _ := s.slow(snap, req, tcp, func(string) ([]netip.Addr, error) { return nil, err }, out, netip.Addr{})
 			return resp, true
@@ -331,7 +331,8 @@ type fastQuery struct {
 }
 
 // parseFast recognises the common query shape (QUERY, one IN question with
-// an uncompressed name, at most an OPT without options, EDNS version 0) and
+// an uncompressed name, at most an OPT without options but a COOKIE, EDNS
+// version 0) and
 // builds the cache key (lower-case wire name, qtype, EDNS variant) in w.key.
 func parseFast(req []byte, w *worker) (fastQuery, bool) {
 	var fq fastQuery
@@ -375,9 +376,10 @@ func parseFast(req []byte, w *worker) (fastQuery, bool) {
 	variant := byte(variantNoEDNS)
 	fq.limit = dns.MinMsgSize
 	if req[11] == 1 {
-		// OPT: root name, type 41, class = size, TTL = xrcode/version/flags, rdlen 0.
-		if i+11 != len(req) || req[i] != 0 || req[i+1] != 0 || req[i+2] != 41 ||
-			req[i+6] != 0 || req[i+9] != 0 || req[i+10] != 0 {
+		// OPT: root name, type 41, class = size, TTL = xrcode/version/flags,
+		// no option but a well-formed COOKIE (answered by the guard).
+		if i+11 > len(req) || req[i] != 0 || req[i+1] != 0 || req[i+2] != 41 ||
+			req[i+6] != 0 || !fastOPTData(req[i+9:]) {
 			return fq, false
 		}
 		size := int(req[i+3])<<8 | int(req[i+4])

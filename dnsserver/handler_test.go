@@ -179,11 +179,11 @@ func TestHandlerCachedAndSlowPathsAgree(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s %s: fast parse failed", e.lname, dns.TypeToString[e.qtype])
 		}
-		fast, ok := s.fromCache(snap, e, req, fq, true, nil)
+		fast, ok := s.fromCache(w, snap, e, req, fq, true, nil)
 		if !ok {
 			t.Fatalf("%s %s: not answered from cache", e.lname, dns.TypeToString[e.qtype])
 		}
-		slow, err := s.slow(snap, req, true, s.summonFunc, nil, netip.Addr{})
+		slow, err := s.slow(snap, req, true, w.summonFunc(s), nil, netip.Addr{})
 		if err != nil {
 			t.Fatal(err)
 		}

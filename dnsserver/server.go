@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -32,6 +31,14 @@ type Summoner interface {
 	// configured response delay, and the server never stalls other queries
 	// while one Summon waits.
 	Summon(ctx context.Context, unikernel string) ([]netip.Addr, error)
+}
+
+// SourceSummoner is optionally implemented by the Summoner: Summon with
+// the address the query came from, for admission control (a boot charged
+// to the source prefix that asked for it). The server calls it instead of
+// Summon whenever it knows the source.
+type SourceSummoner interface {
+	SummonFrom(ctx context.Context, src netip.Addr, unikernel string) ([]netip.Addr, error)
 }
 
 // Zone is one zone the server is authoritative for.
@@ -69,6 +76,11 @@ type Options struct {
 	Listen []string
 	// Summoner answers for unikernel names; nil answers them SERVFAIL.
 	Summoner Summoner
+	// SummonAfter holds back the Summoner: unikernel names get SERVFAIL
+	// until every channel is closed (e.g. until the SYN proxy intercepts
+	// and the summoner has adopted what runs). Static names are answered
+	// from the start.
+	SummonAfter []<-chan struct{}
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Registerer for the server's metrics; nil registers nothing.
@@ -101,6 +113,7 @@ type Server struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
+	ready    chan struct{} // closed once listening
 	ctx      context.Context
 	cancel   context.CancelFunc
 	udp      []*udpListener
@@ -121,6 +134,8 @@ type worker struct {
 	src  netip.Addr
 	addr net.Addr
 	g    guardScratch
+	// summon is summonFunc's closure over this worker.
+	summon summonFunc
 }
 
 // source returns the client's address.
@@ -149,7 +164,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new DNS server: %w", err)
 	}
-	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, log: log, met: met, conns: map[net.Conn]struct{}{}, ready: make(chan struct{})}
 	s.summonRL.interval = time.Second
 	s.xfr.notify = newNotifier(s)
 	if err := s.initHardening(opts); err != nil {
@@ -176,8 +191,28 @@ func (s *Server) Update(cfg Config) error {
 	return nil
 }
 
+// Run binds UDP and TCP on every listen address, closes Ready, and serves
+// until ctx ends (or Close is called); it then closes every socket and
+// connection and returns once every goroutine of the server has ended. It
+// returns nil after such a shutdown, or the error that kept it from
+// listening. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done(): // Close
+	}
+	return s.Close()
+}
+
+// Ready is closed once the server listens on every address.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Start binds UDP and TCP on every listen address and serves until Close
-// (or until ctx is cancelled). It returns once listening.
+// (or until ctx is cancelled). It returns once listening. Run is Start,
+// wait for ctx, Close.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,33 +261,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("DNS server listening", zap.Stringers("addrs", s.addrs))
+	close(s.ready)
 	return nil
-}
-
-// listenPair binds UDP and TCP on addr, on the same port. With port 0 the
-// port UDP got may be taken for TCP: another is tried (a few times).
-func listenPair(ctx context.Context, lc *net.ListenConfig, addr string) (*net.UDPConn, net.Listener, error) {
-	for try := 1; ; try++ {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen udp %s: %w", addr, err)
-		}
-		uc := pc.(*net.UDPConn)
-		// Same port for TCP as UDP got (":0" picks one).
-		taddr := addr
-		host, port, _ := net.SplitHostPort(addr)
-		if port == "0" {
-			taddr = net.JoinHostPort(host, fmt.Sprint(uc.LocalAddr().(*net.UDPAddr).Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", taddr)
-		if err == nil {
-			return uc, ln, nil
-		}
-		_ = uc.Close()
-		if port != "0" || try >= 10 || !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, nil, fmt.Errorf("listen tcp %s: %w", taddr, err)
-		}
-	}
 }
 
 // Addrs returns the bound addresses (UDP and TCP for each listen address).
@@ -289,20 +299,44 @@ func (s *Server) closeLocked() {
 	}
 }
 
-// summon calls the Summoner.
-func (s *Server) summon(unikernel string) ([]netip.Addr, error) {
+// errNotSummoning answers unikernel names until SummonAfter's channels
+// are closed.
+var errNotSummoning = errors.New("not summoning yet")
+
+// summon calls the Summoner for a query from src (invalid if unknown):
+// SummonFrom if it is a SourceSummoner and src is known, Summon otherwise.
+func (s *Server) summon(src netip.Addr, unikernel string) ([]netip.Addr, error) {
 	if s.opts.Summoner == nil {
 		return nil, errors.New("no summoner configured")
 	}
-	addrs, err := s.opts.Summoner.Summon(s.ctx, unikernel)
+	for _, c := range s.opts.SummonAfter {
+		select {
+		case <-c:
+		default:
+			return nil, fmt.Errorf("summon %q: %w", unikernel, errNotSummoning)
+		}
+	}
+	var addrs []netip.Addr
+	var err error
+	if ss, ok := s.opts.Summoner.(SourceSummoner); ok && src.IsValid() {
+		addrs, err = ss.SummonFrom(s.ctx, src, unikernel)
+	} else {
+		addrs, err = s.opts.Summoner.Summon(s.ctx, unikernel)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("summon %q: %w", unikernel, err)
 	}
 	return addrs, nil
 }
 
-// summonFunc is s.summon as a summonFunc.
-func (s *Server) summonFunc(unikernel string) ([]netip.Addr, error) { return s.summon(unikernel) }
+// summonFunc returns s.summon for the worker's current query as a
+// summonFunc (made once per worker).
+func (w *worker) summonFunc(s *Server) summonFunc {
+	if w.summon == nil {
+		w.summon = func(unikernel string) ([]netip.Addr, error) { return s.summon(w.source(), unikernel) }
+	}
+	return w.summon
+}
 
 // summonFailed counts and (rate-limited) logs a failed summon.
 func (s *Server) summonFailed(name string, err error) {

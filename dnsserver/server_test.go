@@ -22,29 +22,40 @@ func query(t *testing.T, netw, addr, name string, qtype uint16) (*dns.Msg, error
 }
 
 func TestServerServesUDPAndTCP(t *testing.T) {
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0", "[::1]:0"}, Summoner: newFakeSummoner()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		if strings.Contains(err.Error(), "[::1]") {
-			t.Skipf("no IPv6 loopback here: %v", err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	addrs := s.Addrs()
-	if len(addrs) != 4 {
-		t.Fatalf("Addrs() = %v, want UDP and TCP for 2 listen addresses", addrs)
-	}
-	for _, a := range addrs {
-		r, err := query(t, a.Network(), a.String(), "www.example.test.", dns.TypeA)
-		if err != nil {
-			t.Fatalf("%s %s: %v", a.Network(), a, err)
-		}
-		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.213.0.5" || !r.Authoritative {
-			t.Errorf("%s %s: answer %v", a.Network(), a, r)
-		}
+	for _, tt := range []struct{ name, listen string }{
+		{"ipv4", "127.0.0.1:0"},
+		{"ipv6", "[::1]:0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "ipv6" {
+				pc, err := net.ListenPacket("udp", tt.listen)
+				if err != nil {
+					t.Skipf("no IPv6 loopback on this host (%v): only the IPv6 half is skipped", err)
+				}
+				pc.Close()
+			}
+			s, err := New(testConfig(t), Options{Listen: []string{tt.listen}, Summoner: newFakeSummoner()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			addrs := s.Addrs()
+			if len(addrs) != 2 {
+				t.Fatalf("Addrs() = %v, want UDP and TCP", addrs)
+			}
+			for _, a := range addrs {
+				r, err := query(t, a.Network(), a.String(), "www.example.test.", dns.TypeA)
+				if err != nil {
+					t.Fatalf("%s %s: %v", a.Network(), a, err)
+				}
+				if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.213.0.5" || !r.Authoritative {
+					t.Errorf("%s %s: answer %v", a.Network(), a, r)
+				}
+			}
+		})
 	}
 }
 
@@ -176,18 +187,106 @@ func TestServerCloseWhileSummonBlocks(t *testing.T) {
 	}
 }
 
+// TestServerStopsWithStartContext: cancelling the context given to Start
+// (or Run) stops the server: its sockets are closed without a Close, and
+// Run returns.
 func TestServerStopsWithStartContext(t *testing.T) {
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}})
+	for _, viaRun := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Start", true: "Run"}[viaRun], func(t *testing.T) {
+			s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ran := make(chan error, 1)
+			if viaRun {
+				go func() { ran <- s.Run(ctx) }()
+				select {
+				case <-s.Ready():
+				case err := <-ran:
+					t.Fatalf("Run: %v", err)
+				}
+			} else if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			addrs := s.Addrs()
+			if _, err := query(t, "udp", addrs[0].String(), "www.example.test.", dns.TypeSOA); err != nil {
+				t.Fatalf("query before cancel: %v", err)
+			}
+			cancel()
+			if viaRun {
+				select {
+				case err := <-ran:
+					if err != nil {
+						t.Errorf("Run after cancel: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("Run did not return 10 s after its context was cancelled")
+				}
+			}
+			// The sockets are closed: the same UDP and TCP ports can be bound
+			// again (polled: closing is asynchronous after Start).
+			var lerr error
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				var pc net.PacketConn
+				if pc, lerr = net.ListenPacket("udp", addrs[0].String()); lerr != nil {
+					continue
+				}
+				pc.Close()
+				var ln net.Listener
+				if ln, lerr = net.Listen("tcp", addrs[1].String()); lerr != nil {
+					continue
+				}
+				ln.Close()
+				break
+			}
+			if lerr != nil {
+				t.Fatalf("the server still holds its sockets after its context was cancelled: %v", lerr)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestServerSummonAfter: unikernel names get SERVFAIL until every channel
+// of Options.SummonAfter is closed; static names are answered before.
+func TestServerSummonAfter(t *testing.T) {
+	gate := make(chan struct{})
+	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(),
+		SummonAfter: []<-chan struct{}{gate}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Start(ctx); err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { _ = s.Close() })
+	addr := s.Addrs()[0].String()
+	for _, tt := range []struct {
+		name  string
+		open  bool
+		qname string
+		qtype uint16
+		rcode int
+	}{
+		{"static before", false, "example.test.", dns.TypeSOA, dns.RcodeSuccess},
+		{"unikernel before", false, "www.example.test.", dns.TypeA, dns.RcodeServerFailure},
+		{"unikernel after", true, "www.example.test.", dns.TypeA, dns.RcodeSuccess},
+	} {
+		if tt.open && gate != nil {
+			close(gate)
+			gate = nil
+		}
+		r, err := query(t, "udp", addr, tt.qname, tt.qtype)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if r.Rcode != tt.rcode {
+			t.Errorf("%s: rcode %s, want %s", tt.name, dns.RcodeToString[r.Rcode], dns.RcodeToString[tt.rcode])
+		}
 	}
 }
 

@@ -81,7 +81,7 @@ func (s *Server) serveTCP(c net.Conn, slot *tcpConn) {
 			continue
 		}
 		snap := s.snap.Load()
-		s.hard.delay.wait(snap, req)
+		s.hard.delay.wait(snap, req, w.src)
 		resp, _ := s.process(w, snap, req, true, true, out[2:2])
 		resp = s.guard(w, req, resp, c.RemoteAddr(), true)
 		if resp == nil {

@@ -118,29 +118,52 @@ func tcpQuery(c net.Conn, name string) error {
 
 // TestTCPSlotHogDoesNotLockOut: one client takes every TCP slot and keeps
 // each connection alive with a query every 8 s (and reconnects whatever is
-// closed); another client still gets its answers.
+// closed); another client still gets its answers. Small: 8 slots, all
+// allowed to one address. Default: the server's own caps (1024 slots, 64
+// per address), the hog on 16 addresses.
 func TestTCPSlotHogDoesNotLockOut(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes 9 s: a slow client's cycle of 8 s")
+		t.Skip("takes 12 s: a slow client's cycle of 8 s")
 	}
-	const slots = 8
-	s, addr := startTestServer(t, newFakeSummoner())
-	s.hard.tcp.setLimits(slots, slots, 10*time.Second) // one source may take them all
+	for _, tc := range []struct {
+		name              string
+		slots, perSource  int
+		sources, attempts int
+		every             time.Duration
+	}{
+		{"small", 8, 8, 1, 3, 4 * time.Second},
+		{"default caps", tcpMaxConns, tcpMaxPerSource, tcpMaxConns / tcpMaxPerSource, 3, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, addr := startTestServer(t, newFakeSummoner())
+			s.hard.tcp.setLimits(tc.slots, tc.perSource, 10*time.Second)
+			hogTCP(t, s, addr, tc.slots, tc.perSource, tc.sources, tc.attempts, tc.every)
+		})
+	}
+}
+
+// hogTCP fills every slot from sources addresses (127.0.0.2 on), then has
+// another client (127.0.0.1) query attempts times, every apart.
+func hogTCP(t *testing.T, s *Server, addr string, slots, perSource, sources, attempts int, every time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	hog := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	var mu sync.Mutex
 	held, reconnects := 0, 0
-	for range slots {
+	for i := range slots {
+		hog := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i/perSource%sources))}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				c, err := hog.DialContext(ctx, "tcp", addr)
 				if err != nil {
-					return
+					select {
+					case <-ctx.Done():
+					case <-time.After(10 * time.Millisecond):
+					}
+					continue
 				}
 				mu.Lock()
 				held++
@@ -161,14 +184,14 @@ func TestTCPSlotHogDoesNotLockOut(t *testing.T) {
 		}()
 	}
 	// Wait until the hog holds every slot.
-	for deadline := time.Now().Add(5 * time.Second); s.hard.tcp.count() < slots; {
+	for deadline := time.Now().Add(10 * time.Second); s.hard.tcp.count() < slots; {
 		if time.Now().After(deadline) {
 			t.Fatalf("the hog holds %d slots of %d", s.hard.tcp.count(), slots)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}, Timeout: 2 * time.Second}
-	for i := range 3 {
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, Timeout: 2 * time.Second}
+	for i := range attempts {
 		start := time.Now()
 		c, err := other.Dial("tcp", addr)
 		if err != nil {
@@ -179,8 +202,8 @@ func TestTCPSlotHogDoesNotLockOut(t *testing.T) {
 		if err != nil {
 			t.Fatalf("attempt %d: the other client got no answer: %v", i, err)
 		}
-		t.Logf("attempt %d: answered in %v with the hog on every slot", i, time.Since(start).Round(time.Microsecond))
-		time.Sleep(4 * time.Second)
+		t.Logf("attempt %d: answered in %v with the hog on %d slots", i, time.Since(start).Round(time.Microsecond), s.hard.tcp.count())
+		time.Sleep(every)
 	}
 	mu.Lock()
 	t.Logf("hog: %d connections opened, %d closed by the server", held, reconnects)

@@ -221,3 +221,22 @@ func insertOption(resp []byte, l msgLayout, code uint16, data []byte) []byte {
 	binary.BigEndian.PutUint16(resp[l.optRData-2:], uint16(l.optRDLen+n))
 	return resp
 }
+
+// fastOPTData reports whether b, an OPT record's RDLENGTH and all that
+// follows it to the end of the query, is empty or one well-formed COOKIE
+// option: such a query takes the fast path (the answer does not depend on
+// it; the guard adds the cookie).
+func fastOPTData(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	rdlen := int(binary.BigEndian.Uint16(b))
+	if rdlen == 0 || len(b) != 2+rdlen {
+		return rdlen == 0 && len(b) == 2
+	}
+	if rdlen < 4 || binary.BigEndian.Uint16(b[2:]) != optionCookie {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b[4:]))
+	return 4+n == rdlen && (n == clientCookie || n >= 16 && n <= 40)
+}

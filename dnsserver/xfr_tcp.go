@@ -61,10 +61,13 @@ func (s *Server) serveTransfer(c net.Conn, snap *snapshot, req []byte) (bool, er
 	}
 	reqMAC, tsigErr := z.checkTSIG(&q, req)
 	if tsigErr != 0 {
+		if tsigErr != dns.RcodeBadTime {
+			reqMAC = ""
+		}
 		s.log.Info("zone transfer refused: bad TSIG", zap.String("zone", z.origin),
 			zap.Stringer("from", src), zap.String("error", dns.RcodeToString[tsigErr]))
 		s.met.transfers.WithLabelValues(z.origin, dns.TypeToString[qt], xfrBadTSIG).Inc()
-		return true, s.writeTSIGError(c, &q, z, tsigErr)
+		return true, s.writeTSIGError(c, &q, z, tsigErr, reqMAC)
 	}
 	if reqMAC == "" && z.tsig != nil {
 		return false, nil // unsigned: NOTAUTH
@@ -108,9 +111,11 @@ func (s *Server) serveTransfer(c net.Conn, snap *snapshot, req []byte) (bool, er
 }
 
 // checkTSIG checks the TSIG record of q (wire form req) against z's key.
-// It returns the request's MAC ("" if unsigned) and the TSIG error to
-// answer with (0 if none): BADKEY for a key other than z's (or any key
-// when z has none), BADSIG for a wrong MAC, BADTIME outside the fudge.
+// It returns the request's MAC ("" if unsigned, or if it did not verify)
+// and the TSIG error to answer with (0 if none): BADKEY for a key other
+// than z's (or any key when z has none), BADSIG for a wrong MAC, BADTIME
+// outside the fudge (the MAC verified: it is returned, the answer is
+// signed).
 func (z *zoneData) checkTSIG(q *dns.Msg, req []byte) (string, int) {
 	t := q.IsTsig()
 	if t == nil {
@@ -121,7 +126,7 @@ func (z *zoneData) checkTSIG(q *dns.Msg, req []byte) (string, int) {
 	}
 	if err := dns.TsigVerify(req, z.tsig.Secret, "", false); err != nil {
 		if errors.Is(err, dns.ErrTime) {
-			return "", dns.RcodeBadTime
+			return t.MAC, dns.RcodeBadTime
 		}
 		return "", dns.RcodeBadSig
 	}
@@ -137,6 +142,9 @@ func (s *snapshot) checkQueryTSIG(q *dns.Msg, req []byte, lname string) (*TSIGKe
 		return nil, "", dns.RcodeBadKey
 	}
 	mac, tsigErr := z.checkTSIG(q, req)
+	if tsigErr == dns.RcodeBadTime {
+		return z.tsig, mac, tsigErr // answered signed
+	}
 	if tsigErr != 0 {
 		return nil, "", tsigErr
 	}
@@ -161,29 +169,20 @@ func signResponse(resp, q *dns.Msg, key *TSIGKey, reqMAC string, tsigErr int) ([
 	rt.Error = uint16(tsigErr)
 	rt.OrigId = q.Id
 	secret := ""
-	if key != nil && tsigErr == 0 {
+	if key != nil && (tsigErr == 0 || tsigErr == dns.RcodeBadTime) {
 		secret = key.Secret
 	}
 	wire, _, err := dns.TsigGenerate(resp, secret, reqMAC, false)
 	return wire, err
 }
 
-// writeTSIGError answers q NOTAUTH with an unsigned TSIG record carrying
-// tsigErr (RFC 8945 section 5.3.2).
-func (s *Server) writeTSIGError(c net.Conn, q *dns.Msg, z *zoneData, tsigErr int) error {
-	t := q.IsTsig()
+// writeTSIGError answers q NOTAUTH with a TSIG record carrying tsigErr
+// (RFC 8945 section 5.3.2): unsigned for BADKEY and BADSIG, signed after
+// reqMAC for BADTIME.
+func (s *Server) writeTSIGError(c net.Conn, q *dns.Msg, z *zoneData, tsigErr int, reqMAC string) error {
 	m := new(dns.Msg)
 	m.SetRcode(q, dns.RcodeNotAuth)
-	m.Ns, m.Answer = nil, nil
-	m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, time.Now().Unix())
-	rt := m.IsTsig()
-	rt.Error = uint16(tsigErr)
-	rt.OrigId = q.Id
-	secret := ""
-	if z.tsig != nil {
-		secret = z.tsig.Secret
-	}
-	wire, _, err := dns.TsigGenerate(m, secret, "", false)
+	wire, err := signResponse(m, q, z.tsig, reqMAC, tsigErr)
 	if err != nil {
 		return err
 	}

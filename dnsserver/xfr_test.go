@@ -190,11 +190,17 @@ func transfer(t *testing.T, server, src string, ixfr bool, serial uint32, key, s
 // key is set) and returns the first answer, its TSIG not checked.
 func rawTransfer(t *testing.T, server, src, key, secret string) *dns.Msg {
 	t.Helper()
+	return rawTransferAt(t, server, src, key, secret, time.Now())
+}
+
+// rawTransferAt is rawTransfer with the request signed at the time at.
+func rawTransferAt(t *testing.T, server, src, key, secret string, at time.Time) *dns.Msg {
+	t.Helper()
 	m := new(dns.Msg).SetAxfr("example.test.")
 	var wire []byte
 	var err error
 	if key != "" {
-		m.SetTsig(key, dns.HmacSHA256, 300, time.Now().Unix())
+		m.SetTsig(key, dns.HmacSHA256, 300, at.Unix())
 		wire, _, err = dns.TsigGenerate(m, secret, "", false)
 	} else {
 		wire, err = m.Pack()
@@ -347,22 +353,25 @@ func TestTransferTSIG(t *testing.T) {
 	}
 	tests := []struct {
 		name, key, secret string
-		tsigError         int // -1: no TSIG record in the answer
+		skew              time.Duration
+		tsigError         int  // -1: no TSIG record in the answer
+		signed            bool // the answer's TSIG has a MAC
 	}{
-		{"unsigned", "", "", -1},
-		{"wrong secret", "xfr.example.test.", wrong, dns.RcodeBadSig},
-		{"unknown key name", "other.example.test.", testSecret, dns.RcodeBadKey},
+		{"unsigned", "", "", 0, -1, false},
+		{"wrong secret", "xfr.example.test.", wrong, 0, dns.RcodeBadSig, false},
+		{"unknown key name", "other.example.test.", testSecret, 0, dns.RcodeBadKey, false},
+		{"clock off by 20 minutes", "xfr.example.test.", testSecret, -20 * time.Minute, dns.RcodeBadTime, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := rawTransfer(t, addr, "127.0.0.2", tt.key, tt.secret)
-			tsigError := -1
+			r := rawTransferAt(t, addr, "127.0.0.2", tt.key, tt.secret, time.Now().Add(tt.skew))
+			tsigError, signed := -1, false
 			if ts := r.IsTsig(); ts != nil {
-				tsigError = int(ts.Error)
+				tsigError, signed = int(ts.Error), ts.MACSize > 0
 			}
-			if r.Rcode != dns.RcodeNotAuth || len(r.Answer) != 0 || tsigError != tt.tsigError {
-				t.Errorf("answer %s with %d records, TSIG error %d; want NOTAUTH, none, %d",
-					dns.RcodeToString[r.Rcode], len(r.Answer), tsigError, tt.tsigError)
+			if r.Rcode != dns.RcodeNotAuth || len(r.Answer) != 0 || tsigError != tt.tsigError || signed != tt.signed {
+				t.Errorf("answer %s with %d records, TSIG error %d, signed %v; want NOTAUTH, none, %d, %v",
+					dns.RcodeToString[r.Rcode], len(r.Answer), tsigError, signed, tt.tsigError, tt.signed)
 			}
 		})
 	}

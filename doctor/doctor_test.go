@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // wantResult checks a result's status and that its detail and fix mention
@@ -364,5 +365,24 @@ func TestProbeELFBootsInQEMU(t *testing.T) {
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+func TestBridgeMACDetail(t *testing.T) {
+	tests := []struct {
+		name string
+		mac  net.HardwareAddr
+		want string
+	}{
+		{"zero", net.HardwareAddr{0, 0, 0, 0, 0, 0}, "gives it " + synproxy.BridgeMAC("br-x").String()},
+		{"none", nil, "derived from its name"},
+		{"set", net.HardwareAddr{0x02, 1, 2, 3, 4, 5}, "MAC 02:01:02:03:04:05, pinned"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := bridgeMACDetail("br-x", tt.mac); !strings.Contains(got, tt.want) {
+				t.Errorf("bridgeMACDetail(%v) = %q, want it to contain %q", tt.mac, got, tt.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
+
+	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // checkBridge checks that the bridge exists and is a bridge (sysNet is
@@ -44,7 +47,16 @@ func checkBridge(name, sysNet string) Result {
 		return r
 	}
 	r.Status, r.Detail = Pass, fmt.Sprintf("present (index %d, %s)", ifi.Index, upDown(ifi.Flags))
+	r.Detail += ", " + bridgeMACDetail(name, ifi.HardwareAddr)
 	return r
+}
+
+// bridgeMACDetail says what jitsu serve does with the bridge's MAC.
+func bridgeMACDetail(name string, mac net.HardwareAddr) string {
+	if len(mac) == 0 || bytes.Equal(mac, make([]byte, len(mac))) {
+		return fmt.Sprintf("MAC 00:00:00:00:00:00 (its last port left): jitsu serve gives it %s, derived from its name", synproxy.BridgeMAC(name))
+	}
+	return fmt.Sprintf("MAC %s, pinned by jitsu serve", mac)
 }
 
 func upDown(f net.Flags) string {

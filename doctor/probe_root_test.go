@@ -3,16 +3,14 @@ package doctor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"libvirt.org/go/libvirt"
+
+	"github.com/jitsu-unikernel/jitsu/internal/testenv"
 )
 
 // needRoot skips a root-tier test when not root, and fails it when CI=true.
@@ -27,92 +25,12 @@ func needRoot(t *testing.T, what string) {
 	t.Skipf("%s needs root", what)
 }
 
-// missing skips (or fails under CI=true) for a missing requirement.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format+" (CI=true: the root tier must not skip)", args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// startLibvirtd runs a private libvirtd (and virtlogd if none runs) inside
-// a fresh network namespace while holding /run/jitsu-libvirtd.lock, the
-// machine-wide lock of the one libvirtd, and stops it all at cleanup. It
-// returns the URI to connect to.
+// startLibvirtd starts the one sandbox (internal/sandbox through testenv:
+// a private libvirtd in a network namespace under the machine-wide lock),
+// removed at cleanup, and returns the URI to connect to.
 func startLibvirtd(t *testing.T) string {
 	t.Helper()
-	for _, bin := range []string{"libvirtd", "virtlogd", "ip", "qemu-system-x86_64"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing(t, "%s not installed (apt-get install libvirt-daemon-system qemu-system-x86 iproute2)", bin)
-		}
-	}
-	lock, err := os.OpenFile("/run/jitsu-libvirtd.lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("open libvirtd lock: %v", err)
-	}
-	t.Cleanup(func() { lock.Close() })
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("take libvirtd lock: %v", err)
-	}
-	t.Cleanup(func() { syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) })
-	if out, err := exec.Command("pgrep", "-x", "libvirtd").Output(); err == nil {
-		missing(t, "a libvirtd not started under /run/jitsu-libvirtd.lock is running (pid %s)", strings.TrimSpace(string(out)))
-	}
-
-	ns := fmt.Sprintf("jitsu-doctor-%d", os.Getpid())
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-
-	if exec.Command("pgrep", "-x", "virtlogd").Run() != nil {
-		run("ip", "netns", "exec", ns, "virtlogd", "-d")
-		t.Cleanup(func() { killPidFile(t, "/run/virtlogd.pid") })
-	}
-	run("ip", "netns", "exec", ns, "libvirtd", "-d")
-	t.Cleanup(func() { killPidFile(t, "/run/libvirtd.pid") })
-
-	const uri = "qemu:///system"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := libvirt.NewConnect(uri)
-		if err == nil {
-			c.Close()
-			return uri
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("libvirtd did not come up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// killPidFile stops the daemon whose pid file is path, and waits for it.
-func killPidFile(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Logf("stop daemon: %v", err)
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		t.Logf("stop daemon: bad pid file %s: %q", path, b)
-		return
-	}
-	syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 200; i++ {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
+	return testenv.Libvirt(t).URI
 }
 
 // TestProbeBootRoot boots the generated probe kernel under a real libvirtd

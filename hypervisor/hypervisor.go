@@ -42,7 +42,7 @@ type Spec struct {
 	// Bridge is the host bridge the guest's virtio NIC is attached to.
 	Bridge string
 	// MAC is the guest NIC's address; nil means one derived stably from Name
-	// (see DeriveMAC).
+	// (see NIC). jitsu always sets it (package config owns the default).
 	MAC net.HardwareAddr
 	// DomainType is the libvirt domain type: "kvm" on real servers, "qemu"
 	// (TCG) where KVM is unusable.
@@ -69,6 +69,10 @@ const (
 	// stops it; the next Start restores it from the save file.
 	StopSave StopMode = "save"
 )
+
+// StopModes lists the stop modes. This package owns their names: the
+// config file and the control socket use them as they are.
+var StopModes = []StopMode{StopDestroy, StopShutdown, StopSuspend, StopSave}
 
 // ParseStopMode parses a stop mode as written in the config.
 func ParseStopMode(s string) (StopMode, error) {
@@ -125,9 +129,13 @@ const (
 	EventCrashed
 	EventSuspended
 	EventResumed
+	// EventReconnected is not about one domain (Name is empty): the
+	// backend has (re)connected to the hypervisor, and events may have
+	// been missed meanwhile; the consumer reconciles its view with List.
+	EventReconnected
 )
 
-var eventNames = [...]string{"", "started", "stopped", "crashed", "suspended", "resumed"}
+var eventNames = [...]string{"", "started", "stopped", "crashed", "suspended", "resumed", "reconnected"}
 
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventNames) {
@@ -169,6 +177,10 @@ type Hypervisor interface {
 	State(ctx context.Context, name string) (State, error)
 	// List returns jitsu's domains only, never foreign ones.
 	List(ctx context.Context) ([]Domain, error)
+	// DiscardSave removes the domain's managed save image, so that its
+	// next Start boots afresh; a domain without one is left as it is (nil).
+	// ErrNotFound if jitsu has no such domain.
+	DiscardSave(ctx context.Context, name string) error
 	// Events delivers lifecycle events of jitsu's domains. The channel is
 	// closed by Close.
 	Events() <-chan Event
@@ -187,9 +199,19 @@ type StatsReader interface {
 	InterfaceStats(ctx context.Context, name string) (InterfaceStats, error)
 }
 
+// NIC returns the guest NIC's address: MAC, or DeriveMAC(Name) when MAC is
+// nil. Every backend takes a spec's MAC from here.
+func (s Spec) NIC() net.HardwareAddr {
+	if len(s.MAC) != 0 {
+		return s.MAC
+	}
+	return DeriveMAC(s.Name)
+}
+
 // DeriveMAC returns a stable locally administered unicast MAC for name, with
 // the 52:54:00 prefix QEMU uses, so that the same unikernel keeps its MAC
-// across boots and restarts of jitsu.
+// across boots and restarts of jitsu. It is config.DeriveMAC (jitsu's
+// configs always set Spec.MAC); this one serves other users of the backends.
 func DeriveMAC(name string) net.HardwareAddr {
 	// FNV-1a, 32 bit.
 	h := uint32(2166136261)

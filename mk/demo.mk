@@ -1,8 +1,8 @@
 # Demo targets (scripts/demo/): see docs/demo.md.
 
-.PHONY: demo demo-clean demo-vm-per-url vm-per-url-image
+.PHONY: demo demo-clean demo-vm-per-url
 
-demo: ## as root: boot the example unikernel on a DNS query, inside namespaces of its own, and print the timeline
+demo: ## as root: boot the example unikernel on a DNS query, inside the sandbox (bin/jitsu-sandbox), and print one causal timeline of client and jitsu
 	./scripts/demo/demo.sh
 
 demo-clean: ## remove everything the demos could have left (namespaces, libvirtd, VMs, temp files)

@@ -1,11 +1,4 @@
-# mk/e2e.mk: the end-to-end tests (test/) and the cold-start benchmark
-# (tools/coldstart). Both need root, `make image`, and take the libvirtd lock.
+# mk/e2e.mk: the end-to-end tests (test/). They need root, `make image`, and
+# take the libvirtd lock. The cold-start benchmark is in mk/bench.mk.
 
 TEST_ROOT_PKGS += ./test
-BENCH_TARGETS  += bench-coldstart
-
-COLDSTART_RUNS ?= 10
-
-.PHONY: bench-coldstart
-bench-coldstart: build ## cold start: DNS query to first HTTP byte, with/without the SYN proxy, vs the boot floor
-	$(GO) run ./tools/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)

@@ -19,20 +19,20 @@ IMAGE_SITE   ?= examples/unikernel/site
 IMAGE_EXAMPLE   := $(IMAGE_DIR)/example
 IMAGE_MULTIBOOT := $(IMAGE_DIR)/multiboot
 
-.PHONY: image image-kernel image-initrd image-multiboot image-clean image-bootbench
+.PHONY: image image-kernel image-initrd image-multiboot image-clean
 
 image: image-kernel image-initrd image-multiboot ## build the example unikernel (kernel cached) and the multiboot image into $(IMAGE_DIR)
 	@echo "image: installed in $(IMAGE_EXAMPLE) and $(IMAGE_MULTIBOOT)"
 	@ls -l $(IMAGE_EXAMPLE) $(IMAGE_MULTIBOOT)
 
 # Directories on the way to the images must be traversable by libvirt-qemu.
-image-dirs:
+image-dirs: ## create the image directories (traversable by libvirt-qemu)
 	install -d -m 0755 $(dir $(IMAGE_DIR)) $(IMAGE_DIR) $(IMAGE_EXAMPLE) $(IMAGE_MULTIBOOT) $(IMAGE_BUILD)
 .PHONY: image-dirs
 
 # The kernel build is cached by build-kernel.sh (seconds when cached, a few
 # minutes cold); its last output line is the cache directory.
-image-kernel: image-dirs
+image-kernel: image-dirs ## build (or take from the cache) the example kernel and install it
 	@set -e; out=$$(JITSU_KERNEL_CACHE=$(KERNEL_CACHE) examples/unikernel/build-kernel.sh | tail -n1); \
 	install -m 0644 $$out/bzImage $(IMAGE_EXAMPLE)/bzImage; \
 	install -m 0644 $$out/vmlinux $(IMAGE_EXAMPLE)/vmlinux; \
@@ -41,28 +41,17 @@ image-kernel: image-dirs
 # /init is static (CGO_ENABLED=0) and stripped; the initramfs is written by
 # Go (no cpio(1)). initrd.cpio.gz is the gzip form (team contract path),
 # initrd.cpio the uncompressed form, which boots faster (docs/boot.md).
-image-initrd: image-dirs
+image-initrd: image-dirs ## build /init and the example initramfs (gzip and uncompressed)
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(IMAGE_BUILD)/init ./examples/unikernel/init
 	go run ./examples/unikernel/mkinitramfs -gzip -init $(IMAGE_BUILD)/init -content $(IMAGE_SITE) -o $(IMAGE_EXAMPLE)/initrd.cpio.gz
 	go run ./examples/unikernel/mkinitramfs -init $(IMAGE_BUILD)/init -content $(IMAGE_SITE) -o $(IMAGE_EXAMPLE)/initrd.cpio
 	install -m 0644 examples/unikernel/cmdline $(IMAGE_EXAMPLE)/cmdline
 
 # A 32-bit multiboot ELF "built elsewhere" (binutils only, no multilib).
-image-multiboot: image-dirs
+image-multiboot: image-dirs ## build the multiboot floor kernel (prints JITSU-READY)
 	as --32 -o $(IMAGE_BUILD)/hello.o examples/multiboot/hello.S
 	ld -m elf_i386 -T examples/multiboot/hello.ld -o $(IMAGE_BUILD)/hello.elf $(IMAGE_BUILD)/hello.o
 	install -m 0644 $(IMAGE_BUILD)/hello.elf $(IMAGE_MULTIBOOT)/hello.elf
 
 image-clean: ## remove the installed images (the kernel cache is kept)
 	rm -rf $(IMAGE_EXAMPLE) $(IMAGE_MULTIBOOT) $(IMAGE_BUILD)
-
-# Boot-phase benchmark of docs/boot.md through a private libvirtd in a
-# network namespace (root; takes /run/jitsu-libvirtd.lock). The product's
-# boot floor is printed by `make bench` (tools/bootfloor); this one prints
-# the phases and lets you compare domain/kernel choices, e.g.
-#   make image-bootbench BOOTBENCH_ARGS='-runs 10 -kernel $(IMAGE_EXAMPLE)/bzImage'
-BOOTBENCH_ARGS ?= -runs 10
-image-bootbench: image ## boot phases of the example image through libvirt (root)
-	examples/unikernel/bootbench/bootbench.sh -lean -acpi=false \
-	  -kernel $(IMAGE_EXAMPLE)/vmlinux -initrd $(IMAGE_EXAMPLE)/initrd.cpio \
-	  -append "$$(cat $(IMAGE_EXAMPLE)/cmdline) jitsu.debug=1" $(BOOTBENCH_ARGS)

@@ -88,7 +88,10 @@ func manyUnikernels(n int) []Unikernel {
 			Addrs:       []netip.Addr{addr},
 			Spec:        hypervisor.Spec{Name: name, Kernel: "/var/lib/jitsu/images/example/bzImage", MemoryBytes: 64 << 20, Cmdline: "ip=" + addr.String() + "::10.0.0.254:255.0.0.0::eth0:off"},
 			IdleTimeout: time.Minute,
+			BootTimeout: 30 * time.Second,
+			StopMode:    hypervisor.StopDestroy,
 			Ready:       Ready{Kind: ReadyTCP, Port: 80},
+			Triggers:    []Trigger{TriggerDNS, TriggerTCP},
 		}
 	}
 	return uks

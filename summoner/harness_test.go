@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
+	"github.com/jitsu-unikernel/jitsu/internal/clocktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,12 +29,13 @@ type harness struct {
 	t     *testing.T
 	ctx   context.Context
 	f     *hvtest.Fake
-	clk   *FakeClock
+	clk   *clocktest.FakeClock
 	s     *Summoner
 	opts  Options
 	logs  *observer.ObservedLogs
 	reg   *prometheus.Registry
 	scans chan struct{}
+	gate  *fakeGate // withGate only
 
 	mu  sync.Mutex
 	seq []string // gate and hypervisor calls, in order
@@ -51,7 +54,7 @@ func newHarness(t *testing.T, opts Options, uks ...Unikernel) *harness {
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := &harness{
 		t: t, ctx: ctx, f: f, logs: logs,
-		clk:   NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
+		clk:   clocktest.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
 		reg:   prometheus.NewRegistry(),
 		scans: make(chan struct{}, 1<<16),
 	}
@@ -118,6 +121,36 @@ func (h *harness) calls() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]string(nil), h.seq...)
+}
+
+// advanceUntil advances the clock a second at a time, up to max, until
+// name is in state st: for what runs on its own timers (the reconciler's
+// backoff) that the test cannot wait for otherwise.
+func (h *harness) advanceUntil(name string, st State, max time.Duration) {
+	h.t.Helper()
+	for d := time.Duration(0); d <= max; d += time.Second {
+		ctx, cancel := context.WithTimeout(h.ctx, 50*time.Millisecond)
+		err := h.s.WaitState(ctx, name, st)
+		cancel()
+		if err == nil {
+			return
+		}
+		h.clk.Advance(time.Second)
+	}
+	h.waitState(name, st)
+}
+
+// waitCall waits until call has been recorded (a gate or hypervisor call
+// made by an actor the test cannot otherwise wait for).
+func (h *harness) waitCall(call string) {
+	h.t.Helper()
+	for !slices.Contains(h.calls(), call) {
+		select {
+		case <-h.ctx.Done():
+			h.t.Fatalf("no call %q: %q", call, h.calls())
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // tick advances the clock by one reaper interval and waits for the scan.
@@ -258,26 +291,85 @@ func uk(name, addr string) Unikernel {
 		Spec:        hypervisor.Spec{Name: name, MemoryBytes: 64 << 20, Cmdline: "ip=" + addr},
 		IdleTimeout: 10 * time.Second,
 		BootTimeout: 5 * time.Second,
+		StopMode:    hypervisor.StopDestroy,
 		Ready:       Ready{Kind: ReadyTCP, Port: 80},
+		Triggers:    []Trigger{TriggerDNS, TriggerTCP},
 	}
 }
 
-// recGate records its calls in the harness's call sequence.
-type recGate struct{ h *harness }
+// fakeGate is an in-memory gate: it records its calls in the harness's
+// call sequence, holds the packets sent to held addresses (see packet) and
+// calls the summoner back for each, as the SYN proxy does.
+type fakeGate struct {
+	h *harness
 
-func (g recGate) Hold(addrs []netip.Addr, _ net.HardwareAddr) error {
+	mu     sync.Mutex
+	held   map[netip.Addr][]Proto
+	queued map[netip.Addr]int
+	failed int // Release and Drop calls for addresses not held
+}
+
+func newFakeGate() *fakeGate {
+	return &fakeGate{held: map[netip.Addr][]Proto{}, queued: map[netip.Addr]int{}}
+}
+
+func (g *fakeGate) Hold(addrs []netip.Addr, _ net.HardwareAddr, protos []Proto) error {
 	g.h.record("hold " + joinAddrs(addrs))
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, a := range addrs {
+		g.held[a] = slices.Clone(protos)
+	}
 	return nil
 }
 
-func (g recGate) Release(addrs []netip.Addr) error {
+func (g *fakeGate) Release(addrs []netip.Addr) (int, error) {
 	g.h.record("release " + joinAddrs(addrs))
+	return g.finish(addrs), nil
+}
+
+func (g *fakeGate) Drop(addrs []netip.Addr) error {
+	g.h.record("drop " + joinAddrs(addrs))
+	g.finish(addrs)
 	return nil
 }
 
-func (g recGate) Drop(addrs []netip.Addr) error {
-	g.h.record("drop " + joinAddrs(addrs))
-	return nil
+func (g *fakeGate) finish(addrs []netip.Addr) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, a := range addrs {
+		if _, ok := g.held[a]; !ok {
+			g.failed++
+		}
+		n += g.queued[a]
+		delete(g.held, a)
+		delete(g.queued, a)
+	}
+	return n
+}
+
+// packet sends a client's first packet of proto to addr: the gate holds
+// it (and calls OnPacket) if it holds addr for proto. It reports whether
+// it was held.
+func (g *fakeGate) packet(addr netip.Addr, proto Proto) bool {
+	g.mu.Lock()
+	held := slices.Contains(g.held[addr], proto)
+	if held {
+		g.queued[addr]++
+	}
+	g.mu.Unlock()
+	if held {
+		g.h.s.OnPacket(addr, proto)
+	}
+	return held
+}
+
+// holds returns the protocols held for addr (nil: not held).
+func (g *fakeGate) holds(addr netip.Addr) []Proto {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held[addr]
 }
 
 func joinAddrs(addrs []netip.Addr) string {
@@ -288,20 +380,13 @@ func joinAddrs(addrs []netip.Addr) string {
 	return strings.Join(s, ",")
 }
 
-// withGate builds a harness whose summoner uses a recording gate.
+// withGate builds a harness whose summoner uses a fake gate (h.gate).
 func withGate(t *testing.T, opts Options, uks ...Unikernel) *harness {
 	t.Helper()
-	var h *harness
-	g := &lateGate{}
+	g := newFakeGate()
 	opts.Gate = g
-	h = newHarness(t, opts, uks...)
-	g.g = recGate{h}
+	h := newHarness(t, opts, uks...)
+	g.h = h
+	h.gate = g
 	return h
 }
-
-// lateGate lets the recording gate be bound to the harness after New.
-type lateGate struct{ g recGate }
-
-func (l *lateGate) Hold(a []netip.Addr, m net.HardwareAddr) error { return l.g.Hold(a, m) }
-func (l *lateGate) Release(a []netip.Addr) error                  { return l.g.Release(a) }
-func (l *lateGate) Drop(a []netip.Addr) error                     { return l.g.Drop(a) }

@@ -39,8 +39,10 @@ func lvUnikernel(prefix, name string, i int, mode hypervisor.StopMode) summoner.
 		Spec: hypervisor.Spec{Name: dom, Kernel: "/nonexistent/bzImage", Cmdline: "console=ttyS0",
 			MemoryBytes: 64 << 20, DomainType: "test"},
 		IdleTimeout: 200 * time.Millisecond,
+		BootTimeout: 30 * time.Second,
 		StopMode:    mode,
 		Ready:       summoner.Ready{Kind: summoner.ReadyDelay},
+		Triggers:    []summoner.Trigger{summoner.TriggerDNS, summoner.TriggerTCP},
 	}
 }
 

@@ -18,6 +18,12 @@ type metrics struct {
 	running       prometheus.Gauge
 	booting       prometheus.Gauge
 	memory        prometheus.Gauge
+
+	summons         *prometheus.CounterVec
+	gateErrors      *prometheus.CounterVec
+	trafficErrors   prometheus.Counter
+	reconcileErrors prometheus.Counter
+	reconcileFixes  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,12 +69,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jitsu_budget_memory_bytes",
 			Help: "Guest memory counted against the memory budget (starting, ready and suspended unikernels).",
 		}),
+		summons: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_unikernel_summons_total",
+			Help: "Boots started by the summoner, by what triggered them (dns, tcp, udp, control, frontdoor).",
+		}, []string{"unikernel", "trigger"}),
+		gateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_summoner_gate_errors_total",
+			Help: "Failed gate calls, by operation (hold, release, drop).",
+		}, []string{"op"}),
+		trafficErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitsu_summoner_traffic_errors_total",
+			Help: "Failed reads of the traffic counters used for idle-out.",
+		}),
+		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitsu_summoner_reconcile_errors_total",
+			Help: "Reconciliations with the hypervisor that failed (retried with backoff).",
+		}),
+		reconcileFixes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_summoner_reconcile_fixes_total",
+			Help: "Times the reconciler found a unikernel's state different from its domain's and settled it.",
+		}, []string{"unikernel"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
-		m.refusals, m.budgetRefused, m.running, m.booting, m.memory} {
+		m.refusals, m.budgetRefused, m.running, m.booting, m.memory, m.summons, m.gateErrors, m.trafficErrors,
+		m.reconcileErrors, m.reconcileFixes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register summoner metrics: %w", err)
 		}

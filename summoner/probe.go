@@ -17,17 +17,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
-
-// mac returns the MAC of the unikernel's NIC.
-func mac(cfg *Unikernel) net.HardwareAddr {
-	if cfg.Spec.MAC != nil {
-		return cfg.Spec.MAC
-	}
-	return hypervisor.DeriveMAC(cfg.Spec.Name)
-}
 
 // probe blocks until the unikernel is ready or ctx is done. off is where
 // a console probe starts reading the console log.

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/jitsu-unikernel/jitsu/internal/clocktest"
 )
 
 func TestProbeTCP(t *testing.T) {
@@ -40,7 +42,7 @@ func TestProbeConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := consoleSize(path)
-	clk := NewFakeClock(time.Unix(0, 0))
+	clk := clocktest.NewFakeClock(time.Unix(0, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -92,7 +94,7 @@ func TestProbeConsole(t *testing.T) {
 }
 
 func TestProbeDelay(t *testing.T) {
-	clk := NewFakeClock(time.Unix(0, 0))
+	clk := clocktest.NewFakeClock(time.Unix(0, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := &Summoner{clock: clk}
@@ -125,24 +127,5 @@ func TestConsoleTail(t *testing.T) {
 	got := consoleTail(path, 2)
 	if len(got) != 2 || got[0] != "b" || got[1] != "c" {
 		t.Fatalf("tail %q", got)
-	}
-}
-
-func TestFakeClockOrder(t *testing.T) {
-	clk := NewFakeClock(time.Unix(0, 0))
-	var got []int
-	clk.AfterFunc(2*time.Second, func() { got = append(got, 2) })
-	clk.AfterFunc(time.Second, func() { got = append(got, 1) })
-	stopped := clk.AfterFunc(time.Second, func() { got = append(got, 99) })
-	if !stopped.Stop() {
-		t.Fatal("Stop of a pending timer reported false")
-	}
-	clk.Advance(1500 * time.Millisecond)
-	if len(got) != 1 || got[0] != 1 {
-		t.Fatalf("after 1.5s: %v", got)
-	}
-	clk.Advance(time.Second)
-	if len(got) != 2 || got[1] != 2 || clk.Now() != time.Unix(2, 5e8) {
-		t.Fatalf("after 2.5s: %v at %v", got, clk.Now())
 	}
 }

@@ -22,11 +22,15 @@ const (
 	StateSaved
 	// StateFailed: the last boot failed; Summon retries after a backoff.
 	StateFailed
+	// StateUnknown: a stop failed and so did the check of the domain's
+	// state; the reconciler asks the hypervisor again, with backoff, and
+	// settles it. It counts as running against the budget.
+	StateUnknown
 
 	numStates
 )
 
-var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed"}
+var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown"}
 
 func (s State) String() string {
 	if s >= 0 && s < numStates {
@@ -40,9 +44,9 @@ type evKind uint8
 
 const (
 	evSummon        evKind = iota // a query, traffic or the operator wants it running (budget reserved)
-	evAdoptRunning                // at Run: its domain already runs
-	evAdoptPaused                 // at Run: its domain is paused
-	evAdoptSaved                  // at Run: its domain is saved
+	evAdoptRunning                // at Run or on reconcile: its domain runs
+	evAdoptPaused                 // at Run or on reconcile: its domain is paused
+	evAdoptSaved                  // at Run or on reconcile: its domain is saved
 	evReady                       // the readiness probe succeeded
 	evBootFailed                  // Start/Resume or the probe failed
 	evBootTimeout                 // not ready by the boot timeout
@@ -53,13 +57,15 @@ const (
 	evSavedDone                   // a save stop completed
 	evStopFailed                  // a stop failed and the domain still runs
 	evCrashed                     // the hypervisor reports a crash
-	evDomainStopped               // the hypervisor reports a stop we did not ask for
+	evDomainStopped               // the hypervisor reports a stop we did not ask for, or the reconciler finds the domain gone
+	evStopUnknown                 // a stop failed and the domain's state could not be read
 
 	numEvKinds
 )
 
 var evNames = [...]string{"summon", "adopt-running", "adopt-paused", "adopt-saved", "ready", "boot-failed",
-	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped"}
+	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped",
+	"stop-unknown"}
 
 func (e evKind) String() string {
 	if e < numEvKinds {
@@ -73,23 +79,26 @@ func (e evKind) String() string {
 type action uint8
 
 const (
-	actArm     action = iota + 1 // new boot generation, arm the boot timeout
-	actCount                     // count a boot (metrics, status timeline)
-	actHold                      // gate.Hold
-	actStart                     // hypervisor Start (boot or restore)
-	actResume                    // hypervisor Resume
-	actProbe                     // start the readiness probe
-	actRelease                   // gate.Release, record the boot duration, reset failures
-	actCancel                    // cancel the boot timeout and the probe
-	actDrop                      // gate.Drop
-	actDestroy                   // hypervisor Stop(destroy), errors ignored
-	actBackoff                   // count a failure, set the backoff
-	actStop                      // hypervisor Stop with the event's mode
-	actTail                      // log the console tail
+	actArm       action = iota + 1 // new boot generation, arm the boot timeout
+	actCount                       // count a boot (metrics, status timeline)
+	actHold                        // gate.Hold (idempotent: Summon already holds)
+	actStart                       // hypervisor Start (boot or restore)
+	actResume                      // hypervisor Resume
+	actProbe                       // start the readiness probe
+	actRelease                     // gate.Release, record the boot duration, reset failures
+	actCancel                      // cancel the boot timeout and the probe
+	actDrop                        // gate.Drop
+	actDestroy                     // hypervisor Stop(destroy), errors ignored
+	actBackoff                     // count a failure, set the backoff
+	actStop                        // hypervisor Stop with the event's mode
+	actTail                        // log the console tail
+	actReconcile                   // ask the reconciler to settle the domain's state
+
+	numActions
 )
 
 var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
-	"drop", "destroy", "backoff", "stop", "tail"}
+	"drop", "destroy", "backoff", "stop", "tail", "reconcile"}
 
 func (a action) String() string {
 	if int(a) < len(actNames) {
@@ -110,6 +119,7 @@ var (
 	readyActs  = []action{actRelease}
 	stopActs   = []action{actStop}
 	tailActs   = []action{actTail}
+	unknownAct = []action{actReconcile}
 	noActs     []action
 )
 
@@ -127,16 +137,7 @@ var (
 func transition(st State, ev evKind) (State, []action) {
 	switch st {
 	case StateStopped:
-		switch ev {
-		case evSummon:
-			return StateStarting, bootActs
-		case evAdoptRunning:
-			return StateStarting, adoptActs
-		case evAdoptPaused:
-			return StateSuspended, noActs
-		case evAdoptSaved:
-			return StateSaved, noActs
-		}
+		return fromStopped(ev)
 	case StateStarting:
 		switch ev {
 		case evReady:
@@ -160,18 +161,7 @@ func transition(st State, ev evKind) (State, []action) {
 			return StateStopped, noActs
 		}
 	case StateStopping:
-		switch ev {
-		case evStoppedOff:
-			return StateStopped, noActs
-		case evSuspendedDone:
-			return StateSuspended, noActs
-		case evSavedDone:
-			return StateSaved, noActs
-		case evStopFailed:
-			return StateReady, noActs
-		case evCrashed:
-			return StateStopped, tailActs
-		}
+		return fromStopping(ev)
 	case StateSuspended:
 		switch ev {
 		case evSummon:
@@ -182,17 +172,91 @@ func transition(st State, ev evKind) (State, []action) {
 			return StateStopped, tailActs
 		case evDomainStopped:
 			return StateStopped, noActs
+		case evAdoptRunning:
+			return StateStarting, adoptActs
 		}
 	case StateSaved:
-		switch ev {
-		case evSummon:
-			return StateStarting, bootActs
-		}
+		return fromSaved(ev)
 	case StateFailed:
 		switch ev {
 		case evSummon:
 			return StateStarting, bootActs
+		case evAdoptRunning:
+			return StateStarting, adoptActs
+		case evAdoptPaused:
+			return StateSuspended, noActs
 		}
+	case StateUnknown:
+		return fromUnknown(ev)
 	}
 	return st, noActs
+}
+
+func fromStopped(ev evKind) (State, []action) {
+	switch ev {
+	case evSummon:
+		return StateStarting, bootActs
+	case evAdoptRunning:
+		return StateStarting, adoptActs
+	case evAdoptPaused:
+		return StateSuspended, noActs
+	case evAdoptSaved:
+		return StateSaved, noActs
+	}
+	return StateStopped, noActs
+}
+
+func fromStopping(ev evKind) (State, []action) {
+	switch ev {
+	case evStoppedOff:
+		return StateStopped, noActs
+	case evSuspendedDone:
+		return StateSuspended, noActs
+	case evSavedDone:
+		return StateSaved, noActs
+	case evStopFailed:
+		// Still running: release what the gate held for the next boot.
+		return StateReady, readyActs
+	case evStopUnknown:
+		return StateUnknown, unknownAct
+	case evCrashed:
+		return StateStopped, tailActs
+	}
+	return StateStopping, noActs
+}
+
+func fromSaved(ev evKind) (State, []action) {
+	switch ev {
+	case evSummon:
+		return StateStarting, bootActs
+	case evStop:
+		// Stopping a saved unikernel only discards its save image (when
+		// the stop asks for it); actStop knows.
+		return StateStopping, stopActs
+	case evDomainStopped:
+		return StateStopped, noActs
+	case evAdoptRunning:
+		return StateStarting, adoptActs
+	case evAdoptPaused:
+		return StateSuspended, noActs
+	}
+	return StateSaved, noActs
+}
+
+func fromUnknown(ev evKind) (State, []action) {
+	switch ev {
+	case evAdoptRunning:
+		return StateStarting, adoptActs
+	case evAdoptPaused:
+		return StateSuspended, noActs
+	case evAdoptSaved:
+		return StateSaved, noActs
+	case evDomainStopped:
+		return StateStopped, noActs
+	case evCrashed:
+		return StateStopped, tailActs
+	case evStop:
+		return StateStopping, stopActs
+	}
+	return StateUnknown, noActs
 }

@@ -319,13 +319,15 @@ func TestInboundChatterIsNotActivity(t *testing.T) {
 	h.waitState("web", StateStopped)
 }
 
+// small is a test unikernel that never idles out, counting mem bytes.
+func small(name, addr string, mem uint64) Unikernel {
+	u := uk(name, addr)
+	u.IdleTimeout = 0
+	u.Memory = mem
+	return u
+}
+
 func TestBudget(t *testing.T) {
-	small := func(name, addr string, mem uint64) Unikernel {
-		u := uk(name, addr)
-		u.IdleTimeout = 0
-		u.Memory = mem
-		return u
-	}
 	t.Run("max running evicts the least recently active", func(t *testing.T) {
 		h := newHarness(t, Options{MaxRunning: 2, EvictIdle: 5 * time.Second},
 			small("a", "10.0.0.1", 0), small("b", "10.0.0.2", 0), small("c", "10.0.0.3", 0)).run()
@@ -374,6 +376,9 @@ func TestBudget(t *testing.T) {
 		h.summon("b")
 		h.waitStarts("b", 1)
 	})
+}
+
+func TestBudgetMemory(t *testing.T) {
 	t.Run("memory evicts", func(t *testing.T) {
 		h := newHarness(t, Options{MemoryBudget: 100 << 20, EvictIdle: time.Second},
 			small("a", "10.0.0.1", 64<<20), small("b", "10.0.0.2", 64<<20)).run()
@@ -555,8 +560,8 @@ func TestResponseDelay(t *testing.T) {
 			done <- err
 		}()
 		h.waitState("web", StateStarting)
-		// reaper tick, boot timeout, response delay
-		if err := h.clk.WaitPending(h.ctx, 3); err != nil {
+		// reaper tick, reconciler tick, boot timeout, response delay
+		if err := h.clk.WaitPending(h.ctx, 4); err != nil {
 			t.Fatal(err)
 		}
 		h.clk.Advance(3 * time.Second)
@@ -629,7 +634,7 @@ func TestNewValidates(t *testing.T) {
 		"no port":      f(func(u *Unikernel) { u.Ready = Ready{} }),
 		"bad mode":     f(func(u *Unikernel) { u.StopMode = "nap" }),
 		"console":      f(func(u *Unikernel) { u.Ready = Ready{Kind: ReadyConsole, Regexp: regexp.MustCompile("x")} }),
-		"unknown kind": f(func(u *Unikernel) { u.Ready.Kind = "icmp" }),
+		"unknown kind": f(func(u *Unikernel) { u.Ready.Kind = 99 }),
 		"dup address":  {uk("a", "10.0.0.1"), uk("b", "10.0.0.1")},
 		"dup domain": {uk("a", "10.0.0.1"), func() Unikernel {
 			u := uk("b", "10.0.0.2")
@@ -645,33 +650,6 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Options{}, nil); err == nil {
 		t.Fatal("accepted no hypervisor")
-	}
-}
-
-func TestParseReady(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		ok   bool
-		want string
-	}{
-		{"tcp:80", true, "tcp:80"},
-		{"console:JITSU-READY", true, "console:JITSU-READY"},
-		{"delay:1.5s", true, "delay:1.5s"},
-		{"tcp:0", false, ""},
-		{"tcp:99999", false, ""},
-		{"console:(", false, ""},
-		{"delay:soon", false, ""},
-		{"http:80", false, ""},
-		{"80", false, ""},
-	} {
-		r, err := ParseReady(tc.in)
-		if (err == nil) != tc.ok {
-			t.Errorf("ParseReady(%q) err %v, want ok=%v", tc.in, err, tc.ok)
-			continue
-		}
-		if tc.ok && r.String() != tc.want {
-			t.Errorf("ParseReady(%q) = %s", tc.in, r)
-		}
 	}
 }
 

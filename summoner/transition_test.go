@@ -34,56 +34,7 @@ func TestTransitionTable(t *testing.T) {
 		}
 	}
 
-	boot := []action{actArm, actCount, actHold, actStart, actProbe}
-	resume := []action{actArm, actCount, actHold, actResume, actProbe}
-
-	row(StateStopped, evSummon, StateStarting, boot...)
-	row(StateStopped, evAdoptRunning, StateStarting, actArm, actProbe)
-	row(StateStopped, evAdoptPaused, StateSuspended)
-	row(StateStopped, evAdoptSaved, StateSaved)
-	ignored(StateStopped, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
-		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped)
-
-	row(StateStarting, evReady, StateReady, actRelease)
-	row(StateStarting, evBootFailed, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
-	row(StateStarting, evBootTimeout, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
-	row(StateStarting, evStop, StateStopping, actCancel, actDrop, actStop)
-	row(StateStarting, evCrashed, StateFailed, actCancel, actDrop, actTail, actBackoff)
-	row(StateStarting, evDomainStopped, StateFailed, actCancel, actDrop, actBackoff)
-	ignored(StateStarting, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evIdle,
-		evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
-
-	row(StateReady, evIdle, StateStopping, actStop)
-	row(StateReady, evStop, StateStopping, actStop)
-	row(StateReady, evCrashed, StateStopped, actTail)
-	row(StateReady, evDomainStopped, StateStopped)
-	ignored(StateReady, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
-		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
-
-	row(StateStopping, evStoppedOff, StateStopped)
-	row(StateStopping, evSuspendedDone, StateSuspended)
-	row(StateStopping, evSavedDone, StateSaved)
-	row(StateStopping, evStopFailed, StateReady)
-	row(StateStopping, evCrashed, StateStopped, actTail)
-	ignored(StateStopping, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
-		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
-
-	row(StateSuspended, evSummon, StateStarting, resume...)
-	row(StateSuspended, evStop, StateStopping, actStop)
-	row(StateSuspended, evCrashed, StateStopped, actTail)
-	row(StateSuspended, evDomainStopped, StateStopped)
-	ignored(StateSuspended, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
-		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed)
-
-	row(StateSaved, evSummon, StateStarting, boot...)
-	ignored(StateSaved, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
-		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
-		evCrashed, evDomainStopped)
-
-	row(StateFailed, evSummon, StateStarting, boot...)
-	ignored(StateFailed, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
-		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
-		evCrashed, evDomainStopped)
+	transitionRows(row, ignored)
 
 	for st := State(0); st < numStates; st++ {
 		for ev := evKind(0); ev < numEvKinds; ev++ {
@@ -125,4 +76,79 @@ func TestTransitionInvariants(t *testing.T) {
 			}
 		}
 	}
+}
+
+// transitionRows lists the rows of TestTransitionTable.
+func transitionRows(row func(State, evKind, State, ...action), ignored func(State, ...evKind)) {
+	boot := []action{actArm, actCount, actHold, actStart, actProbe}
+	resume := []action{actArm, actCount, actHold, actResume, actProbe}
+
+	row(StateStopped, evSummon, StateStarting, boot...)
+	row(StateStopped, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateStopped, evAdoptPaused, StateSuspended)
+	row(StateStopped, evAdoptSaved, StateSaved)
+	ignored(StateStopped, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
+		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped, evStopUnknown)
+
+	row(StateStarting, evReady, StateReady, actRelease)
+	row(StateStarting, evBootFailed, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
+	row(StateStarting, evBootTimeout, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
+	row(StateStarting, evStop, StateStopping, actCancel, actDrop, actStop)
+	row(StateStarting, evCrashed, StateFailed, actCancel, actDrop, actTail, actBackoff)
+	row(StateStarting, evDomainStopped, StateFailed, actCancel, actDrop, actBackoff)
+	ignored(StateStarting, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evIdle,
+		evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
+
+	row(StateReady, evIdle, StateStopping, actStop)
+	row(StateReady, evStop, StateStopping, actStop)
+	row(StateReady, evCrashed, StateStopped, actTail)
+	row(StateReady, evDomainStopped, StateStopped)
+	ignored(StateReady, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
+
+	row(StateStopping, evStoppedOff, StateStopped)
+	row(StateStopping, evSuspendedDone, StateSuspended)
+	row(StateStopping, evSavedDone, StateSaved)
+	// issue 15: the gate held the addresses before the stop: release them
+	row(StateStopping, evStopFailed, StateReady, actRelease)
+	row(StateStopping, evStopUnknown, StateUnknown, actReconcile)
+	row(StateStopping, evCrashed, StateStopped, actTail)
+	ignored(StateStopping, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
+
+	row(StateSuspended, evSummon, StateStarting, resume...)
+	row(StateSuspended, evStop, StateStopping, actStop)
+	row(StateSuspended, evCrashed, StateStopped, actTail)
+	row(StateSuspended, evDomainStopped, StateStopped)
+	row(StateSuspended, evAdoptRunning, StateStarting, actArm, actProbe) // reconcile: resumed behind our back
+	ignored(StateSuspended, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
+
+	row(StateSaved, evSummon, StateStarting, boot...)
+	// issue 15: a stop may discard the save image; reconcile
+	row(StateSaved, evStop, StateStopping, actStop)
+	row(StateSaved, evDomainStopped, StateStopped)
+	row(StateSaved, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateSaved, evAdoptPaused, StateSuspended)
+	ignored(StateSaved, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
+		evCrashed, evStopUnknown)
+
+	row(StateFailed, evSummon, StateStarting, boot...)
+	// issue 15: the reconciler finds its domain running or paused
+	row(StateFailed, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateFailed, evAdoptPaused, StateSuspended)
+	ignored(StateFailed, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
+		evCrashed, evDomainStopped, evStopUnknown)
+
+	// issue 15: a stop whose outcome is unknown; the reconciler settles it
+	row(StateUnknown, evAdoptRunning, StateStarting, actArm, actProbe)
+	row(StateUnknown, evAdoptPaused, StateSuspended)
+	row(StateUnknown, evAdoptSaved, StateSaved)
+	row(StateUnknown, evDomainStopped, StateStopped)
+	row(StateUnknown, evCrashed, StateStopped, actTail)
+	row(StateUnknown, evStop, StateStopping, actStop)
+	ignored(StateUnknown, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
+		evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 }

@@ -17,12 +17,12 @@ func BenchmarkHoldMemory(b *testing.B) {
 	}
 	var heapPerSYN float64
 	for range b.N {
-		p, err := New(Options{IO: discardIO{}, Limits: Limits{PerAddress: n, Total: n, Bytes: 1 << 30}})
+		p, err := New(Options{IO: discardIO{}, Limits: testLimits(Limits{PerAddress: n, Total: n, Bytes: 1 << 30})})
 		if err != nil {
 			b.Fatalf("new: %v", err)
 		}
 		p.running = true
-		if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+		if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 			b.Fatalf("hold: %v", err)
 		}
 		var before, after runtime.MemStats

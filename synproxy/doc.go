@@ -6,13 +6,23 @@
 //
 // # Mechanism
 //
-// The proxy owns one nftables table, "inet jitsu_synproxy", with two sets
-// of held addresses (held4, held6) and two base chains, in the forward hook
-// (clients routed through the host) and the output hook (clients on the
-// host itself), at mangle priority. Each chain has one rule per family:
+// The proxy owns one nftables table (Options.Table: jitsu names it after
+// its instance id; "inet jitsu_synproxy" by default), with sets of held
+// addresses (held4, held6; udp4, udp6 for those whose datagrams are held
+// too) and base chains in the forward hook (clients routed through the
+// host) and the output hook (clients on the host itself), at mangle
+// priority. Each chain has, per family and protocol:
 //
 //	tcp flags syn / syn,ack ip daddr @held4 queue num N bypass
 //	tcp flags syn / syn,ack ip6 daddr @held6 queue num N bypass
+//	udp ip daddr @udp4 queue num N bypass
+//	udp ip6 daddr @udp6 queue num N bypass
+//
+// An address is held while its unikernel boots, and also while it is
+// stopped (armed): Options.OnPacket reports each held packet, and the
+// summoner boots the unikernel. Every chain, and one in the input hook,
+// first jumps to a "meter" chain of per-address counters of client
+// traffic (see Proxy.Traffic).
 //
 // Only client SYNs to held addresses leave the kernel fast path; all other
 // traffic, and everything to an address once released, never does. The

@@ -17,10 +17,11 @@ import (
 type fakeIO struct {
 	in chan Packet
 
-	mu      sync.Mutex
-	events  []string
-	written [][]byte
-	holdErr error
+	mu       sync.Mutex
+	events   []string
+	written  [][]byte
+	holdErr  error
+	counters map[netip.Addr]uint64
 }
 
 func newFakeIO() *fakeIO { return &fakeIO{in: make(chan Packet)} }
@@ -66,9 +67,33 @@ func (f *fakeIO) WritePacket(pkt []byte) error {
 	return nil
 }
 
-func (f *fakeIO) Hold(a netip.Addr, mac net.HardwareAddr) error {
-	f.log("hold %v %v", a, mac)
+func (f *fakeIO) Hold(a netip.Addr, mac net.HardwareAddr, udp bool) error {
+	if udp {
+		f.log("hold %v %v udp", a, mac)
+	} else {
+		f.log("hold %v %v", a, mac)
+	}
 	return f.holdErr
+}
+
+func (f *fakeIO) Meter(a netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counters == nil {
+		f.counters = map[netip.Addr]uint64{}
+	}
+	f.counters[a] += 0
+	return nil
+}
+
+func (f *fakeIO) Counters() (map[netip.Addr]uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[netip.Addr]uint64, len(f.counters))
+	for a, n := range f.counters {
+		out[a] = n
+	}
+	return out, nil
 }
 
 func (f *fakeIO) Unhold(a netip.Addr, ready bool) error {
@@ -116,7 +141,35 @@ func (discardIO) ReadPacket(ctx context.Context) (Packet, error) {
 	<-ctx.Done()
 	return Packet{}, ctx.Err()
 }
-func (discardIO) Verdict(uint32, bool) error              { return nil }
-func (discardIO) WritePacket([]byte) error                { return nil }
-func (discardIO) Hold(netip.Addr, net.HardwareAddr) error { return nil }
-func (discardIO) Unhold(netip.Addr, bool) error           { return nil }
+func (discardIO) Verdict(uint32, bool) error                    { return nil }
+func (discardIO) WritePacket([]byte) error                      { return nil }
+func (discardIO) Hold(netip.Addr, net.HardwareAddr, bool) error { return nil }
+func (discardIO) Meter(netip.Addr) error                        { return nil }
+func (discardIO) Counters() (map[netip.Addr]uint64, error)      { return nil, nil }
+func (discardIO) Unhold(netip.Addr, bool) error                 { return nil }
+
+// tcpOnly holds TCP SYNs only.
+var tcpOnly = []uint8{6}
+
+// udpPacket builds a datagram from src:sport to dst:dport with payload
+// bytes of data.
+func udpPacket(t testing.TB, src, dst netip.Addr, sport, dport uint16, payload int) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	var ip gopacket.SerializableLayer
+	if src.Is4() {
+		v4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		_ = udp.SetNetworkLayerForChecksum(v4)
+		ip = v4
+	} else {
+		v6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		_ = udp.SetNetworkLayerForChecksum(v6)
+		ip = v6
+	}
+	if err := gopacket.SerializeLayers(buf, opts, ip, udp, gopacket.Payload(make([]byte, payload))); err != nil {
+		t.Fatalf("serialize: %v", err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}

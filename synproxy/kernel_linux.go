@@ -21,12 +21,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TableName is the nftables table (family inet) the proxy owns.
+// TableName is the nftables table (family inet) a proxy owns when
+// Options.Table is empty. jitsu names its table after its instance id, so
+// that two daemons on one host never touch each other's.
 const TableName = "jitsu_synproxy"
 
 const (
-	set4Name = "held4"
-	set6Name = "held6"
+	set4Name    = "held4"
+	set6Name    = "held6"
+	udp4Name    = "udp4"
+	udp6Name    = "udp6"
+	meterChain  = "meter"
+	packetHost  = 0 // skb pkt_type of a packet addressed to this host's MAC
+	icmpv6MLD   = 130
+	protoICMPv6 = 58
 	// copyRange is how much of each queued packet is copied to user space:
 	// an IPv6 header, a TCP header with the most options, and 20 bytes of
 	// TCP Fast Open data so the byte bound sees real lengths.
@@ -37,18 +45,24 @@ const (
 // client SYNs to held addresses to an NFQUEUE, the neighbour table of the
 // bridge, and raw sockets for resets.
 type kernelIO struct {
-	bridge   string
-	nsPath   string
-	queue    uint16
-	mark     uint32 // SYNs with this packet mark are never queued
-	maxQueue uint32
-	log      *zap.Logger
+	tableName string
+	bridge    string
+	nsPath    string
+	queue     uint16
+	mark      uint32 // SYNs with this packet mark are never queued
+	maxQueue  uint32
+	log       *zap.Logger
 
 	mu       sync.Mutex // serialises nftables batches
 	nft      *nftables.Conn
 	table    *nftables.Table
 	set4     *nftables.Set
 	set6     *nftables.Set
+	udp4     *nftables.Set
+	udp6     *nftables.Set
+	meter    *nftables.Chain
+	udp      map[netip.Addr]bool // addresses in udp4/udp6
+	metered  map[netip.Addr]bool
 	nl       *vnl.Handle
 	brIndex  int
 	raw4     int
@@ -61,12 +75,13 @@ type kernelIO struct {
 	isClosed bool
 }
 
-func newKernelIO(bridge, nsPath string, queue uint16, mark uint32, l Limits, log *zap.Logger) *kernelIO {
+func newKernelIO(table, bridge, nsPath string, queue uint16, mark uint32, l Limits, log *zap.Logger) *kernelIO {
 	return &kernelIO{
-		bridge: bridge,
-		nsPath: nsPath,
-		queue:  queue,
-		mark:   mark,
+		tableName: table,
+		bridge:    bridge,
+		nsPath:    nsPath,
+		queue:     queue,
+		mark:      mark,
 		// Leave room above the proxy's own bound so that the proxy, not
 		// the kernel, decides what overflows.
 		maxQueue: uint32(l.Total) + 1024,
@@ -74,6 +89,8 @@ func newKernelIO(bridge, nsPath string, queue uint16, mark uint32, l Limits, log
 		raw4:     -1,
 		raw6:     -1,
 		pinned:   make(map[netip.Addr]net.HardwareAddr),
+		udp:      make(map[netip.Addr]bool),
+		metered:  make(map[netip.Addr]bool),
 	}
 }
 
@@ -141,7 +158,7 @@ func (k *kernelIO) Open(ctx context.Context) error {
 	}
 	k.brIndex = link.Attrs().Index
 	// A previous run that crashed left its table and pins: remove them.
-	if err := cleanup(k.nft, k.nl, k.brIndex); err != nil {
+	if err := cleanup(k.nft, k.nl, k.tableName, k.brIndex); err != nil {
 		k.closeSockets()
 		return fmt.Errorf("remove leftovers: %w", err)
 	}
@@ -173,7 +190,7 @@ func (k *kernelIO) Open(ctx context.Context) error {
 		k.log.Info("native nftables queue unavailable, using the xtables NFQUEUE target", zap.Error(err))
 		if err2 := k.install(true); err2 != nil {
 			k.closeSockets()
-			return fmt.Errorf("install table %s: %w", TableName, errors.Join(err, err2))
+			return fmt.Errorf("install table %s: %w", k.tableName, errors.Join(err, err2))
 		}
 	}
 	return nil
@@ -196,34 +213,48 @@ func (k *kernelIO) onPacket(a nfqueue.Attribute) int {
 	return 0
 }
 
-// install creates the table: two sets of held addresses and, in the
-// forward (routed clients) and output (clients on the host) hooks, a rule
-// per family queueing TCP SYNs without ACK to a held address, with bypass:
-// if nobody listens on the queue (jitsu died) the packet passes.
+// install creates the table: sets of held addresses (TCP: held4, held6;
+// UDP too: udp4, udp6), a chain of per-address traffic counters (meter),
+// and base chains in the forward (routed clients), output (clients on the
+// host) and input (guests answering the host) hooks. Each base chain jumps
+// to meter first; forward and output then queue, per family, TCP SYNs
+// without ACK and UDP datagrams to the held addresses, with bypass: if
+// nobody listens on the queue (jitsu died) the packet passes.
 func (k *kernelIO) install(compat bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.table = k.nft.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	k.table = k.nft.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: k.tableName})
 	k.set4 = &nftables.Set{Table: k.table, Name: set4Name, KeyType: nftables.TypeIPAddr}
 	k.set6 = &nftables.Set{Table: k.table, Name: set6Name, KeyType: nftables.TypeIP6Addr}
-	if err := k.nft.AddSet(k.set4, nil); err != nil {
-		return fmt.Errorf("add set: %w", err)
+	k.udp4 = &nftables.Set{Table: k.table, Name: udp4Name, KeyType: nftables.TypeIPAddr}
+	k.udp6 = &nftables.Set{Table: k.table, Name: udp6Name, KeyType: nftables.TypeIP6Addr}
+	for _, set := range []*nftables.Set{k.set4, k.set6, k.udp4, k.udp6} {
+		if err := k.nft.AddSet(set, nil); err != nil {
+			return fmt.Errorf("add set %s: %w", set.Name, err)
+		}
 	}
-	if err := k.nft.AddSet(k.set6, nil); err != nil {
-		return fmt.Errorf("add set: %w", err)
-	}
+	k.meter = k.nft.AddChain(&nftables.Chain{Name: meterChain, Table: k.table})
 	prio := nftables.ChainPriorityMangle
 	policy := nftables.ChainPolicyAccept
 	for _, hook := range []struct {
-		name string
-		hook *nftables.ChainHook
-	}{{"forward", nftables.ChainHookForward}, {"output", nftables.ChainHookOutput}} {
+		name  string
+		hook  *nftables.ChainHook
+		queue bool
+	}{{"forward", nftables.ChainHookForward, true}, {"output", nftables.ChainHookOutput, true}, {"input", nftables.ChainHookInput, false}} {
 		ch := k.nft.AddChain(&nftables.Chain{
 			Name: hook.name, Table: k.table, Type: nftables.ChainTypeFilter,
 			Hooknum: hook.hook, Priority: prio, Policy: &policy,
 		})
-		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: k.ruleExprs(unix.NFPROTO_IPV4, k.set4, compat)})
-		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: k.ruleExprs(unix.NFPROTO_IPV6, k.set6, compat)})
+		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: []expr.Any{
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: meterChain},
+		}})
+		if !hook.queue {
+			continue
+		}
+		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: k.ruleExprs(unix.NFPROTO_IPV4, unix.IPPROTO_TCP, k.set4, compat)})
+		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: k.ruleExprs(unix.NFPROTO_IPV6, unix.IPPROTO_TCP, k.set6, compat)})
+		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: k.ruleExprs(unix.NFPROTO_IPV4, unix.IPPROTO_UDP, k.udp4, compat)})
+		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: ch, Exprs: k.ruleExprs(unix.NFPROTO_IPV6, unix.IPPROTO_UDP, k.udp6, compat)})
 	}
 	if err := k.nft.Flush(); err != nil {
 		return err
@@ -232,7 +263,9 @@ func (k *kernelIO) install(compat bool) error {
 	return nil
 }
 
-func (k *kernelIO) ruleExprs(proto byte, set *nftables.Set, compat bool) []expr.Any {
+// ruleExprs queues, for family proto, the TCP SYNs without ACK (l4 TCP)
+// or the datagrams (l4 UDP) to an address in set.
+func (k *kernelIO) ruleExprs(proto, l4 byte, set *nftables.Set, compat bool) []expr.Any {
 	daddrOff, daddrLen := uint32(16), uint32(4)
 	if proto == unix.NFPROTO_IPV6 {
 		daddrOff, daddrLen = 24, 16
@@ -241,17 +274,23 @@ func (k *kernelIO) ruleExprs(proto byte, set *nftables.Set, compat bool) []expr.
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4}},
 		// meta mark != bypass mark: jitsu's own readiness probes pass.
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, k.mark)},
-		// tcp flags & (syn|ack) == syn
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+	}
+	if l4 == unix.IPPROTO_TCP {
+		exprs = append(exprs,
+			// tcp flags & (syn|ack) == syn
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+		)
+	}
+	exprs = append(exprs,
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: daddrLen},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
-	}
+	)
 	if !compat {
 		return append(exprs, &expr.Queue{Num: k.queue, Total: 1, Flag: expr.QueueFlagBypass})
 	}
@@ -317,7 +356,15 @@ func (k *kernelIO) element(a netip.Addr) (*nftables.Set, []nftables.SetElement) 
 	return k.set6, []nftables.SetElement{{Key: a.AsSlice()}}
 }
 
-func (k *kernelIO) Hold(a netip.Addr, mac net.HardwareAddr) error {
+// udpSet is the set of addresses whose datagrams are held, for a's family.
+func (k *kernelIO) udpSet(a netip.Addr) *nftables.Set {
+	if a.Is4() {
+		return k.udp4
+	}
+	return k.udp6
+}
+
+func (k *kernelIO) Hold(a netip.Addr, mac net.HardwareAddr, udp bool) error {
 	// Pin first, so the first released SYN finds the guest's MAC.
 	err := k.nl.NeighSet(&vnl.Neigh{
 		LinkIndex: k.brIndex, Family: family(a), State: vnl.NUD_PERMANENT,
@@ -333,9 +380,20 @@ func (k *kernelIO) Hold(a netip.Addr, mac net.HardwareAddr) error {
 	if err := k.nft.SetAddElements(set, el); err != nil {
 		return fmt.Errorf("add %v to set %s: %w", a, set.Name, err)
 	}
+	switch {
+	case udp && !k.udp[a]:
+		if err := k.nft.SetAddElements(k.udpSet(a), el); err != nil {
+			return fmt.Errorf("add %v to set %s: %w", a, k.udpSet(a).Name, err)
+		}
+	case !udp && k.udp[a]:
+		if err := k.nft.SetDeleteElements(k.udpSet(a), el); err != nil {
+			return fmt.Errorf("delete %v from set %s: %w", a, k.udpSet(a).Name, err)
+		}
+	}
 	if err := k.nft.Flush(); err != nil {
 		return fmt.Errorf("add %v to set %s: %w", a, set.Name, err)
 	}
+	k.udp[a] = udp
 	return nil
 }
 
@@ -347,6 +405,14 @@ func (k *kernelIO) Unhold(a netip.Addr, ready bool) error {
 		errs = append(errs, fmt.Errorf("delete %v from set %s: %w", a, set.Name, err))
 	} else if err := k.nft.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("delete %v from set %s: %w", a, set.Name, err))
+	}
+	if k.udp[a] {
+		delete(k.udp, a)
+		if err := k.nft.SetDeleteElements(k.udpSet(a), el); err != nil {
+			errs = append(errs, fmt.Errorf("delete %v from set %s: %w", a, k.udpSet(a).Name, err))
+		} else if err := k.nft.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("delete %v from set %s: %w", a, k.udpSet(a).Name, err))
+		}
 	}
 	k.mu.Unlock()
 	if mac, ok := k.pinned[a]; ok {
@@ -380,7 +446,7 @@ func (k *kernelIO) Close() error {
 		k.nfq = nil
 	}
 	if k.nft != nil && k.nl != nil {
-		if err := cleanup(k.nft, k.nl, k.brIndex); err != nil {
+		if err := cleanup(k.nft, k.nl, k.tableName, k.brIndex); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -409,11 +475,12 @@ func (k *kernelIO) closeSockets() {
 	}
 }
 
-// Cleanup removes what a proxy on bridge left behind in the calling
-// thread's network namespace when it could not clean up (a crash): the
-// nftables table and the neighbour entries pinned for the addresses still
-// in its sets. It is safe to call when there is nothing to remove.
-func Cleanup(bridge string) error {
+// Cleanup removes what a proxy with the nftables table table on bridge
+// left behind in the calling thread's network namespace when it could not
+// clean up (a crash): that table and the neighbour entries pinned for the
+// addresses still in its sets; other tables are never touched. It is safe
+// to call when there is nothing to remove.
+func Cleanup(bridge, table string) error {
 	nft, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("cleanup synproxy: nftables: %w", err)
@@ -428,7 +495,7 @@ func Cleanup(bridge string) error {
 	if link, err := nl.LinkByName(bridge); err == nil {
 		brIndex = link.Attrs().Index
 	}
-	if err := cleanup(nft, nl, brIndex); err != nil {
+	if err := cleanup(nft, nl, table, brIndex); err != nil {
 		return fmt.Errorf("cleanup synproxy: %w", err)
 	}
 	return nil
@@ -436,19 +503,19 @@ func Cleanup(bridge string) error {
 
 // cleanup deletes the table, and the permanent neighbour entries on the
 // bridge (brIndex 0: none) of the addresses in its sets.
-func cleanup(nft *nftables.Conn, nl *vnl.Handle, brIndex int) error {
-	table, err := nft.ListTableOfFamily(TableName, nftables.TableFamilyINet)
+func cleanup(nft *nftables.Conn, nl *vnl.Handle, name string, brIndex int) error {
+	table, err := nft.ListTableOfFamily(name, nftables.TableFamilyINet)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || isNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("list table %s: %w", TableName, err)
+		return fmt.Errorf("list table %s: %w", name, err)
 	}
 	var errs []error
 	if brIndex != 0 {
 		sets, err := nft.GetSets(table)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list sets of %s: %w", TableName, err))
+			errs = append(errs, fmt.Errorf("list sets of %s: %w", name, err))
 		}
 		for _, s := range sets {
 			els, err := nft.GetSetElements(s)
@@ -470,7 +537,7 @@ func cleanup(nft *nftables.Conn, nl *vnl.Handle, brIndex int) error {
 	}
 	nft.DelTable(table)
 	if err := nft.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("delete table %s: %w", TableName, err))
+		errs = append(errs, fmt.Errorf("delete table %s: %w", name, err))
 	}
 	return errors.Join(errs...)
 }

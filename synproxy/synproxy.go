@@ -14,12 +14,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// Default limits, used for every zero field of Limits.
+// Internal tunables: not user-facing (the hold's bounds are, and come
+// from the config).
 const (
-	DefaultPerAddress = 256
-	DefaultTotal      = 4096
-	DefaultBytes      = 1 << 20
-	DefaultMaxAge     = 30 * time.Second
 	// DefaultQueue is the NFQUEUE number used when Options.Queue is zero.
 	DefaultQueue = 7541
 	// DefaultBypassMark is the packet mark (SO_MARK) of SYNs the proxy
@@ -29,7 +26,8 @@ const (
 	DefaultBypassMark = 0x6a697473 // "jits"
 )
 
-// Limits bound the hold. A SYN that does not fit is dropped (the client
+// Limits bound the hold; every field is required (the user-facing values
+// belong to package config). A SYN that does not fit is dropped (the client
 // retransmits it later) and counted with reason "overflow"; a held SYN older
 // than MaxAge is dropped and counted with reason "age".
 type Limits struct {
@@ -39,20 +37,12 @@ type Limits struct {
 	MaxAge     time.Duration // longest time one SYN is held
 }
 
-func (l Limits) withDefaults() Limits {
-	if l.PerAddress <= 0 {
-		l.PerAddress = DefaultPerAddress
+// check reports a missing bound.
+func (l Limits) check() error {
+	if l.PerAddress <= 0 || l.Total <= 0 || l.Bytes <= 0 || l.MaxAge <= 0 {
+		return fmt.Errorf("limits %+v: every bound must be positive", l)
 	}
-	if l.Total <= 0 {
-		l.Total = DefaultTotal
-	}
-	if l.Bytes <= 0 {
-		l.Bytes = DefaultBytes
-	}
-	if l.MaxAge <= 0 {
-		l.MaxAge = DefaultMaxAge
-	}
-	return l
+	return nil
 }
 
 // Options configure a Proxy.
@@ -60,6 +50,9 @@ type Options struct {
 	// Bridge is the bridge the guests are attached to; neighbour entries are
 	// pinned on it. Required unless IO is set.
 	Bridge string
+	// Table is the name of the nftables table (family inet) the proxy owns;
+	// empty means TableName.
+	Table string
 	// NetNS is the path of the network namespace (e.g. /run/netns/host)
 	// holding the bridge; empty means the namespace of the calling thread
 	// when Run starts.
@@ -73,11 +66,15 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer receives the proxy's metrics; nil means no registration.
 	Registerer prometheus.Registerer
-	// Limits bound the hold; zero fields take the defaults.
+	// Limits bound the hold. Required.
 	Limits Limits
-	// OnSYN, if set, is called for every SYN seen for a held address
-	// (activity). It is called from the packet loop and must not block.
-	OnSYN func(netip.Addr)
+	// OnPacket, if set, is called for every packet seen for a held
+	// address (a client SYN, or a datagram when the address is held for
+	// UDP), with its IP protocol number (6 or 17): activity, and for an
+	// address armed while its unikernel is stopped, the signal to boot it.
+	// It is called from the packet loop, without the proxy's lock (it may
+	// call Hold), and must not block.
+	OnPacket func(addr netip.Addr, proto uint8)
 	// IO replaces the kernel packet path (nftables + NFQUEUE + neighbour
 	// table + raw sockets); tests use an in-memory one. Nil means the kernel.
 	IO PacketIO
@@ -91,8 +88,9 @@ type Packet struct {
 
 // PacketIO is the packet path the proxy drives. The kernel implementation
 // uses an nftables table and NFQUEUE; unit tests use an in-memory one.
-// Hold, Unhold, Verdict and WritePacket are called with the proxy's lock
-// held and must not call back into the Proxy.
+// Hold, Unhold, Meter, Verdict and WritePacket are called with the proxy's
+// lock held and must not call back into the Proxy; Counters is called
+// without it, concurrently with the others.
 type PacketIO interface {
 	// Open installs the interception and starts queueing SYNs to held
 	// addresses. Packets are delivered until ctx ends or Close is called.
@@ -104,14 +102,20 @@ type PacketIO interface {
 	Verdict(id uint32, accept bool) error
 	// WritePacket sends an IP packet built by the proxy (a TCP RST).
 	WritePacket(pkt []byte) error
-	// Hold starts intercepting client SYNs to addr and pins the neighbour
-	// entry of addr to mac.
-	Hold(addr netip.Addr, mac net.HardwareAddr) error
+	// Hold starts intercepting client SYNs to addr (and UDP datagrams if
+	// udp) and pins the neighbour entry of addr to mac. Holding a held
+	// address again updates its MAC and whether UDP is intercepted.
+	Hold(addr netip.Addr, mac net.HardwareAddr, udp bool) error
 	// Unhold stops intercepting SYNs to addr. ready says the guest is up:
 	// its neighbour entry is turned into an ordinary reachable one; else it
 	// is deleted.
 	Unhold(addr netip.Addr, ready bool) error
-	// Close removes everything Open and Hold added to the host.
+	// Meter starts counting the client traffic of addr (see
+	// Proxy.Traffic); metering an address again changes nothing.
+	Meter(addr netip.Addr) error
+	// Counters returns the packet count of every metered address.
+	Counters() (map[netip.Addr]uint64, error)
+	// Close removes everything Open, Hold and Meter added to the host.
 	Close() error
 }
 
@@ -130,13 +134,16 @@ type Proxy struct {
 	running bool
 	ready   chan struct{} // closed once Run has installed the rules
 	addrs   map[netip.Addr]*heldAddr
-	order   *list.List // of *entry, oldest first
+	metered map[netip.Addr]bool // every address ever held or tracked
+	nextUDP uint64              // numbers held datagrams
+	order   *list.List          // of *entry, oldest first
 	count   int
 	bytes   int64
 }
 
 type heldAddr struct {
 	mac   net.HardwareAddr
+	udp   bool // datagrams are held too
 	flows map[flowKey]*list.Element
 }
 
@@ -156,6 +163,9 @@ func New(opts Options) (*Proxy, error) {
 			opts.Queue = DefaultQueue
 		}
 	}
+	if err := opts.Limits.check(); err != nil {
+		return nil, fmt.Errorf("new synproxy: %w", err)
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -164,22 +174,27 @@ func New(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("new synproxy: %w", err)
 	}
 	p := &Proxy{
-		opts:   opts,
-		limits: opts.Limits.withDefaults(),
-		log:    opts.Logger.Named("synproxy"),
-		m:      m,
-		io:     opts.IO,
-		now:    time.Now,
-		addrs:  make(map[netip.Addr]*heldAddr),
-		order:  list.New(),
-		ready:  make(chan struct{}),
+		opts:    opts,
+		limits:  opts.Limits,
+		log:     opts.Logger.Named("synproxy"),
+		m:       m,
+		io:      opts.IO,
+		now:     time.Now,
+		addrs:   make(map[netip.Addr]*heldAddr),
+		metered: make(map[netip.Addr]bool),
+		order:   list.New(),
+		ready:   make(chan struct{}),
 	}
 	if p.io == nil {
 		mark := opts.BypassMark
 		if mark == 0 {
 			mark = DefaultBypassMark
 		}
-		p.io = newKernelIO(opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
+		table := opts.Table
+		if table == "" {
+			table = TableName
+		}
+		p.io = newKernelIO(table, opts.Bridge, opts.NetNS, opts.Queue, mark, p.limits, p.log)
 	}
 	return p, nil
 }
@@ -210,8 +225,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.running = true
 	for a, h := range p.addrs { // held before Run started
-		if err := p.io.Hold(a, h.mac); err != nil {
+		if err := p.io.Hold(a, h.mac, h.udp); err != nil {
 			p.log.Error("hold", zap.Stringer("addr", a), zap.Error(err))
+		}
+	}
+	for a := range p.metered {
+		if err := p.io.Meter(a); err != nil {
+			p.log.Error("meter", zap.Stringer("addr", a), zap.Error(err))
 		}
 	}
 	p.mu.Unlock()
@@ -289,11 +309,15 @@ func (p *Proxy) handle(pkt Packet) {
 	}
 	p.mu.Lock()
 	h := p.addrs[s.dst]
-	if h == nil {
+	if h == nil || (s.proto == protoUDP && !h.udp) {
 		// Released (or never held) since the kernel queued it: pass it on.
 		p.verdict(pkt.ID, true)
 		p.mu.Unlock()
 		return
+	}
+	if s.proto == protoUDP {
+		p.nextUDP++
+		s.n = p.nextUDP
 	}
 	// Keep the latest SYN of a 4-tuple: a retransmission replaces the
 	// one it retransmits, so the client's latest options and timestamp
@@ -315,8 +339,8 @@ func (p *Proxy) handle(pkt Packet) {
 		p.updateGauges()
 		p.mu.Unlock()
 	}
-	if p.opts.OnSYN != nil {
-		p.opts.OnSYN(s.dst)
+	if p.opts.OnPacket != nil {
+		p.opts.OnPacket(s.dst, s.proto)
 	}
 }
 
@@ -358,17 +382,31 @@ func (p *Proxy) expire() {
 	p.updateGauges()
 }
 
-// Hold starts holding client SYNs to addrs, whose guest has the MAC address
-// mac, and pins their neighbour entries to mac. It is called before the
-// domain starts. Holding an address again updates its MAC and keeps what is
-// held. Addresses held before Run starts are installed when it does.
-func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
+// Hold starts holding the first packets to addrs — client TCP SYNs, and
+// UDP datagrams too when protos contains 17 — whose guest has the MAC
+// address mac, and pins their neighbour entries to mac. It is called before
+// the domain starts, and while it is stopped (the address is then armed:
+// the first packet calls OnPacket, and is replayed once the summoned
+// unikernel is ready). Holding an address again updates its MAC and
+// protocols and keeps what is held. Addresses held before Run starts are
+// installed when it does. Every address ever held is metered (Traffic).
+func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr, protos []uint8) error {
 	if len(mac) == 0 {
 		return errors.New("synproxy: hold: no MAC address")
 	}
 	for _, a := range addrs {
 		if !a.IsValid() {
 			return fmt.Errorf("synproxy: hold: invalid address %v", a)
+		}
+	}
+	udp := false
+	for _, pr := range protos {
+		switch pr {
+		case protoTCP:
+		case protoUDP:
+			udp = true
+		default:
+			return fmt.Errorf("synproxy: hold: protocol %d (want 6, TCP, or 17, UDP)", pr)
 		}
 	}
 	mac = append(net.HardwareAddr(nil), mac...)
@@ -382,31 +420,106 @@ func (p *Proxy) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
 			h = &heldAddr{flows: make(map[flowKey]*list.Element)}
 			p.addrs[a] = h
 		}
-		h.mac = mac
+		if h.udp && !udp {
+			p.dropUDP(a)
+		}
+		h.mac, h.udp = mac, udp
 		if p.running {
-			if err := p.io.Hold(a, mac); err != nil {
+			if err := p.io.Hold(a, mac, udp); err != nil {
 				errs = append(errs, fmt.Errorf("synproxy: hold %v: %w", a, err))
 			}
 		}
+		errs = append(errs, p.meterLocked(a))
 	}
 	return errors.Join(errs...)
 }
 
+// dropUDP discards the datagrams held for a, no longer held for UDP. p.mu
+// is held.
+func (p *Proxy) dropUDP(a netip.Addr) {
+	var next *list.Element
+	for e := p.order.Front(); e != nil; e = next {
+		next = e.Next()
+		if en := e.Value.(*entry); en.s.dst == a && en.s.proto == protoUDP {
+			p.remove(e, false, ReasonFailed)
+		}
+	}
+	p.updateGauges()
+}
+
+// Track meters addrs (see Traffic) without holding them: the addresses of
+// unikernels that run without having been held by this proxy (adopted
+// after a restart of jitsu).
+func (p *Proxy) Track(addrs []netip.Addr) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return fmt.Errorf("synproxy: track: invalid address %v", a)
+		}
+		errs = append(errs, p.meterLocked(a.Unmap()))
+	}
+	return errors.Join(errs...)
+}
+
+// meterLocked meters a. p.mu is held.
+func (p *Proxy) meterLocked(a netip.Addr) error {
+	if p.metered[a] {
+		return nil
+	}
+	p.metered[a] = true
+	if !p.running {
+		return nil
+	}
+	if err := p.io.Meter(a); err != nil {
+		delete(p.metered, a)
+		return fmt.Errorf("synproxy: meter %v: %w", a, err)
+	}
+	return nil
+}
+
+// Traffic implements the summoner's Meter: for every metered address, a
+// monotonic count of the unicast packets between it and peers that are
+// not link-local, in both directions, routed or from the host itself.
+// The guest's broadcast and multicast, IPv6 router solicitations, MLD and
+// neighbour discovery, ARP, and jitsu's readiness probes are not counted:
+// guest chatter never keeps a unikernel alive. Before Run, and for an
+// address metered since the last read, the count may start at 0.
+func (p *Proxy) Traffic(ctx context.Context) (map[netip.Addr]uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("synproxy: traffic: %w", err)
+	}
+	p.mu.Lock()
+	running := p.running
+	p.mu.Unlock()
+	if !running {
+		return map[netip.Addr]uint64{}, nil
+	}
+	m, err := p.io.Counters()
+	if err != nil {
+		return nil, fmt.Errorf("synproxy: traffic: %w", err)
+	}
+	return m, nil
+}
+
 // Release is called when the guest is ready: it stops holding addrs, turns
-// their neighbour entries into ordinary ones and delivers every held SYN to
-// the guest at once, oldest first.
-func (p *Proxy) Release(addrs []netip.Addr) error {
+// their neighbour entries into ordinary ones and delivers every held packet
+// to the guest at once, oldest first. It returns how many it delivered.
+func (p *Proxy) Release(addrs []netip.Addr) (replayed int, err error) {
 	return p.finish(addrs, true)
 }
 
 // Drop is called when the boot failed: it stops holding addrs, deletes their
-// neighbour entries and answers every held client with a RST, so its
-// connect fails at once instead of timing out.
+// neighbour entries and answers every held TCP client with a RST, so its
+// connect fails at once instead of timing out; held datagrams are
+// discarded.
 func (p *Proxy) Drop(addrs []netip.Addr) error {
-	return p.finish(addrs, false)
+	_, err := p.finish(addrs, false)
+	return err
 }
 
-func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
+func (p *Proxy) finish(addrs []netip.Addr, ready bool) (int, error) {
 	op := "drop"
 	if ready {
 		op = "release"
@@ -415,6 +528,7 @@ func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
+	replayed := 0
 	for _, a := range addrs {
 		a = a.Unmap()
 		if p.addrs[a] == nil {
@@ -440,6 +554,11 @@ func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
 		if ready {
 			p.remove(e, true, "")
 			p.m.replayed.Inc()
+			replayed++
+			continue
+		}
+		if en.s.proto == protoUDP {
+			p.remove(e, false, ReasonFailed)
 			continue
 		}
 		if rst, err := buildReset(en.s); err != nil {
@@ -455,7 +574,7 @@ func (p *Proxy) finish(addrs []netip.Addr, ready bool) error {
 		delete(p.addrs, a)
 	}
 	p.updateGauges()
-	return errors.Join(errs...)
+	return replayed, errors.Join(errs...)
 }
 
 // Held returns the number of SYNs and bytes held now.

@@ -53,7 +53,7 @@ func dropped(t *testing.T, p *Proxy, reason string) float64 {
 func newTestProxy(t *testing.T, l Limits) (*Proxy, *fakeIO) {
 	t.Helper()
 	f := newFakeIO()
-	p, err := New(Options{IO: f, Limits: l, Registerer: prometheus.NewRegistry()})
+	p, err := New(Options{IO: f, Limits: testLimits(l), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
@@ -69,7 +69,7 @@ func TestNewNeedsBridge(t *testing.T) {
 
 func TestNewRegistersMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := New(Options{IO: newFakeIO(), Registerer: reg}); err != nil {
+	if _, err := New(Options{IO: newFakeIO(), Limits: testLimits(Limits{}), Registerer: reg}); err != nil {
 		t.Fatalf("new: %v", err)
 	}
 	mfs, err := reg.Gather()
@@ -89,14 +89,14 @@ func TestNewRegistersMetrics(t *testing.T) {
 			t.Errorf("metric %s not registered (have %v)", want, names)
 		}
 	}
-	if _, err := New(Options{IO: newFakeIO(), Registerer: reg}); err == nil {
+	if _, err := New(Options{IO: newFakeIO(), Limits: testLimits(Limits{}), Registerer: reg}); err == nil {
 		t.Error("registering twice on one registry: no error")
 	}
 }
 
 func TestReleaseUnholdsThenAcceptsInOrder(t *testing.T) {
 	p, f := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest, guest2}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest, guest2}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 100, 0)})
@@ -105,7 +105,7 @@ func TestReleaseUnholdsThenAcceptsInOrder(t *testing.T) {
 	if n, _ := p.Held(); n != 3 {
 		t.Fatalf("held = %d, want 3", n)
 	}
-	if err := p.Release([]netip.Addr{guest}); err != nil {
+	if _, err := p.Release([]netip.Addr{guest}); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	want := []string{
@@ -141,7 +141,7 @@ func TestDropResetsEveryHeldClient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, f := newTestProxy(t, Limits{})
-			if err := p.Hold([]netip.Addr{tc.dst}, mac); err != nil {
+			if err := p.Hold([]netip.Addr{tc.dst}, mac, tcpOnly); err != nil {
 				t.Fatalf("hold: %v", err)
 			}
 			p.handle(Packet{ID: 7, Data: synPacket(t, tc.src, tc.dst, 40001, 80, 1000, tc.payload)})
@@ -179,7 +179,7 @@ func TestDropResetsEveryHeldClient(t *testing.T) {
 
 func TestDuplicateKeepsLatest(t *testing.T) {
 	p, f := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 100, 0)})
@@ -191,7 +191,7 @@ func TestDuplicateKeepsLatest(t *testing.T) {
 	if got := dropped(t, p, ReasonDuplicate); got != 1 {
 		t.Errorf("dropped{duplicate} = %v, want 1", got)
 	}
-	if err := p.Release([]netip.Addr{guest}); err != nil {
+	if _, err := p.Release([]netip.Addr{guest}); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	want := []string{"hold 10.77.0.2 02:00:4a:53:00:02", "drop 1", "unhold 10.77.0.2 ready=true", "accept 2", "accept 3"}
@@ -217,7 +217,7 @@ func TestBounds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, f := newTestProxy(t, tc.limits)
-			if err := p.Hold(tc.addrs, mac); err != nil {
+			if err := p.Hold(tc.addrs, mac, tcpOnly); err != nil {
 				t.Fatalf("hold: %v", err)
 			}
 			for i := range tc.send {
@@ -255,7 +255,7 @@ func TestAge(t *testing.T) {
 	p, f := newTestProxy(t, Limits{MaxAge: 10 * time.Second})
 	now := time.Unix(1000, 0)
 	p.now = func() time.Time { return now }
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 1, 0)})
@@ -298,7 +298,7 @@ func TestMalformedDroppedAndCounted(t *testing.T) {
 		}(),
 	}
 	p, f := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	id := uint32(0)
@@ -328,10 +328,10 @@ func TestNotHeldAccepted(t *testing.T) {
 
 func TestHoldValidates(t *testing.T) {
 	p, _ := newTestProxy(t, Limits{})
-	if err := p.Hold([]netip.Addr{guest}, nil); err == nil {
+	if err := p.Hold([]netip.Addr{guest}, nil, tcpOnly); err == nil {
 		t.Error("hold with no MAC: no error")
 	}
-	if err := p.Hold([]netip.Addr{{}}, mac); err == nil {
+	if err := p.Hold([]netip.Addr{{}}, mac, tcpOnly); err == nil {
 		t.Error("hold of the zero address: no error")
 	}
 }
@@ -339,12 +339,12 @@ func TestHoldValidates(t *testing.T) {
 func TestOnSYN(t *testing.T) {
 	var seen []netip.Addr
 	f := newFakeIO()
-	p, err := New(Options{IO: f, OnSYN: func(a netip.Addr) { seen = append(seen, a) }})
+	p, err := New(Options{IO: f, Limits: testLimits(Limits{}), OnPacket: func(a netip.Addr, _ uint8) { seen = append(seen, a) }})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
 	p.running = true
-	if err := p.Hold([]netip.Addr{guest6}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest6}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	p.handle(Packet{ID: 1, Data: synPacket(t, client6, guest6, 40001, 80, 1, 0)})
@@ -359,11 +359,11 @@ func TestOnSYN(t *testing.T) {
 // dropped, every address unheld and the IO closed, with no goroutine left.
 func TestRunLifecycle(t *testing.T) {
 	f := newFakeIO()
-	p, err := New(Options{IO: f, Registerer: prometheus.NewRegistry()})
+	p, err := New(Options{IO: f, Limits: testLimits(Limits{}), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
-	if err := p.Hold([]netip.Addr{guest}, mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
 		t.Fatalf("hold before run: %v", err)
 	}
 	select {
@@ -397,5 +397,164 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	if err := p.Run(context.Background()); err == nil {
 		t.Error("second Run: no error")
+	}
+}
+
+func TestBridgeMAC(t *testing.T) {
+	a, b := BridgeMAC("br-jitsu"), BridgeMAC("br-other")
+	if a.String() != BridgeMAC("br-jitsu").String() {
+		t.Errorf("BridgeMAC is not stable: %v then %v", a, BridgeMAC("br-jitsu"))
+	}
+	if a.String() == b.String() {
+		t.Errorf("two bridges got the same MAC %v", a)
+	}
+	for _, m := range []net.HardwareAddr{a, b} {
+		if m[0]&1 != 0 || m[0]&2 == 0 || zeroMAC(m) {
+			t.Errorf("BridgeMAC = %v, want a locally administered unicast address", m)
+		}
+	}
+}
+
+// testLimits fills the zero fields of l with the tests' bounds.
+func testLimits(l Limits) Limits {
+	if l.PerAddress <= 0 {
+		l.PerAddress = 256
+	}
+	if l.Total <= 0 {
+		l.Total = 4096
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = 1 << 20
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = 30 * time.Second
+	}
+	return l
+}
+
+func TestNewRequiresLimits(t *testing.T) {
+	for _, l := range []Limits{{}, {PerAddress: 1, Total: 1, Bytes: 1}, {PerAddress: 1, Total: 1, MaxAge: time.Second}} {
+		if _, err := New(Options{IO: newFakeIO(), Limits: l}); err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Errorf("New with limits %+v: %v, want an error", l, err)
+		}
+	}
+}
+
+// TestArmedHoldCallsOnPacket: an address held while its unikernel is
+// stopped reports each held packet (SYN or, held for UDP, datagram) with
+// its protocol, outside the proxy's lock (the callback may Hold again);
+// datagrams to an address held for TCP only pass.
+func TestArmedHoldCallsOnPacket(t *testing.T) {
+	type seen struct {
+		addr  netip.Addr
+		proto uint8
+	}
+	var got []seen
+	f := newFakeIO()
+	var p *Proxy
+	p, err := New(Options{IO: f, Limits: testLimits(Limits{}), OnPacket: func(a netip.Addr, proto uint8) {
+		got = append(got, seen{a, proto})
+		// The summoner holds again when it boots: no deadlock.
+		if err := p.Hold([]netip.Addr{a}, mac, []uint8{6, 17}); err != nil {
+			t.Errorf("Hold from OnPacket: %v", err)
+		}
+	}})
+	if err := err; err != nil {
+		t.Fatal(err)
+	}
+	p.running = true
+	if err := p.Hold([]netip.Addr{guest}, mac, []uint8{6, 17}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Hold([]netip.Addr{guest6}, mac, tcpOnly); err != nil {
+		t.Fatal(err)
+	}
+	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 1, 0)})
+	p.handle(Packet{ID: 2, Data: udpPacket(t, client, guest, 40002, 53, 30)})
+	p.handle(Packet{ID: 3, Data: udpPacket(t, client, guest, 40002, 53, 30)}) // a retransmission is held too
+	p.handle(Packet{ID: 4, Data: udpPacket(t, client6, guest6, 40003, 53, 30)})
+	want := []seen{{guest, 6}, {guest, 17}, {guest, 17}}
+	if !slices.Equal(got, want) {
+		t.Errorf("OnPacket calls %v, want %v", got, want)
+	}
+	if ev := f.Events(); ev[len(ev)-1] != "accept 4" {
+		t.Errorf("datagram to an address held for TCP only: last event %q, want accept 4", ev[len(ev)-1])
+	}
+	if n, _ := p.Held(); n != 3 {
+		t.Errorf("held %d packets, want the SYN and both datagrams", n)
+	}
+	replayed, err := p.Release([]netip.Addr{guest})
+	if err != nil || replayed != 3 {
+		t.Errorf("Release = %d, %v; want 3 replayed", replayed, err)
+	}
+	if ev := f.Events(); !slices.Equal(ev[len(ev)-3:], []string{"accept 1", "accept 2", "accept 3"}) {
+		t.Errorf("replay order %q, want the packets in arrival order", ev[len(ev)-3:])
+	}
+}
+
+// TestDropDiscardsDatagrams: a failed boot resets held TCP clients and
+// discards held datagrams (no reset for UDP); holding for TCP only again
+// discards the datagrams held so far.
+func TestDropDiscardsDatagrams(t *testing.T) {
+	p, f := newTestProxy(t, Limits{})
+	if err := p.Hold([]netip.Addr{guest, guest2}, mac, []uint8{6, 17}); err != nil {
+		t.Fatal(err)
+	}
+	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 1, 0)})
+	p.handle(Packet{ID: 2, Data: udpPacket(t, client, guest, 40002, 53, 10)})
+	p.handle(Packet{ID: 3, Data: udpPacket(t, client, guest2, 40003, 53, 10)})
+	if err := p.Hold([]netip.Addr{guest2}, mac, tcpOnly); err != nil {
+		t.Fatal(err)
+	}
+	if ev := f.Events(); !slices.Contains(ev, "drop 3") {
+		t.Errorf("datagram held before UDP was turned off not dropped: %q", ev)
+	}
+	if err := p.Drop([]netip.Addr{guest}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.written) != 1 {
+		t.Errorf("%d packets written on Drop, want one RST (the SYN's), none for the datagram", len(f.written))
+	}
+	if ev := f.Events(); !slices.Contains(ev, "drop 2") || !slices.Contains(ev, "drop 1") {
+		t.Errorf("events %q, want both held packets dropped", ev)
+	}
+	if err := p.Hold([]netip.Addr{guest}, mac, []uint8{1}); err == nil || !strings.Contains(err.Error(), "protocol 1") {
+		t.Errorf("Hold with protocol 1: %v, want an error", err)
+	}
+}
+
+// TestTrafficMetersHeldAndTracked: every address ever held or tracked is
+// metered, and Traffic reports the IO's counters.
+func TestTrafficMetersHeldAndTracked(t *testing.T) {
+	p, f := newTestProxy(t, Limits{})
+	if err := p.Hold([]netip.Addr{guest}, mac, tcpOnly); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Release([]netip.Addr{guest}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Track([]netip.Addr{guest2, netip.MustParseAddr("::ffff:10.77.0.9")}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.counters[guest] = 7
+	f.mu.Unlock()
+	m, err := p.Traffic(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Addr]uint64{guest: 7, guest2: 0, netip.MustParseAddr("10.77.0.9"): 0}
+	if len(m) != len(want) {
+		t.Errorf("Traffic = %v, want %v", m, want)
+	}
+	for a, n := range want {
+		if got, ok := m[a]; !ok || got != n {
+			t.Errorf("Traffic[%v] = %d (%v), want %d", a, got, ok, n)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Traffic(ctx); err == nil {
+		t.Error("Traffic with a cancelled context: no error")
 	}
 }

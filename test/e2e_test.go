@@ -7,7 +7,7 @@ package test
 
 import (
 	"context"
-	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -253,13 +253,18 @@ func TestSynFloodWhileHeld(t *testing.T) {
 	wg.Wait()
 }
 
-// TestKillAndAdopt: a jitsu killed with SIGKILL leaves its VMs running; the
-// next one adopts those still configured without booting them again,
-// destroys those no longer configured, and cleans up the SYN proxy's rules.
+// TestKillAndAdopt: a jitsu killed with SIGKILL while it holds SYNs for a
+// booting unikernel leaves its VMs running and its nft table and pinned
+// neighbours in the kernel; the next one removes those (the held address
+// no longer has a hold nor a pinned entry), adopts the VMs still
+// configured without booting them again, and destroys those no longer
+// configured.
 func TestKillAndAdopt(t *testing.T) {
 	w := newWorld(t, true,
 		unikernelConf{Name: "www", IP: "10.213.0.5"},
 		unikernelConf{Name: "gone", IP: "10.213.0.6"},
+		// Boots a kernel that never listens: its SYNs stay held.
+		unikernelConf{Name: "held", IP: "10.213.0.7", Kernel: testenv.MultibootKernel, BootTimeout: "300s"},
 	)
 	first := w.startJitsu()
 	for _, n := range []string{"www", "gone"} {
@@ -268,18 +273,49 @@ func TestKillAndAdopt(t *testing.T) {
 		}
 	}
 	id := w.domID("jitsu-www")
+
+	// A client connects to "held" while it boots: its SYN is held.
+	heldIP := w.resolve("held.example.test")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	dialed := make(chan struct{})
+	go func() {
+		defer close(dialed)
+		if c, err := w.env.DialContext(ctx, "tcp", heldIP+":80"); err == nil {
+			c.Close()
+		}
+	}()
+	waitFor(t, 30*time.Second, "a SYN held for held", func() bool { return w.metric("jitsu_synproxy_held") >= 1 })
+	if !w.heldInTable(heldIP) || !w.pinned(heldIP) {
+		t.Fatalf("before the kill: %s held in nft %v, pinned %v; want both", heldIP, w.heldInTable(heldIP), w.pinned(heldIP))
+	}
 	first.kill(t)
-	if got := len(w.domains()); got != 2 {
-		t.Fatalf("%d domains after SIGKILL, want the 2 still running", got)
+	// What the dead jitsu leaves: the table (whose queue rule now lets
+	// SYNs pass), the hold and the pinned neighbour.
+	if !w.heldInTable(heldIP) || !w.pinned(heldIP) {
+		t.Fatalf("after SIGKILL: %s held in nft %v, pinned %v; the kill should leave both", heldIP, w.heldInTable(heldIP), w.pinned(heldIP))
+	}
+	cancel()
+	<-dialed
+	if got := len(w.domains()); got != 3 {
+		t.Fatalf("%d domains after SIGKILL, want the 3 still running", got)
 	}
 
-	// The next jitsu no longer has "gone" in its config.
+	// The next jitsu no longer has "gone" nor "held" in its config.
 	w.data.Unikernels = w.data.Unikernels[:1]
 	w.writeConf()
 	second := w.startJitsu()
 	w.waitState("www", 30*time.Second, "ready")
 	if got := w.domID("jitsu-www"); got != id {
 		t.Errorf("jitsu-www has domain id %s after the restart, was %s: booted twice", got, id)
+	}
+	if w.heldInTable(heldIP) {
+		t.Errorf("after the restart %s is still held in the nft table", heldIP)
+	}
+	for _, ip := range []string{heldIP, "10.213.0.6"} {
+		if w.pinned(ip) {
+			t.Errorf("after the restart %s still has a permanent neighbour entry", ip)
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -315,16 +351,20 @@ func TestKillAndAdopt(t *testing.T) {
 }
 
 // TestLibvirtdRestart: while libvirtd is down jitsu keeps answering DNS;
-// once it is back jitsu reconnects by itself and boots again.
+// once it is back jitsu reconnects by itself, still tracks the unikernel
+// that ran through the restart (same domain, not booted again), idles it
+// out, and boots again.
 func TestLibvirtdRestart(t *testing.T) {
 	w := newWorld(t, true,
-		unikernelConf{Name: "www", IP: "10.213.0.5"},
+		unikernelConf{Name: "www", IP: "10.213.0.5", IdleTimeout: "20s"},
 		unikernelConf{Name: "late", IP: "10.213.0.6"},
 	)
 	w.startJitsu()
 	if _, err := w.get(w.resolve("www.example.test"), 30*time.Second); err != nil {
 		t.Fatalf("GET www: %v", netErr(err))
 	}
+	id := w.domID("jitsu-www")
+	boots := w.status("www").Boots
 
 	if err := w.env.StopLibvirtd(); err != nil {
 		t.Fatalf("stop libvirtd: %v", err)
@@ -355,9 +395,21 @@ func TestLibvirtdRestart(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if out, err := exec.Command("virsh", "-c", w.env.URI, "list", "--name").Output(); err == nil {
-		t.Logf("domains after the restart: %s", strings.Fields(string(out)))
+	// www ran through the restart: jitsu still tracks it (same domain, not
+	// booted again) and idles it out once nobody uses it: the domain goes,
+	// the stop comes an idle timeout after the last activity, and no boot
+	// was added.
+	if got := w.domID("jitsu-www"); got != id {
+		t.Errorf("jitsu-www has domain id %s after the libvirtd restart, was %s", got, id)
 	}
+	st := w.waitState("www", 90*time.Second, "stopped")
+	if idle := st.Since.Sub(st.LastActivity); idle < 19*time.Second {
+		t.Errorf("www stopped %v after its last activity, want an idle-out after 20s (%+v)", idle, st)
+	}
+	if st.Boots != boots {
+		t.Errorf("www counts %d boots after the libvirtd restart, want still %d: booted again", st.Boots, boots)
+	}
+	waitFor(t, 30*time.Second, "jitsu-www gone from libvirt", func() bool { return !slices.Contains(w.domains(), "jitsu-www") })
 }
 
 // TestStartWhileLibvirtdDown: jitsu started while libvirtd is down serves
@@ -411,3 +463,34 @@ func (e *dnsErr) Error() string { return "unexpected DNS answer: " + e.m.String(
 type pageErr struct{ body string }
 
 func (e *pageErr) Error() string { return "unexpected page: " + e.body }
+
+// TestSecondDaemonRefused: a second jitsu with the same config (the same
+// instance id) refuses to start and touches nothing: the first keeps
+// serving, SYN proxy included, and its nftables table stays.
+func TestSecondDaemonRefused(t *testing.T) {
+	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5"})
+	w.startJitsu()
+	second := w.spawnJitsu()
+	select {
+	case <-second.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a second jitsu with the same instance id still runs after 30 s")
+	}
+	if second.err == nil {
+		t.Error("the second jitsu exited with status 0")
+	}
+	if log := second.log.String(); !strings.Contains(log, "another jitsu with instance id") {
+		t.Errorf("the second jitsu's log does not say why it refused:\n%s", log)
+	}
+	out, err := w.env.Command(t.Context(), "nft", "list", "tables").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "jitsu_") {
+		t.Errorf("the first jitsu's table is gone after the second one's refusal: %v\n%s", err, out)
+	}
+	body, err := w.get(w.resolve("www.example.test"), 30*time.Second)
+	if err != nil || !strings.Contains(body, page) {
+		t.Fatalf("GET from the first jitsu after the second one's refusal: %v %q", netErr(err), body)
+	}
+	if n := w.metric("jitsu_synproxy_syns_replayed_total"); n < 1 {
+		t.Errorf("jitsu_synproxy_syns_replayed_total = %v: the first jitsu's SYN proxy no longer holds", n)
+	}
+}

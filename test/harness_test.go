@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
+	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // jitsuBin is the jitsu binary built once by TestMain.
@@ -410,4 +412,37 @@ func netErr(err error) string {
 		return fmt.Sprintf("%v (timeout=%v)", ne, ne.Timeout())
 	}
 	return fmt.Sprint(err)
+}
+
+// waitFor polls cond every 50 ms until it holds, failing t after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// heldInTable reports whether ip is in the SYN proxy's nft set of held
+// IPv4 addresses (false when the table does not exist).
+func (w *world) heldInTable(ip string) bool {
+	w.t.Helper()
+	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", synproxy.TableName, "held4").CombinedOutput()
+	if err != nil {
+		return false
+	}
+	return regexp.MustCompile(`\b` + regexp.QuoteMeta(ip) + `\b`).Match(out)
+}
+
+// pinned reports whether ip has a permanent neighbour entry on the bridge.
+func (w *world) pinned(ip string) bool {
+	w.t.Helper()
+	out, err := w.env.Command(context.Background(), "ip", "neigh", "show", ip, "dev", w.env.Bridge, "nud", "permanent").CombinedOutput()
+	if err != nil {
+		w.t.Fatalf("ip neigh show: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out)) != ""
 }

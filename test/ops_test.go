@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
+	defer wg.Wait() // also when a check below fails the test
+	defer stop()
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
 		go func() {
@@ -94,13 +97,22 @@ func TestReloadUnderLoad(t *testing.T) {
 		defer c.Close()
 		return c.Reload(context.Background())
 	}
+	// Every reload below bumps the zone's SOA serial, and waits until DNS
+	// answers with it before the next one: each reload took effect.
 	// 1. Add "new", remove "old".
 	w.data.Unikernels = []unikernelConf{{Name: "www", IP: "10.213.0.5"}, {Name: "new", IP: "10.213.0.7"}}
+	w.data.Serial = 2
 	w.writeConf()
 	if err := reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
+	w.waitSerial(2)
+	if resp, _, err := w.query("old.example.test"); err != nil || resp.Rcode != dns.RcodeNameError {
+		t.Errorf("query old right after the reload: %v %v, want NXDOMAIN", err, resp)
+	}
 	// 2. An invalid file is refused with its errors; the old config stays.
+	w.data.Serial = 3
+	w.writeConf()
 	good, _ := os.ReadFile(w.conf)
 	if err := os.WriteFile(w.conf, append(bytes.Clone(good), []byte("\n[dns]\nbogus = 1\n")...), 0o644); err != nil {
 		t.Fatal(err)
@@ -109,15 +121,17 @@ func TestReloadUnderLoad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "jitsu.toml:") {
 		t.Errorf("reload of an invalid file: %v, want the file's errors", err)
 	}
-	if err := os.WriteFile(w.conf, good, 0o644); err != nil {
-		t.Fatal(err)
+	if got := w.serial(); got != 2 {
+		t.Errorf("SOA serial %d after a refused reload, want still 2", got)
 	}
 	// 3. SIGHUP reloads as well, several times under load.
 	for i := 0; i < 5; i++ {
+		w.data.Serial = uint32(10 + i)
+		w.writeConf()
 		if err := syscall.Kill(w.jitsuPid(), syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		w.waitSerial(w.data.Serial)
 	}
 	time.Sleep(300 * time.Millisecond)
 	stop()
@@ -242,4 +256,33 @@ func TestCLIAndStatusPage(t *testing.T) {
 		t.Errorf("jitsu stop www: %v", err)
 	}
 	w.waitState("www", 30*time.Second, "stopped")
+}
+
+// serial returns the SOA serial jitsu answers for example.test.
+func (w *world) serial() uint32 {
+	w.t.Helper()
+	var resp *dns.Msg
+	err := w.env.Do(func() error {
+		m := new(dns.Msg)
+		m.SetQuestion("example.test.", dns.TypeSOA)
+		var err error
+		resp, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, "127.0.0.1:5353")
+		return err
+	})
+	if err != nil {
+		w.t.Fatalf("query SOA: %v", err)
+	}
+	for _, rr := range resp.Answer {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial
+		}
+	}
+	w.t.Fatalf("no SOA in %v", resp)
+	return 0
+}
+
+// waitSerial waits until jitsu answers with SOA serial want.
+func (w *world) waitSerial(want uint32) {
+	w.t.Helper()
+	waitFor(w.t, 10*time.Second, fmt.Sprintf("SOA serial %d", want), func() bool { return w.serial() == want })
 }

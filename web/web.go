@@ -42,19 +42,24 @@ type Options struct {
 	Logger *zap.Logger
 	// Auth, if set, is required on every endpoint (see LoadAuth).
 	Auth *Auth
+	// Listen is the address ("host:port") Run listens on.
+	Listen string
 }
 
 // Server is jitsu's HTTP handler.
 type Server struct {
-	mux  *http.ServeMux
-	d    control.Daemon
-	log  *zap.Logger
-	auth *Auth
+	mux    *http.ServeMux
+	d      control.Daemon
+	log    *zap.Logger
+	auth   *Auth
+	listen string
+	ready  chan struct{}
+	addr   net.Addr // set before ready is closed
 }
 
 // New returns a Server with the endpoints Options asks for.
 func New(o Options) *Server {
-	s := &Server{mux: http.NewServeMux(), d: o.Daemon, log: o.Logger, auth: o.Auth}
+	s := &Server{mux: http.NewServeMux(), d: o.Daemon, log: o.Logger, auth: o.Auth, listen: o.Listen, ready: make(chan struct{})}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -113,6 +118,28 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewEncoder(w).Encode(st); err != nil {
 		s.log.Debug("status page: write", zap.Error(err))
 	}
+}
+
+// Run listens on Options.Listen, closes Ready, and serves until ctx is
+// done, then shuts down gracefully (waiting up to 5 s for requests in
+// flight).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return fmt.Errorf("listen for metrics and status page on %s: %w", s.listen, err)
+	}
+	s.addr = ln.Addr()
+	close(s.ready)
+	return s.ServeListener(ctx, ln)
+}
+
+// Ready is closed once Run listens.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address Run listens on, once Ready is closed.
+func (s *Server) Addr() net.Addr {
+	<-s.ready
+	return s.addr
 }
 
 // Serve listens on addr and serves until ctx is done, then shuts down

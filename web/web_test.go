@@ -187,6 +187,39 @@ func TestServeListenerStopsOnCancel(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
+// TestRunStopsOnCancel: Run listens on Options.Listen, closes Ready,
+// serves, and returns once its context ends.
+func TestRunStopsOnCancel(t *testing.T) {
+	s := New(Options{Daemon: &fakeDaemon{}, Listen: "127.0.0.1:0"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	}
+	resp, err := http.Get("http://" + s.Addr().String() + "/api/status")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/status: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if ln, err := net.Listen("tcp", s.Addr().String()); err != nil {
+		t.Errorf("port still held after Run returned: %v", err)
+	} else {
+		ln.Close()
+	}
+}
+
 func TestServeBadAddress(t *testing.T) {
 	err := New(Options{}).Serve(context.Background(), "256.0.0.1:80")
 	if err == nil || !strings.Contains(err.Error(), "256.0.0.1:80") {

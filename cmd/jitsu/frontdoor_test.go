@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -59,7 +60,7 @@ func TestFrontdoorWiring(t *testing.T) {
 	if len(routes) != 2 || routes["blog.example.test"] != want || routes["example.test"] != want {
 		t.Errorf("routes %v", routes)
 	}
-	noSum := func() (*summoner.Summoner, error) { return nil, errNotConnected }
+	noSum := func() (*summoner.Summoner, error) { return nil, errTestNotConnected }
 	fd, err := newFrontDoor(cfg, noSum, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,9 @@ func TestFrontdoorWiring(t *testing.T) {
 		t.Errorf("www read-only disks %v", d)
 	}
 	// Before the summoner runs the front door refuses with its error.
-	if _, err := fd.SummonWait(context.Background(), "blog", netip.Addr{}); err != errNotConnected {
+	if _, err := fd.SummonWait(context.Background(), "blog", netip.Addr{}); err != errTestNotConnected {
 		t.Errorf("SummonWait before the summoner = %v", err)
 	}
 }
+
+var errTestNotConnected = errors.New("not connected")

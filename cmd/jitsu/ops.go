@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/doctor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
 // opTimeout bounds one control request; a start may wait for the boot.
@@ -250,9 +250,11 @@ func runStop(ctx context.Context, env *cliEnv, args []string) int {
 	if !ok {
 		return code
 	}
-	if *mode != "" && !validStopMode(*mode) {
-		fmt.Fprintf(env.stderr, "jitsu stop: unknown --mode %q (want %s)\n", *mode, strings.Join(config.StopModes, ", "))
-		return exitUsage
+	if *mode != "" {
+		if _, err := hypervisor.ParseStopMode(*mode); err != nil {
+			fmt.Fprintf(env.stderr, "jitsu stop: unknown --mode %q (want %v)\n", *mode, hypervisor.StopModes)
+			return exitUsage
+		}
 	}
 	done := "stopped " + pos[0]
 	if *mode != "" {
@@ -261,10 +263,6 @@ func runStop(ctx context.Context, env *cliEnv, args []string) int {
 	return ctlOp(ctx, env, f, done, func(ctx context.Context, c *control.Client) error {
 		return c.Stop(ctx, pos[0], *mode)
 	})
-}
-
-func validStopMode(m string) bool {
-	return slices.Contains(config.StopModes, m)
 }
 
 func runReload(ctx context.Context, env *cliEnv, args []string) int {

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,48 +61,158 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 // daemon is the running jitsu: the parts wired together, and the control
 // socket's view of them.
 type daemon struct {
-	log *zap.Logger
-	// sum is set once libvirt is reachable and the summoner runs; until
-	// then unikernel names get SERVFAIL and the control socket says so.
-	sum atomic.Pointer[summoner.Summoner]
-	dns *dnsserver.Server
+	log   *zap.Logger
+	sum   *summoner.Summoner
+	dns   *dnsserver.Server
+	proxy *synproxy.Proxy // nil when the SYN proxy is off
+	// serving are closed once unikernels are served (the SYN proxy
+	// intercepts, the summoner has adopted what runs): until then the
+	// control socket answers errStarting.
+	serving []<-chan struct{}
 
 	reloadMu sync.Mutex // serializes reloads
 	cfgMu    sync.Mutex
 	cfg      *config.Config
+}
 
-	// replays records, per address held by the SYN proxy, whether a SYN was
-	// held during the current boot, and when it was replayed.
-	replayMu sync.Mutex
-	heldSYN  map[netip.Addr]bool
-	replayed map[string]time.Time // unikernel name -> first replay of its last boot
-	addrName map[netip.Addr]string
+// parts are jitsu's long-lived parts, built and not yet running.
+type parts struct {
+	d     *daemon
+	hv    *hvlibvirt.Hypervisor
+	proxy *synproxy.Proxy // nil when the SYN proxy is off
+	sum   *summoner.Summoner
+	dns   *dnsserver.Server
+	ctl   *control.Server // nil without a control socket
+	web   *web.Server     // nil without a metrics address
 }
 
 // serve runs jitsu until ctx is done. hup delivers reload requests.
 func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan os.Signal) error {
 	log.Info("jitsu starting", zap.String("version", version), zap.String("config", cfg.File),
-		zap.Int("zones", len(cfg.Zones)), zap.Int("unikernels", len(cfg.Unikernels)))
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	d := &daemon{log: log, cfg: cfg, heldSYN: map[netip.Addr]bool{}, replayed: map[string]time.Time{}}
-	d.indexAddrs(cfg)
-
-	if err := pinBridgeMAC(cfg.Network.Bridge); err != nil {
+		zap.Int("zones", len(cfg.Zones)), zap.Int("unikernels", len(cfg.Unikernels)),
+		zap.String("instance", cfg.Daemon.ID))
+	// Nothing is touched before the lock is held: a second daemon of the
+	// same instance must not clean up the first one's table.
+	unlock, err := lockInstance(cfg.Daemon.LockFile(), cfg.Daemon.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := synproxy.PinBridgeMAC(cfg.Network.Bridge, log.Named("network")); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(cfg.Hypervisor.ConsoleDir, 0o755); err != nil {
 		return fmt.Errorf("console dir: %w", err)
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	p, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer p.hv.Close()
+	return p.run(ctx, hup)
+}
 
-	// DNS first: static records are served even while libvirt is not
-	// reachable yet; unikernel names get SERVFAIL until it is.
-	dns, err := dnsserver.New(dnsConfig(cfg), dnsserver.Options{
+// build builds every part. Nothing listens or runs yet, except the
+// libvirt backend's background connection attempts.
+func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &daemon{log: log, cfg: cfg}
+	p := &parts{d: d}
+
+	hv, err := hvlibvirt.Open(hvlibvirt.Options{
+		URI:             cfg.Hypervisor.URI,
+		Logger:          log.Named("hypervisor"),
+		ConsoleDir:      cfg.Hypervisor.ConsoleDir,
+		ShutdownTimeout: cfg.Hypervisor.ShutdownTimeout,
+		Instance:        cfg.Daemon.ID,
+		Registerer:      reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("libvirt backend: %w", err)
+	}
+	p.hv = hv
+	fail := func(err error) (*parts, error) {
+		hv.Close()
+		return nil, err
+	}
+	var gate summoner.Gate
+	var meter summoner.Meter // nil: idle-out reads the guests' interface counters
+	var probeMark uint32
+	// Unikernel names are answered once the SYN proxy intercepts (a
+	// client's first SYN must find its rules in place) and the summoner
+	// has adopted what runs (libvirt is reachable).
+	var summonAfter []<-chan struct{}
+	if cfg.SynProxy.Enabled {
+		if p.proxy, err = newProxy(cfg, log, reg, d); err != nil {
+			return fail(err)
+		}
+		gate = p.proxy
+		meter = p.proxy
+		// The readiness probe's SYNs carry the mark the proxy lets through.
+		probeMark = synproxy.DefaultBypassMark
+		summonAfter = append(summonAfter, p.proxy.Running())
+	}
+	p.sum, err = summoner.New(summoner.Options{
+		Hypervisor:    hv,
+		Gate:          gate,
+		Meter:         meter,
+		Logger:        log.Named("summoner"),
+		Registerer:    reg,
+		MaxRunning:    cfg.Budget.MaxRunning,
+		MaxBooting:    cfg.Budget.MaxBooting,
+		MemoryBudget:  cfg.Budget.Memory,
+		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
+		ProbeMark:     probeMark,
+		StopTimeout:   cfg.Hypervisor.ShutdownTimeout + stopSlack,
+	}, unikernels(cfg))
+	if err != nil {
+		return fail(fmt.Errorf("summoner: %w", err))
+	}
+	d.sum = p.sum
+	summonAfter = append(summonAfter, p.sum.Running())
+	d.serving = summonAfter
+	if err := p.buildServers(cfg, log, reg, summonAfter); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+// newProxy builds the SYN proxy, after removing what a previous run that
+// crashed left behind.
+func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d *daemon) (*synproxy.Proxy, error) {
+	if err := synproxy.Cleanup(cfg.Network.Bridge, nftTable(cfg)); err != nil {
+		log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
+	}
+	proxy, err := synproxy.New(synproxy.Options{
+		Bridge:     cfg.Network.Bridge,
+		Table:      nftTable(cfg),
+		Logger:     log.Named("synproxy"),
+		Registerer: reg,
+		Limits:     synLimits(cfg),
+		BypassMark: synproxy.DefaultBypassMark,
+		OnPacket:   d.onPacket,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("SYN proxy: %w", err)
+	}
+	// Meter every unikernel's address, also those adopted running.
+	if err := proxy.Track(unikernelAddrs(cfg)); err != nil {
+		return nil, fmt.Errorf("SYN proxy: %w", err)
+	}
+	return proxy, nil
+}
+
+// buildServers builds the DNS server, the control socket and the web
+// server.
+func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, summonAfter []<-chan struct{}) error {
+	var err error
+	// Static records are served from the first second, whether libvirt is
+	// reachable or not; unikernel names get SERVFAIL until summonAfter.
+	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
 		Listen:        cfg.DNS.Listen,
-		Summoner:      d,
+		Summoner:      p.sum, // also the Waiter of the response delay
+		SummonAfter:   summonAfter,
 		Logger:        log.Named("dns"),
 		Registerer:    reg,
 		RRL:           dnsRRL(cfg),
@@ -115,197 +222,94 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	if err != nil {
 		return fmt.Errorf("DNS server: %w", err)
 	}
-	if err := dns.Start(gctx); err != nil {
-		return fmt.Errorf("DNS server: %w", err)
-	}
-	d.dns = dns
-	log.Info("DNS listening", zap.Stringers("addrs", dns.Addrs()))
-
-	var ctl *control.Server
+	p.d.dns = p.dns
 	if cfg.Control.Socket != "" {
-		if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
-			return errors.Join(fmt.Errorf("control socket dir: %w", err), stopAll(g, dns, nil))
+		if p.ctl, err = control.New(cfg.Control.Socket, cfg.Control.Mode, p.d, log.Named("control")); err != nil {
+			return fmt.Errorf("control socket: %w", err)
 		}
-		ctl, err = control.Listen(cfg.Control.Socket, cfg.Control.Mode, d, log.Named("control"))
-		if err != nil {
-			return errors.Join(fmt.Errorf("control socket: %w", err), stopAll(g, dns, nil))
-		}
-		g.Go(func() error { return ctl.Serve(gctx) })
 	}
 	if cfg.Metrics.Listen != "" {
 		auth, err := web.LoadAuth(cfg.Metrics.BasicAuthFile, cfg.Metrics.BearerTokenFile)
 		if err != nil {
-			return errors.Join(err, stopAll(g, dns, ctl))
+			return err
 		}
-		ws := web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: d, Logger: log.Named("web"), Auth: auth})
-		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
-		if err != nil {
-			return errors.Join(fmt.Errorf("metrics listen on %s: %w", cfg.Metrics.Listen, err), stopAll(g, dns, ctl))
-		}
-		log.Info("metrics and status page", zap.String("url", "http://"+ln.Addr().String()+"/"))
-		g.Go(func() error { return ws.ServeListener(gctx, ln) })
+		p.web = web.New(web.Options{Registry: reg, Pprof: cfg.Metrics.Pprof, Daemon: p.d,
+			Logger: log.Named("web"), Auth: auth, Listen: cfg.Metrics.Listen})
 	}
+	return nil
+}
 
-	hv, err := connectLibvirt(gctx, cfg, log, reg)
-	if err != nil {
-		if ctx.Err() != nil { // stopped while waiting for libvirt
-			return stopAll(g, dns, ctl)
-		}
-		return errors.Join(err, stopAll(g, dns, ctl))
+// run runs every part in one group until ctx is done or one of them fails,
+// and returns once all have stopped.
+func (p *parts) run(ctx context.Context, hup <-chan os.Signal) error {
+	g, gctx := errgroup.WithContext(ctx)
+	goRun(g, gctx, "DNS server", p.dns.Run)
+	ready := []<-chan struct{}{p.dns.Ready(), p.sum.Running()}
+	if p.proxy != nil {
+		goRun(g, gctx, "SYN proxy", p.proxy.Run)
+		ready = append(ready, p.proxy.Running())
 	}
-	defer hv.Close()
-
-	var gate summoner.Gate
-	var probeMark uint32
-	var proxyRunning <-chan struct{}
-	if cfg.SynProxy.Enabled {
-		if err := synproxy.Cleanup(cfg.Network.Bridge); err != nil {
-			log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
+	// The summoner adopts what runs as it starts: it starts once libvirt
+	// is reachable (the backend keeps connecting in the background).
+	goRun(g, gctx, "summoner", func(ctx context.Context) error {
+		select {
+		case <-p.hv.Connected():
+		case <-ctx.Done():
+			return nil
 		}
-		proxy, err := synproxy.New(synproxy.Options{
-			Bridge:     cfg.Network.Bridge,
-			Logger:     log.Named("synproxy"),
-			Registerer: reg,
-			Limits:     synLimits(cfg),
-			BypassMark: synproxy.DefaultBypassMark,
-			OnSYN:      d.onSYN,
-		})
-		if err != nil {
-			return errors.Join(fmt.Errorf("SYN proxy: %w", err), stopAll(g, dns, ctl))
-		}
-		gate = &timelineGate{Gate: proxy, d: d}
-		proxyRunning = proxy.Running()
-		// The readiness probe's SYNs carry the mark the proxy lets through.
-		probeMark = synproxy.DefaultBypassMark
+		return p.sum.Run(ctx)
+	})
+	if p.ctl != nil {
+		goRun(g, gctx, "control socket", p.ctl.Run)
+	}
+	if p.web != nil {
+		goRun(g, gctx, "metrics and status page", p.web.Run)
 		g.Go(func() error {
-			if err := proxy.Run(gctx); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("SYN proxy: %w", err)
+			select {
+			case <-p.web.Ready():
+				p.d.log.Info("metrics and status page", zap.String("url", "http://"+p.web.Addr().String()+"/"))
+			case <-gctx.Done():
 			}
 			return nil
 		})
 	}
-
-	sum, err := summoner.New(summoner.Options{
-		Hypervisor:    hv,
-		Gate:          gate,
-		Logger:        log.Named("summoner"),
-		Registerer:    reg,
-		MaxRunning:    cfg.Budget.MaxRunning,
-		MaxBooting:    cfg.Budget.MaxBooting,
-		MemoryBudget:  cfg.Budget.Memory,
-		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
-		ProbeMark:     probeMark,
-	}, unikernels(cfg))
-	if err != nil {
-		return errors.Join(fmt.Errorf("summoner: %w", err), stopAll(g, dns, ctl))
-	}
+	g.Go(func() error { p.d.reloadOn(gctx, hup); return nil })
 	g.Go(func() error {
-		if err := sum.Run(gctx); err != nil && gctx.Err() == nil {
-			return fmt.Errorf("summoner: %w", err)
-		}
-		return nil
-	})
-	// Unikernel names are answered once the SYN proxy intercepts (a
-	// client's first SYN must find its rules in place) and the summoner
-	// has adopted what runs.
-	if proxyRunning != nil {
-		select {
-		case <-proxyRunning:
-		case <-gctx.Done():
-			return stopAll(g, dns, ctl)
-		}
-	}
-	select {
-	case <-sum.Running():
-	case <-gctx.Done():
-		return stopAll(g, dns, ctl)
-	}
-	d.sum.Store(sum)
-
-	g.Go(func() error {
-		for {
+		for _, c := range ready {
 			select {
+			case <-c:
 			case <-gctx.Done():
 				return nil
-			case <-hup:
-				if err := d.Reload(gctx); err != nil {
-					log.Error("reload refused, the running config stays", zap.Error(err))
-				}
 			}
 		}
+		p.d.log.Info("jitsu ready")
+		return nil
 	})
-	log.Info("jitsu ready")
-	<-gctx.Done()
-	return stopAll(g, dns, ctl)
+	return g.Wait()
 }
 
-// connectLibvirt connects to libvirtd, retrying with backoff (and a log
-// line each time) while it is not reachable, until ctx is done.
-func connectLibvirt(ctx context.Context, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*hvlibvirt.Hypervisor, error) {
-	wait := 100 * time.Millisecond
-	for {
-		hv, err := hvlibvirt.New(ctx, hvlibvirt.Options{
-			URI:             cfg.Hypervisor.URI,
-			Logger:          log.Named("hypervisor"),
-			ConsoleDir:      cfg.Hypervisor.ConsoleDir,
-			ShutdownTimeout: cfg.Hypervisor.ShutdownTimeout,
-			Registerer:      reg,
-		})
-		if err == nil {
-			return hv, nil
+// goRun runs part in g; an error other than the end of ctx stops the group.
+func goRun(g *errgroup.Group, ctx context.Context, name string, part func(context.Context) error) {
+	g.Go(func() error {
+		if err := part(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		log.Warn("libvirt not reachable; unikernel names get SERVFAIL until it is",
-			zap.String("uri", cfg.Hypervisor.URI), zap.Duration("retry_in", wait), zap.Error(err))
+		return nil
+	})
+}
+
+// reloadOn reloads the config on each hup until ctx is done.
+func (d *daemon) reloadOn(ctx context.Context, hup <-chan os.Signal) {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("connect to libvirt at %s: %w", cfg.Hypervisor.URI, err)
-		case <-time.After(wait):
+			return
+		case <-hup:
+			if err := d.Reload(ctx); err != nil {
+				d.log.Error("reload refused, the running config stays", zap.Error(err))
+			}
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
-}
-
-// errNotConnected answers for unikernels until the summoner runs.
-var errNotConnected = errors.New("libvirt not connected yet")
-
-// summoner returns the running summoner, or errNotConnected.
-func (d *daemon) summoner() (*summoner.Summoner, error) {
-	if s := d.sum.Load(); s != nil {
-		return s, nil
-	}
-	return nil, errNotConnected
-}
-
-// Summon implements dnsserver.Summoner: the summoner's, once it runs.
-func (d *daemon) Summon(ctx context.Context, name string) ([]netip.Addr, error) {
-	s := d.sum.Load()
-	if s == nil {
-		return nil, errNotConnected
-	}
-	return s.Summon(ctx, name)
-}
-
-// WaitReady implements dnsserver.Waiter: the summoner's, once it runs.
-func (d *daemon) WaitReady(name string) <-chan struct{} {
-	s := d.sum.Load()
-	if s == nil {
-		return nil
-	}
-	return s.WaitReady(name)
-}
-
-// stopAll closes the servers and waits for every goroutine of g; it returns
-// the first real error.
-func stopAll(g *errgroup.Group, dns *dnsserver.Server, ctl *control.Server) error {
-	var errs []error
-	if dns != nil {
-		errs = append(errs, dns.Close())
-	}
-	if ctl != nil {
-		errs = append(errs, ctl.Close())
-	}
-	errs = append(errs, g.Wait())
-	return errors.Join(errs...)
 }
 
 // responseDelay is Jitsu's response delay: without the SYN proxy, the DNS
@@ -317,75 +321,37 @@ func responseDelay(cfg *config.Config) time.Duration {
 	return cfg.DNS.ResponseDelay
 }
 
-// indexAddrs maps each unikernel address to its name, for the timeline.
-func (d *daemon) indexAddrs(cfg *config.Config) {
-	m := make(map[netip.Addr]string, len(cfg.Unikernels))
-	for _, u := range cfg.Unikernels {
-		m[u.IP] = u.Name
-		if u.IP6.IsValid() {
-			m[u.IP6] = u.Name
+// stopSlack is how much longer than the guest's shutdown timeout the
+// summoner waits for a stop call.
+const stopSlack = 15 * time.Second
+
+// onPacket is called by the SYN proxy for each packet it holds for addr:
+// the summoner counts it as activity and summons its unikernel if that
+// protocol is one of its triggers.
+func (d *daemon) onPacket(addr netip.Addr, proto uint8) { d.sum.OnPacket(addr, proto) }
+
+// errStarting answers the control socket until unikernels are served.
+var errStarting = errors.New("jitsu is starting: libvirt not connected yet, or the SYN proxy not running yet")
+
+// starting returns errStarting until unikernels are served.
+func (d *daemon) starting() error {
+	for _, c := range d.serving {
+		select {
+		case <-c:
+		default:
+			return errStarting
 		}
 	}
-	d.replayMu.Lock()
-	d.addrName = m
-	d.replayMu.Unlock()
-}
-
-// onSYN is called by the SYN proxy for each SYN held for addr.
-func (d *daemon) onSYN(addr netip.Addr) {
-	d.replayMu.Lock()
-	d.heldSYN[addr] = true
-	d.replayMu.Unlock()
-	if s := d.sum.Load(); s != nil {
-		s.Touch(addr)
-	}
-}
-
-// timelineGate passes the summoner's gate calls to the SYN proxy and notes
-// when held SYNs were replayed, for the status timeline.
-type timelineGate struct {
-	summoner.Gate
-	d *daemon
-}
-
-// Hold forgets the previous boot's SYNs, then holds.
-func (g *timelineGate) Hold(addrs []netip.Addr, mac net.HardwareAddr) error {
-	g.d.replayMu.Lock()
-	for _, a := range addrs {
-		delete(g.d.heldSYN, a)
-	}
-	g.d.replayMu.Unlock()
-	return g.Gate.Hold(addrs, mac)
-}
-
-// Release replays, and records the replay time if any SYN was held.
-func (g *timelineGate) Release(addrs []netip.Addr) error {
-	err := g.Gate.Release(addrs)
-	now := time.Now()
-	g.d.replayMu.Lock()
-	for _, a := range addrs {
-		if g.d.heldSYN[a] {
-			if name, ok := g.d.addrName[a]; ok {
-				g.d.replayed[name] = now
-				g.d.log.Info("held SYNs replayed", zap.String("unikernel", name), zap.String("ip", a.String()))
-			}
-		}
-		delete(g.d.heldSYN, a)
-	}
-	g.d.replayMu.Unlock()
-	return err
+	return nil
 }
 
 // Status implements control.Daemon.
 func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
-	sum, err := d.summoner()
-	if err != nil {
+	if err := d.starting(); err != nil {
 		return nil, err
 	}
-	sts := sum.Status()
+	sts := d.sum.Status()
 	out := make([]control.UnikernelStatus, 0, len(sts))
-	d.replayMu.Lock()
-	defer d.replayMu.Unlock()
 	for _, s := range sts {
 		us := control.UnikernelStatus{
 			Name:             s.Name,
@@ -400,11 +366,8 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 			us.Addrs = append(us.Addrs, a.String())
 		}
 		if !s.LastBoot.Start.IsZero() {
-			tl := &control.BootTimeline{Query: s.LastBoot.Query, Start: s.LastBoot.Start, Ready: s.LastBoot.Ready}
-			if r := d.replayed[s.Name]; !r.Before(s.LastBoot.Start) {
-				tl.FirstReplay = r
-			}
-			us.LastBoot = tl
+			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
+				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
 		}
 		out = append(out, us)
 	}
@@ -413,11 +376,10 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 
 // Start implements control.Daemon.
 func (d *daemon) Start(ctx context.Context, name string) error {
-	sum, err := d.summoner()
-	if err != nil {
+	if err := d.starting(); err != nil {
 		return err
 	}
-	return controlErr(sum.Start(ctx, name))
+	return controlErr(d.sum.Start(ctx, name))
 }
 
 // Stop implements control.Daemon.
@@ -429,11 +391,10 @@ func (d *daemon) Stop(ctx context.Context, name, mode string) error {
 			return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 		}
 	}
-	sum, err := d.summoner()
-	if err != nil {
+	if err := d.starting(); err != nil {
 		return err
 	}
-	return controlErr(sum.Stop(ctx, name, m))
+	return controlErr(d.sum.Stop(ctx, name, m))
 }
 
 // controlErr maps the summoner's errors to the control protocol's.
@@ -460,17 +421,17 @@ func (d *daemon) Reload(context.Context) error {
 	for _, w := range restartOnly(old, cfg) {
 		d.log.Warn("config change needs a restart to take effect", zap.String("key", w))
 	}
-	sum, err := d.summoner()
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	if err := sum.Update(unikernels(cfg)); err != nil {
+	if err := d.sum.Update(unikernels(cfg)); err != nil {
 		return fmt.Errorf("reload unikernels: %w", err)
+	}
+	if d.proxy != nil {
+		if err := d.proxy.Track(unikernelAddrs(cfg)); err != nil {
+			d.log.Warn("metering the new unikernels' traffic", zap.Error(err))
+		}
 	}
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
 		return fmt.Errorf("reload zones: %w", err)
 	}
-	d.indexAddrs(cfg)
 	d.cfgMu.Lock()
 	d.cfg = cfg
 	d.cfgMu.Unlock()
@@ -483,6 +444,9 @@ func (d *daemon) Reload(context.Context) error {
 // start of jitsu.
 func restartOnly(a, b *config.Config) []string {
 	var out []string
+	if a.Daemon != b.Daemon {
+		out = append(out, "daemon")
+	}
 	if fmt.Sprint(a.DNS.Listen) != fmt.Sprint(b.DNS.Listen) {
 		out = append(out, "dns.listen")
 	}

@@ -13,10 +13,6 @@ import (
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
-// domainPrefix prefixes every domain jitsu creates, so that its domains are
-// recognisable in `virsh list` beside the host's others.
-const domainPrefix = "jitsu-"
-
 // dnsConfig builds the DNS server's zones from cfg: each zone's static
 // records, the unikernel names inside it and their addresses (for zone
 // transfers), its secondaries and TSIG key.
@@ -67,11 +63,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 		if u.IP6.IsValid() {
 			addrs = append(addrs, u.IP6)
 		}
-		dom := domainPrefix + u.Name
-		mac := u.MAC
-		if len(mac) == 0 {
-			mac = hypervisor.DeriveMAC(dom)
-		}
+		dom := config.DomainPrefix + u.Name
 		out = append(out, summoner.Unikernel{
 			Name:  u.Name,
 			Addrs: addrs,
@@ -86,21 +78,38 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				MemoryBytes:   u.Memory,
 				VCPUs:         u.VCPUs,
 				Bridge:        cfg.Network.Bridge,
-				MAC:           mac,
+				MAC:           u.MAC,
 				DomainType:    cfg.Hypervisor.DomainType,
 				ConsoleLog:    filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
 			},
 			IdleTimeout: u.IdleTimeout,
 			BootTimeout: u.BootTimeout,
-			StopMode:    hypervisor.StopMode(u.StopMode),
+			StopMode:    u.StopMode,
 			Ready: summoner.Ready{
-				Kind:   u.Ready.Kind,
+				Kind:   readyKinds[u.Ready.Kind],
 				Port:   uint16(u.Ready.Port),
 				Regexp: u.Ready.Regexp,
 				Delay:  u.Ready.Delay,
 			},
-			Memory: u.Memory,
+			Triggers: triggers(u.Trigger),
+			Memory:   u.Memory,
 		})
+	}
+	return out
+}
+
+// readyKinds maps the config's probe words to the summoner's kinds.
+var readyKinds = map[string]summoner.ReadyKind{
+	config.ReadyTCP:     summoner.ReadyTCP,
+	config.ReadyConsole: summoner.ReadyConsole,
+	config.ReadyDelay:   summoner.ReadyDelay,
+}
+
+// triggers maps the config's trigger words to the summoner's.
+func triggers(words []string) []summoner.Trigger {
+	out := make([]summoner.Trigger, len(words))
+	for i, w := range words {
+		out[i] = summoner.Trigger(w)
 	}
 	return out
 }
@@ -115,6 +124,11 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 	}
 }
 
+// nftTable is the name of this instance's nftables table.
+func nftTable(cfg *config.Config) string {
+	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
+}
+
 // seedDisks returns the read-only disks of u: its seed-file disk image
 // when it has files.
 func seedDisks(cfg *config.Config, u *config.Unikernel) []string {
@@ -122,4 +136,16 @@ func seedDisks(cfg *config.Config, u *config.Unikernel) []string {
 		return nil
 	}
 	return []string{seeddisk.Path(cfg.Hypervisor.SeedDir, u.Name)}
+}
+
+// unikernelAddrs lists every unikernel's addresses.
+func unikernelAddrs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, u := range cfg.Unikernels {
+		out = append(out, u.IP)
+		if u.IP6.IsValid() {
+			out = append(out, u.IP6)
+		}
+	}
+	return out
 }

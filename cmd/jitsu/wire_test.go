@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 	"github.com/miekg/dns"
 )
 
@@ -53,5 +54,16 @@ kernel = "/k"
 	}
 	if a := d.Addrs["www"]; !slices.Equal(a, []netip.Addr{netip.MustParseAddr("10.213.0.5"), netip.MustParseAddr("fd00::5")}) {
 		t.Errorf("addresses of www: %v", a)
+	}
+}
+
+// TestDerivedMACsAgree: a spec without a MAC gets, from every backend, the
+// MAC config derives (jitsu always sets it; the two must not drift).
+func TestDerivedMACsAgree(t *testing.T) {
+	for _, name := range []string{"www", "u34929", "a.b-c_d"} {
+		dom := config.DomainPrefix + name
+		if got, want := (hypervisor.Spec{Name: dom}).NIC(), config.DeriveMAC(dom); got.String() != want.String() {
+			t.Errorf("%s: hypervisor derives %v, config %v", dom, got, want)
+		}
 	}
 }

@@ -48,7 +48,7 @@ type Harness struct {
 var Cases = []string{
 	"StartStateList", "ExplicitMAC", "StopDestroy", "StopShutdown",
 	"SuspendResume", "SaveRestore", "NotFound", "BadStopMode", "Foreign",
-	"Crash", "ConcurrentStart", "Close",
+	"Crash", "ConcurrentStart", "Close", "DiscardSave",
 }
 
 // Run runs every case of the contract against h, each as a subtest with a
@@ -71,6 +71,7 @@ func Run(t *testing.T, h Harness) {
 		"Crash":           testCrash,
 		"ConcurrentStart": testConcurrentStart,
 		"Close":           testClose,
+		"DiscardSave":     testDiscardSave,
 	}
 	for _, name := range Cases {
 		t.Run(name, func(t *testing.T) {
@@ -284,10 +285,7 @@ func testStartStateList(t *testing.T, e *env) {
 	if d.State != hypervisor.StateRunning {
 		t.Errorf("List: %q state %v, want running", e.name, d.State)
 	}
-	wantMAC := spec.MAC
-	if len(wantMAC) == 0 {
-		wantMAC = hypervisor.DeriveMAC(e.name)
-	}
+	wantMAC := spec.NIC()
 	if d.MAC.String() != wantMAC.String() {
 		t.Errorf("List: %q MAC %v, want %v", e.name, d.MAC, wantMAC)
 	}
@@ -405,6 +403,33 @@ func testSaveRestore(t *testing.T, e *env) {
 	e.wantState(t, e.name, hypervisor.StateRunning)
 	e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStopped, hypervisor.EventStarted,
 		hypervisor.EventStopped, hypervisor.EventStarted)
+}
+
+// testDiscardSave: a discarded save image is gone (the domain is shut off
+// and boots afresh); discarding where there is none changes nothing.
+func testDiscardSave(t *testing.T, e *env) {
+	wantErr(t, "DiscardSave of a missing domain", e.hv.DiscardSave(e.ctx, e.name+"-missing"), hypervisor.ErrNotFound)
+	e.start(t, e.name)
+	e.waitEvents(t, e.name, hypervisor.EventStarted)
+	if err := e.hv.DiscardSave(e.ctx, e.name); err != nil {
+		t.Fatalf("DiscardSave of a running domain without a save image: %v", err)
+	}
+	e.wantState(t, e.name, hypervisor.StateRunning)
+	if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopSave); err != nil {
+		t.Fatalf("Stop(save): %v", err)
+	}
+	e.wantState(t, e.name, hypervisor.StateSaved)
+	if err := e.hv.DiscardSave(e.ctx, e.name); err != nil {
+		t.Fatalf("DiscardSave: %v", err)
+	}
+	e.wantGone(t, e.name, hypervisor.StateShutoff)
+	if err := e.hv.DiscardSave(e.ctx, e.name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Fatalf("DiscardSave twice: %v", err)
+	}
+	e.start(t, e.name)
+	e.wantState(t, e.name, hypervisor.StateRunning)
+	// Booted afresh: a second EventStarted without a restore in between.
+	e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStopped, hypervisor.EventStarted)
 }
 
 func testNotFound(t *testing.T, e *env) {

@@ -4,9 +4,10 @@
 // The fake boots nothing: Start records the spec, moves the domain to
 // running and emits EventStarted at once. Whether the *guest* is ready is
 // decided by the test with SetReady (or SetAutoReady); a consumer's readiness
-// prober can block on WaitReady. Tests script failures with FailStart, Crash
-// and SetUnavailable, feed traffic counters with SetStats/AddTraffic, and wait
-// for what they expect with WaitStarts/WaitState instead of sleeping.
+// prober can block on WaitReady. Tests script failures with FailStart,
+// FailStop, HangStart, Crash, Vanish and SetUnavailable, feed traffic
+// counters with SetStats/AddTraffic, emit Reconnected, and wait for what they
+// expect with WaitStarts/WaitState instead of sleeping.
 //
 // Domain life cycle in the fake:
 //
@@ -41,7 +42,7 @@ import (
 // Call is one operation the fake was asked to perform, as recorded for
 // OnCall hooks and Calls.
 type Call struct {
-	Op   string // "start", "stop", "resume"
+	Op   string // "start", "stop", "resume", "discard"
 	Name string
 	Mode hypervisor.StopMode // for "stop"
 	Err  error               // the result
@@ -73,6 +74,8 @@ type Fake struct {
 	domains     map[string]*domain
 	foreign     map[string]bool
 	failStart   map[string]error
+	failStop    map[string]error
+	hang        map[string]chan struct{} // Start of name blocks until closed
 	unavailable bool
 	autoReady   bool
 	closed      bool
@@ -99,6 +102,8 @@ func New() *Fake {
 		domains:   map[string]*domain{},
 		foreign:   map[string]bool{},
 		failStart: map[string]error{},
+		failStop:  map[string]error{},
+		hang:      map[string]chan struct{}{},
 		changed:   make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		events:    make(chan hypervisor.Event),
@@ -192,6 +197,16 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
 		return err
 	}
 	f.mu.Lock()
+	hang := f.hang[spec.Name]
+	f.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.checkLocked(spec.Name); err != nil {
 		return err
@@ -257,6 +272,10 @@ func (f *Fake) stop(ctx context.Context, name string, mode hypervisor.StopMode) 
 	}
 	if d.state != hypervisor.StateRunning && d.state != hypervisor.StatePaused {
 		return hypervisor.ErrNotRunning
+	}
+	if err, ok := f.failStop[name]; ok {
+		delete(f.failStop, name)
+		return err
 	}
 	switch mode {
 	case hypervisor.StopDestroy, hypervisor.StopShutdown:
@@ -339,11 +358,7 @@ func (f *Fake) List(ctx context.Context) ([]hypervisor.Domain, error) {
 	}
 	out := make([]hypervisor.Domain, 0, len(f.domains))
 	for name, d := range f.domains {
-		mac := d.spec.MAC
-		if mac == nil {
-			mac = hypervisor.DeriveMAC(name)
-		}
-		out = append(out, hypervisor.Domain{Name: name, State: d.state, MAC: mac, Started: d.started})
+		out = append(out, hypervisor.Domain{Name: name, State: d.state, MAC: d.spec.NIC(), Started: d.started})
 	}
 	return out, nil
 }
@@ -364,6 +379,38 @@ func (f *Fake) InterfaceStats(ctx context.Context, name string) (hypervisor.Inte
 		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.stats, nil
+}
+
+// DiscardSave implements hypervisor.Hypervisor: a saved domain becomes shut
+// off (its next Start boots afresh); other states are left as they are.
+func (f *Fake) DiscardSave(ctx context.Context, name string) error {
+	err := f.discardSave(ctx, name)
+	f.record(Call{Op: "discard", Name: name, Err: err})
+	if err != nil {
+		return fmt.Errorf("discard save of %q: %w", name, err)
+	}
+	return nil
+}
+
+func (f *Fake) discardSave(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.checkLocked(name); err != nil {
+		return err
+	}
+	d := f.domains[name]
+	if d == nil {
+		return hypervisor.ErrNotFound
+	}
+	if d.state == hypervisor.StateSaved {
+		d.state = hypervisor.StateShutoff
+		d.ready = false
+		f.changedLocked()
+	}
+	return nil
 }
 
 // Events implements hypervisor.Hypervisor. The channel is closed by Close.
@@ -423,6 +470,52 @@ func (f *Fake) FailStart(name string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failStart[name] = err
+}
+
+// FailStop makes the next Stop of a running or paused domain name fail
+// with err (wrapped), leaving the domain as it is.
+func (f *Fake) FailStop(name string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failStop[name] = err
+}
+
+// HangStart makes every Start of name block until the returned function is
+// called or the call's context is done (then Start fails with ctx.Err()
+// and changes nothing), as a hung libvirt call would.
+func (f *Fake) HangStart(name string) (release func()) {
+	ch := make(chan struct{})
+	f.mu.Lock()
+	f.hang[name] = ch
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.hang[name] == ch {
+				delete(f.hang, name)
+			}
+			f.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Reconnected emits hypervisor.EventReconnected, as a backend does after
+// it (re)connects to its hypervisor.
+func (f *Fake) Reconnected() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.emitLocked("", hypervisor.EventReconnected, "reconnected")
+}
+
+// Vanish removes domain name without an event, as if its stop or crash
+// had been missed while the connection was down.
+func (f *Fake) Vanish(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.domains, name)
+	f.changedLocked()
 }
 
 // SetUnavailable makes every operation fail with hypervisor.ErrUnavailable

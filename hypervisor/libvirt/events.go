@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -211,17 +212,22 @@ func (h *Hypervisor) dispatch() {
 // isJitsu looks up whether a domain jitsu did not know about is one of its
 // own (created by an earlier run of jitsu).
 func (h *Hypervisor) isJitsu(name string) bool {
-	conn, err := h.acquire()
-	if err != nil {
-		return false
-	}
-	defer release(conn)
-	d, _, err := h.lookup(conn, "check", name)
-	if err != nil {
-		return false
-	}
-	_ = d.Free()
-	return true
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	err := h.call(ctx, "check", name, func() error {
+		conn, err := h.acquire()
+		if err != nil {
+			return err
+		}
+		defer release(conn)
+		d, _, err := h.lookup(conn, "check", name)
+		if err != nil {
+			return err
+		}
+		_ = d.Free()
+		return nil
+	})
+	return err == nil
 }
 
 // metrics are the backend's Prometheus collectors.
@@ -231,6 +237,8 @@ type metrics struct {
 	events     *prometheus.CounterVec
 	dropped    prometheus.Counter
 	reconnects prometheus.Counter
+	// callTimeouts counts calls whose caller's deadline passed first.
+	callTimeouts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -251,6 +259,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jitsu_hypervisor_reconnects_total", Help: "Reconnections to libvirt after an outage.",
 		}),
+		callTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitsu_hypervisor_call_timeouts_total", Help: "libvirt calls still running when their caller's deadline passed.",
+		}),
 	}
 	if reg != nil {
 		// A second backend on the same registry (jitsu retrying its first
@@ -261,6 +272,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.events, errs = register(reg, m.events, errs)
 		m.dropped, errs = register(reg, m.dropped, errs)
 		m.reconnects, errs = register(reg, m.reconnects, errs)
+		m.callTimeouts, errs = register(reg, m.callTimeouts, errs)
 		if err := errors.Join(errs...); err != nil {
 			return nil, fmt.Errorf("register hypervisor metrics: %w", err)
 		}

@@ -32,27 +32,27 @@ import (
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
-// Defaults for Options.
-const (
-	DefaultURI             = "qemu:///system"
-	DefaultConsoleDir      = "/var/lib/jitsu/console"
-	DefaultShutdownTimeout = 10 * time.Second
-)
-
-// Options configure a Hypervisor. The zero value is usable.
+// Options configure a Hypervisor. URI and ShutdownTimeout are required
+// (the user-facing defaults belong to package config).
 type Options struct {
-	// URI is the libvirt connection URI; "" means DefaultURI. Use
+	// URI is the libvirt connection URI, e.g. "qemu:///system". Use
 	// "test:///default" for libvirt's in-process test driver.
 	URI string
 	// Logger receives connection and event logs; nil means none.
 	Logger *zap.Logger
 	// ConsoleDir holds one console log per domain, <name>.log, truncated at
-	// each boot; "" means DefaultConsoleDir. QEMU (user libvirt-qemu) must
-	// be able to traverse it. Spec.ConsoleLog overrides it per domain.
+	// each boot. QEMU (user libvirt-qemu) must be able to traverse it.
+	// Spec.ConsoleLog overrides it per domain; a Spec without ConsoleLog
+	// cannot start when ConsoleDir is empty.
 	ConsoleDir string
 	// ShutdownTimeout is how long StopShutdown waits for the guest to power
-	// off before destroying it; 0 means DefaultShutdownTimeout.
+	// off before destroying it. Required.
 	ShutdownTimeout time.Duration
+	// Instance is the id of the jitsu daemon using this backend: written
+	// into the metadata of every domain it creates. Domains whose metadata
+	// names another instance (or none, when Instance is set) are foreign:
+	// never listed, started, stopped or reported.
+	Instance string
 	// Machine is the QEMU machine type (e.g. "pc", "q35"); "" means
 	// libvirt's default.
 	Machine string
@@ -70,18 +70,16 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-func (o *Options) setDefaults() {
+// check validates the required options and fills in the internal tunables.
+func (o *Options) check() error {
 	if o.URI == "" {
-		o.URI = DefaultURI
+		return errors.New("libvirt backend: no connection URI")
+	}
+	if o.ShutdownTimeout <= 0 {
+		return fmt.Errorf("libvirt backend: shutdown timeout %v: must be positive", o.ShutdownTimeout)
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
-	}
-	if o.ConsoleDir == "" {
-		o.ConsoleDir = DefaultConsoleDir
-	}
-	if o.ShutdownTimeout <= 0 {
-		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if o.KeepAliveInterval <= 0 {
 		o.KeepAliveInterval = 5 * time.Second
@@ -95,6 +93,7 @@ func (o *Options) setDefaults() {
 	if o.ReconnectMax <= 0 {
 		o.ReconnectMax = 5 * time.Second
 	}
+	return nil
 }
 
 // domInfo is what the backend remembers about one of jitsu's domains.
@@ -132,9 +131,15 @@ type Hypervisor struct {
 	locks       map[string]chan struct{}
 
 	reconnect chan struct{}
-	queue     *eventQueue
-	events    chan hypervisor.Event
-	closeOnce sync.Once
+	calls     chan struct{}  // a slot per libvirt call in flight
+	inflight  sync.WaitGroup // the calls' goroutines
+	// connected is closed at the first connection; everConnected (owned
+	// by New, then by reconnectLoop) says whether it is.
+	connected     chan struct{}
+	everConnected bool
+	queue         *eventQueue
+	events        chan hypervisor.Event
+	closeOnce     sync.Once
 }
 
 var (
@@ -145,7 +150,49 @@ var (
 // New connects to libvirt at opts.URI and starts the event goroutines. It
 // fails if the first connection fails; later outages are survived.
 func New(ctx context.Context, opts Options) (*Hypervisor, error) {
-	opts.setDefaults()
+	h, err := newHypervisor(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		h.abort()
+		return nil, err
+	}
+	if err := h.connect(); err != nil {
+		h.abort()
+		return nil, err
+	}
+	h.adopt()
+	close(h.connected)
+	h.everConnected = true
+	h.wg.Add(2)
+	go h.reconnectLoop()
+	go h.dispatch()
+	return h, nil
+}
+
+// Open returns at once and connects to libvirt at opts.URI in the
+// background, retrying with the reconnect backoff for as long as it takes:
+// until the first connection (see Connected), every call fails with an
+// error wrapping hypervisor.ErrUnavailable. Each connection, the first
+// included, is reported by an event of kind hypervisor.EventReconnected.
+func Open(opts Options) (*Hypervisor, error) {
+	h, err := newHypervisor(opts)
+	if err != nil {
+		return nil, err
+	}
+	h.wg.Add(2)
+	go h.reconnectLoop()
+	go h.dispatch()
+	h.kickReconnect()
+	return h, nil
+}
+
+// newHypervisor checks opts and builds a disconnected backend.
+func newHypervisor(opts Options) (*Hypervisor, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -154,7 +201,7 @@ func New(ctx context.Context, opts Options) (*Hypervisor, error) {
 		return nil, err
 	}
 	hctx, cancel := context.WithCancel(context.Background())
-	h := &Hypervisor{
+	return &Hypervisor{
 		opts:      opts,
 		log:       opts.Logger.With(zap.String("uri", opts.URI)),
 		m:         m,
@@ -163,25 +210,22 @@ func New(ctx context.Context, opts Options) (*Hypervisor, error) {
 		known:     map[string]*domInfo{},
 		locks:     map[string]chan struct{}{},
 		reconnect: make(chan struct{}, 1),
+		calls:     make(chan struct{}, maxCalls),
+		connected: make(chan struct{}),
 		queue:     newEventQueue(4096),
 		events:    make(chan hypervisor.Event, 64),
-	}
-	if err := ctx.Err(); err != nil {
-		cancel()
-		loop.release()
-		return nil, err
-	}
-	if err := h.connect(); err != nil {
-		cancel()
-		loop.release()
-		return nil, err
-	}
-	h.adopt()
-	h.wg.Add(2)
-	go h.reconnectLoop()
-	go h.dispatch()
-	return h, nil
+	}, nil
 }
+
+// abort undoes newHypervisor for a New that failed.
+func (h *Hypervisor) abort() {
+	h.cancel()
+	loop.release()
+}
+
+// Connected is closed once the backend has connected to libvirt the first
+// time.
+func (h *Hypervisor) Connected() <-chan struct{} { return h.connected }
 
 // connect opens the connection, registers callbacks and keepalives, and
 // publishes it.
@@ -248,25 +292,48 @@ func (h *Hypervisor) reconnectLoop() {
 			continue
 		}
 		lost := time.Now()
-		h.log.Warn("libvirt connection lost, reconnecting")
+		if h.everConnected {
+			h.log.Warn("libvirt connection lost, reconnecting")
+		}
 		h.disconnect()
-		backoff := h.opts.ReconnectMin
-		for attempt := 1; ; attempt++ {
-			err := h.connect()
-			if err == nil {
+		if !h.connectWithBackoff(lost) {
+			return
+		}
+	}
+}
+
+// connectWithBackoff connects, retrying with exponential backoff until it
+// succeeds (true) or the backend is closed (false); then it adopts the
+// existing domains and reports EventReconnected.
+func (h *Hypervisor) connectWithBackoff(lost time.Time) bool {
+	backoff := h.opts.ReconnectMin
+	for attempt := 1; ; attempt++ {
+		err := h.connect()
+		if err == nil {
+			if h.everConnected {
 				h.m.reconnects.Inc()
 				h.log.Info("reconnected to libvirt", zap.Int("attempts", attempt), zap.Duration("outage", time.Since(lost)))
-				h.adopt()
-				break
+			} else {
+				h.log.Info("connected to libvirt", zap.Int("attempts", attempt), zap.Duration("waited", time.Since(lost)))
 			}
-			h.log.Debug("reconnect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
-			select {
-			case <-h.ctx.Done():
-				return
-			case <-time.After(backoff):
+			h.adopt()
+			if !h.everConnected {
+				h.everConnected = true
+				close(h.connected)
 			}
-			backoff = min(backoff*2, h.opts.ReconnectMax)
+			h.queue.push(rawEvent{ev: hypervisor.Event{Kind: hypervisor.EventReconnected, Time: time.Now()}, known: true})
+			return true
 		}
+		if attempt == 1 {
+			h.log.Warn("libvirt not reachable; retrying in the background", zap.Error(err))
+		}
+		h.log.Debug("connect failed", zap.Int("attempt", attempt), zap.Duration("retry_in", backoff), zap.Error(err))
+		select {
+		case <-h.ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, h.opts.ReconnectMax)
 	}
 }
 
@@ -412,7 +479,14 @@ func (h *Hypervisor) jitsuMetadata(d *lv.Domain) (metadata, error) {
 		}
 		return metadata{}, h.wrap("read metadata of", "", err)
 	}
-	return parseMetadata(s)
+	md, err := parseMetadata(s)
+	if err != nil {
+		return md, err
+	}
+	if md.Instance != h.opts.Instance {
+		return metadata{}, fmt.Errorf("domain of jitsu instance %q, not %q: %w", md.Instance, h.opts.Instance, hypervisor.ErrForeign)
+	}
+	return md, nil
 }
 
 func (h *Hypervisor) remember(name string, md metadata) *domInfo {
@@ -432,7 +506,9 @@ func (h *Hypervisor) remember(name string, md metadata) *domInfo {
 // adopt learns the jitsu domains that already exist, e.g. after a restart
 // of jitsu or of libvirtd, so that their events are recognised.
 func (h *Hypervisor) adopt() {
-	doms, err := h.List(h.ctx)
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	doms, err := h.List(ctx)
 	if err != nil {
 		h.log.Warn("list existing domains", zap.Error(err))
 		return
@@ -444,7 +520,7 @@ func (h *Hypervisor) adopt() {
 
 // consolePath is where the serial console of spec is logged.
 func (h *Hypervisor) consolePath(spec hypervisor.Spec) string {
-	if spec.ConsoleLog != "" {
+	if spec.ConsoleLog != "" || h.opts.ConsoleDir == "" {
 		return spec.ConsoleLog
 	}
 	return filepath.Join(h.opts.ConsoleDir, spec.Name+".log")
@@ -459,6 +535,9 @@ func (h *Hypervisor) ConsolePath(name string) string {
 // prepareConsole creates (or truncates) the console log so that readers can
 // open it as soon as Start returns; QEMU truncates it again on open.
 func prepareConsole(path string) error {
+	if path == "" {
+		return errors.New("no console log: set the spec's ConsoleLog or the backend's ConsoleDir")
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create console dir: %w", err)
 	}
@@ -474,6 +553,12 @@ func prepareConsole(path string) error {
 func (h *Hypervisor) Start(ctx context.Context, spec hypervisor.Spec) (err error) {
 	t0 := time.Now()
 	defer func() { h.m.observeStart(t0, err) }()
+	return h.call(ctx, "start", spec.Name, func() error { return h.start(ctx, spec) })
+}
+
+// start is Start without its deadline.
+func (h *Hypervisor) start(ctx context.Context, spec hypervisor.Spec) error {
+	t0 := time.Now()
 	unlock, err := h.lockName(ctx, spec.Name)
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
@@ -493,14 +578,14 @@ func (h *Hypervisor) Start(ctx context.Context, spec hypervisor.Spec) (err error
 	case !errors.Is(err, hypervisor.ErrNotFound):
 		return err
 	}
-	domXML, err := domainXML(spec, "", h.consolePath(spec), h.opts.Machine)
+	domXML, err := domainXML(spec, h.opts.Instance, "", h.consolePath(spec), h.opts.Machine)
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
 	if err := prepareConsole(h.consolePath(spec)); err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
-	h.remember(spec.Name, metadata{Name: spec.Name, MAC: specMAC(spec).String()})
+	h.remember(spec.Name, metadata{Name: spec.Name, MAC: spec.NIC().String(), Instance: h.opts.Instance})
 	if h.opts.Persistent {
 		d, err := conn.DomainDefineXML(domXML)
 		if err != nil {
@@ -558,7 +643,7 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 	if err != nil {
 		return h.wrap("get UUID of", spec.Name, err)
 	}
-	domXML, err := domainXML(spec, uuid, h.consolePath(spec), h.opts.Machine)
+	domXML, err := domainXML(spec, h.opts.Instance, uuid, h.consolePath(spec), h.opts.Machine)
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
 	}
@@ -584,6 +669,11 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 // Stop stops a running or paused domain with mode. See
 // hypervisor.Hypervisor.
 func (h *Hypervisor) Stop(ctx context.Context, name string, mode hypervisor.StopMode) error {
+	return h.call(ctx, "stop", name, func() error { return h.stop(ctx, name, mode) })
+}
+
+// stop is Stop without its deadline.
+func (h *Hypervisor) stop(ctx context.Context, name string, mode hypervisor.StopMode) error {
 	if _, err := hypervisor.ParseStopMode(string(mode)); err != nil {
 		return fmt.Errorf("stop %q: %w", name, err)
 	}
@@ -740,8 +830,36 @@ func (h *Hypervisor) save(conn *lv.Connect, d *lv.Domain, name string) error {
 	return nil
 }
 
+// DiscardSave removes the domain's managed save image, if it has one
+// (virDomainManagedSaveRemove), so that its next Start boots afresh with the
+// current spec. See hypervisor.Hypervisor.
+func (h *Hypervisor) DiscardSave(ctx context.Context, name string) error {
+	_, d, _, done, err := h.openDomain(ctx, "discard managed save of", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	saved, err := d.HasManagedSaveImage(0)
+	if err != nil {
+		return h.wrap("check managed save of", name, err)
+	}
+	if !saved {
+		return nil
+	}
+	if err := d.ManagedSaveRemove(0); err != nil {
+		return h.wrap("discard managed save of", name, err)
+	}
+	h.log.Info("managed save image discarded", zap.String("domain", name))
+	return nil
+}
+
 // Resume continues a paused domain; any other state gives ErrNotRunning.
 func (h *Hypervisor) Resume(ctx context.Context, name string) error {
+	return h.call(ctx, "resume", name, func() error { return h.resume(ctx, name) })
+}
+
+// resume is Resume without its deadline.
+func (h *Hypervisor) resume(ctx context.Context, name string) error {
 	_, d, st, done, err := h.openDomain(ctx, "resume", name)
 	if err != nil {
 		return err
@@ -789,7 +907,13 @@ func domainState(d *lv.Domain) (hypervisor.State, error) {
 }
 
 // State reports a domain's state. See hypervisor.Hypervisor.
-func (h *Hypervisor) State(ctx context.Context, name string) (hypervisor.State, error) {
+func (h *Hypervisor) State(ctx context.Context, name string) (st hypervisor.State, err error) {
+	err = h.call(ctx, "state of", name, func() (err error) { st, err = h.state(ctx, name); return err })
+	return st, err
+}
+
+// state is State without its deadline.
+func (h *Hypervisor) state(ctx context.Context, name string) (hypervisor.State, error) {
 	if err := ctx.Err(); err != nil {
 		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, err)
 	}
@@ -811,7 +935,13 @@ func (h *Hypervisor) State(ctx context.Context, name string) (hypervisor.State, 
 }
 
 // List returns jitsu's domains, running or not. See hypervisor.Hypervisor.
-func (h *Hypervisor) List(ctx context.Context) ([]hypervisor.Domain, error) {
+func (h *Hypervisor) List(ctx context.Context) (doms []hypervisor.Domain, err error) {
+	err = h.call(ctx, "list", "domains", func() (err error) { doms, err = h.list(ctx); return err })
+	return doms, err
+}
+
+// list is List without its deadline.
+func (h *Hypervisor) list(ctx context.Context) ([]hypervisor.Domain, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list domains: %w", err)
 	}
@@ -846,7 +976,13 @@ func (h *Hypervisor) List(ctx context.Context) ([]hypervisor.Domain, error) {
 
 // InterfaceStats returns the traffic counters of the domain's NIC as seen
 // from the host.
-func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
+func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (st hypervisor.InterfaceStats, err error) {
+	err = h.call(ctx, "interface stats of", name, func() (err error) { st, err = h.interfaceStats(ctx, name); return err })
+	return st, err
+}
+
+// interfaceStats is InterfaceStats without its deadline.
+func (h *Hypervisor) interfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
 	if err := ctx.Err(); err != nil {
 		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, err)
 	}
@@ -893,6 +1029,7 @@ func (h *Hypervisor) Close() error {
 		h.mu.Unlock()
 		h.queue.close()
 		h.wg.Wait()
+		h.waitCalls()
 		h.disconnect()
 		loop.release()
 		close(h.events)

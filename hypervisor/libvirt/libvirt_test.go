@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestContractTestDriver(t *testing.T) {
 }
 
 func TestNewBadURI(t *testing.T) {
-	_, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml"})
+	_, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", ShutdownTimeout: time.Second})
 	if err == nil {
 		t.Fatal("New with a bad URI succeeded")
 	}
@@ -87,10 +88,10 @@ func TestNewBadURI(t *testing.T) {
 // the same registry (jitsu retrying while libvirtd is down) works.
 func TestNewRetrySharesMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", Registerer: reg}); err == nil {
+	if _, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///nonexistent/file.xml", ShutdownTimeout: time.Second, Registerer: reg}); err == nil {
 		t.Fatal("New with a bad URI succeeded")
 	}
-	h, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///default", Registerer: reg})
+	h, err := libvirt.New(context.Background(), libvirt.Options{URI: "test:///default", ShutdownTimeout: time.Second, Registerer: reg})
 	if err != nil {
 		t.Fatalf("New after a failed attempt on the same registry: %v", err)
 	}
@@ -159,5 +160,137 @@ func TestAdoptAfterRestart(t *testing.T) {
 		case <-timeout:
 			t.Fatal("no stopped event on the second backend")
 		}
+	}
+}
+
+// TestOptionsRequired: the backend takes explicit values (config owns the
+// defaults): no URI or no shutdown timeout is an error.
+func TestOptionsRequired(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts libvirt.Options
+		want string
+	}{
+		{"no URI", libvirt.Options{ShutdownTimeout: time.Second}, "no connection URI"},
+		{"no shutdown timeout", libvirt.Options{URI: "test:///default"}, "shutdown timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := libvirt.Open(tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Open: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestOpenUnreachable: Open returns at once with libvirt unreachable;
+// calls fail with ErrUnavailable, Connected stays open, and Close stops
+// the background connection attempts.
+func TestOpenUnreachable(t *testing.T) {
+	h, err := libvirt.Open(libvirt.Options{URI: "test:///nonexistent/file.xml", ShutdownTimeout: time.Second,
+		ReconnectMin: time.Millisecond, ReconnectMax: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	if _, err := h.List(ctx); !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Errorf("List while unreachable: %v, want ErrUnavailable", err)
+	}
+	if err := h.Start(ctx, testSpec("x")); !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Errorf("Start while unreachable: %v, want ErrUnavailable", err)
+	}
+	select {
+	case <-h.Connected():
+		t.Error("Connected closed although libvirt is unreachable")
+	default:
+	}
+}
+
+// TestOpenConnects: Open connects in the background, closes Connected and
+// reports EventReconnected.
+func TestOpenConnects(t *testing.T) {
+	h, err := libvirt.Open(libvirt.Options{URI: "test:///default", ShutdownTimeout: time.Second, ConsoleDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer h.Close()
+	select {
+	case <-h.Connected():
+	case <-time.After(30 * time.Second):
+		t.Fatal("not connected to test:///default after 30 s")
+	}
+	select {
+	case ev := <-h.Events():
+		if ev.Kind != hypervisor.EventReconnected || ev.Name != "" {
+			t.Errorf("first event %+v, want %v with no domain", ev, hypervisor.EventReconnected)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reconnected event 30 s after connecting")
+	}
+	if _, err := h.List(context.Background()); err != nil {
+		t.Errorf("List once connected: %v", err)
+	}
+}
+
+// TestInstancesKeepApart: a backend never lists, starts over, stops or
+// reports the domains of another jitsu instance.
+func TestInstancesKeepApart(t *testing.T) {
+	ctx := context.Background()
+	open := func(instance string) *libvirt.Hypervisor {
+		hv, err := libvirt.New(ctx, libvirt.Options{URI: "test:///default", Logger: zaptest.NewLogger(t),
+			ConsoleDir: t.TempDir(), ShutdownTimeout: 2 * time.Second, Instance: instance})
+		if err != nil {
+			t.Fatalf("New(%s): %v", instance, err)
+		}
+		t.Cleanup(func() { _ = hv.Close() })
+		return hv
+	}
+	blue, green := open("blue"), open("green")
+	name := fmt.Sprintf("inst-%d", run.Add(1))
+	if err := blue.Start(ctx, testSpec(name)); err != nil {
+		t.Fatalf("blue Start: %v", err)
+	}
+	defer blue.Stop(ctx, name, hypervisor.StopDestroy)
+	doms, err := green.List(ctx)
+	if err != nil {
+		t.Fatalf("green List: %v", err)
+	}
+	for _, d := range doms {
+		if d.Name == name {
+			t.Errorf("green lists blue's domain %q", name)
+		}
+	}
+	for _, tt := range []struct {
+		op  string
+		err error
+	}{
+		{"Stop", green.Stop(ctx, name, hypervisor.StopDestroy)},
+		{"Start", green.Start(ctx, testSpec(name))},
+		{"Resume", green.Resume(ctx, name)},
+	} {
+		if !errors.Is(tt.err, hypervisor.ErrForeign) {
+			t.Errorf("green %s on blue's domain: %v, want ErrForeign", tt.op, tt.err)
+		}
+	}
+	if _, err := green.State(ctx, name); !errors.Is(err, hypervisor.ErrForeign) {
+		t.Errorf("green State of blue's domain: %v, want ErrForeign", err)
+	}
+	if st, err := blue.State(ctx, name); err != nil || st != hypervisor.StateRunning {
+		t.Errorf("blue's domain after green's attempts: %v %v, want running", st, err)
+	}
+	if err := blue.Stop(ctx, name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("blue Stop: %v", err)
+	}
+	// green saw none of it.
+	for {
+		select {
+		case ev := <-green.Events():
+			if ev.Name == name {
+				t.Errorf("green got an event of blue's domain: %+v", ev)
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
 	}
 }

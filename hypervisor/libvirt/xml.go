@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 
@@ -30,6 +29,8 @@ type metadata struct {
 	XMLName xml.Name `xml:"unikernel"`
 	Name    string   `xml:"name,attr"`
 	MAC     string   `xml:"mac,attr,omitempty"`
+	// Instance is the id of the jitsu daemon that created the domain.
+	Instance string `xml:"instance,attr,omitempty"`
 }
 
 func (m metadata) element() string {
@@ -38,6 +39,10 @@ func (m metadata) element() string {
 	_ = xml.EscapeText(&b, []byte(m.Name))
 	b.WriteString(`" mac="`)
 	_ = xml.EscapeText(&b, []byte(m.MAC))
+	if m.Instance != "" {
+		b.WriteString(`" instance="`)
+		_ = xml.EscapeText(&b, []byte(m.Instance))
+	}
 	b.WriteString(`"/>`)
 	return b.String()
 }
@@ -48,14 +53,6 @@ func parseMetadata(s string) (metadata, error) {
 		return m, fmt.Errorf("parse jitsu metadata %q: %w", s, err)
 	}
 	return m, nil
-}
-
-// specMAC is the NIC address of spec: its MAC or one derived from its name.
-func specMAC(spec hypervisor.Spec) net.HardwareAddr {
-	if len(spec.MAC) != 0 {
-		return spec.MAC
-	}
-	return hypervisor.DeriveMAC(spec.Name)
 }
 
 // validateSpec rejects specs that cannot become a domain.
@@ -90,7 +87,7 @@ func validateSpec(spec hypervisor.Spec) error {
 // virtio NIC on spec.Bridge, the serial console written to consoleLog, a
 // pvpanic device, and none of the devices libvirt adds by default that a
 // unikernel does not need (balloon, USB, graphics).
-func domainXML(spec hypervisor.Spec, uuid, consoleLog, machine string) (string, error) {
+func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string) (string, error) {
 	if err := validateSpec(spec); err != nil {
 		return "", fmt.Errorf("invalid spec: %w", err)
 	}
@@ -106,12 +103,12 @@ func domainXML(spec hypervisor.Spec, uuid, consoleLog, machine string) (string, 
 	if vcpus == 0 {
 		vcpus = 1
 	}
-	mac := specMAC(spec)
+	mac := spec.NIC()
 	d := &libvirtxml.Domain{
 		Type:     domType,
 		Name:     spec.Name,
 		UUID:     uuid,
-		Metadata: &libvirtxml.DomainMetadata{XML: metadata{Name: spec.Name, MAC: mac.String()}.element()},
+		Metadata: &libvirtxml.DomainMetadata{XML: metadata{Name: spec.Name, MAC: mac.String(), Instance: instance}.element()},
 		Memory:   &libvirtxml.DomainMemory{Value: uint(mem >> 10), Unit: "KiB"},
 		VCPU:     &libvirtxml.DomainVCPU{Value: uint(vcpus)},
 		OS: &libvirtxml.DomainOS{

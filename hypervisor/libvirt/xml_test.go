@@ -50,7 +50,7 @@ func TestDomainXML(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			x, err := domainXML(tt.spec, "", "/var/log/c/"+tt.spec.Name+".log", "pc")
+			x, err := domainXML(tt.spec, "", "", "/var/log/c/"+tt.spec.Name+".log", "pc")
 			if err != nil {
 				t.Fatalf("domainXML: %v", err)
 			}
@@ -128,7 +128,7 @@ func TestDomainXMLInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := domainXML(tt.spec, "", "", "")
+			_, err := domainXML(tt.spec, "", "", "", "")
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("domainXML: %v, want error containing %q", err, tt.want)
 			}

@@ -1,6 +1,7 @@
 // Package nettest builds throw-away network topologies for root-tier
-// tests: network namespaces, bridges, veth pairs, addresses and routes, and
-// runs Go code inside a namespace on a locked OS thread. Everything a test
+// tests that need no libvirtd: network namespaces, bridges, veth pairs,
+// addresses and routes, and runs Go code inside a namespace (through
+// sandbox.InNamespace). Everything a test
 // creates is deleted in t.Cleanup, also when the test fails.
 //
 // Tests that use it call Require first: it skips the test when not run as
@@ -13,12 +14,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/vishvananda/netns"
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
 
 // Require skips t unless it runs as root, and checks that the tools in
@@ -106,27 +106,10 @@ func (n *NS) Sysctl(key, value string) {
 }
 
 // Do runs fn on a fresh OS thread inside the namespace and returns its
-// error. Sockets fn creates stay in the namespace and may be used from any
-// goroutine afterwards. The thread is never unlocked: it exits with its
-// goroutine, so no other code ever runs in the namespace by accident.
-func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromName(n.Name)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", n.Name, err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", n.Name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// error, with the thread semantics of sandbox.InNamespace (the one
+// implementation): sockets fn creates stay in the namespace and may be used
+// from any goroutine afterwards; the thread exits with its goroutine.
+func (n *NS) Do(fn func() error) error { return sandbox.InNamespace(n.Name, fn) }
 
 // Bridge creates a bridge in n and brings it up.
 func (n *NS) Bridge(name string) {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
 
 // InCI reports whether the tests run in CI (CI=true), where missing
@@ -34,12 +36,12 @@ func RequireRoot(t testing.TB) {
 func Libvirt(t testing.TB) *Env {
 	t.Helper()
 	RequireRoot(t)
-	if err := Prerequisites(); err != nil {
+	if err := sandbox.Prerequisites(); err != nil {
 		skipOrFatal(t, "root tier: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	e, err := StartLibvirt(ctx, t.Logf)
+	e, err := sandbox.Start(ctx, sandbox.Options{Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("start libvirt test environment: %v", err)
 	}
@@ -55,7 +57,7 @@ func Libvirt(t testing.TB) *Env {
 // skips ("run make image"), or fails in CI.
 func ExampleImage(t testing.TB) Image {
 	t.Helper()
-	img, err := FindExampleImage()
+	img, err := sandbox.FindExampleImage()
 	if err != nil {
 		skipOrFatal(t, "%v", err)
 	}

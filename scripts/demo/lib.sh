@@ -1,30 +1,26 @@
 # shellcheck shell=bash
-# Shared plumbing for the jitsu demos (demo.sh, vm-per-url.sh, clean.sh):
-# two network namespaces, a bridge, a libvirtd of our own inside the host
-# namespace, jitsu serve, and a cleanup that removes all of it. Sourced, not
-# run. Everything the demos create is named here, so that clean.sh can remove
-# it even after a crash or a SIGKILL.
+# Shared plumbing for the jitsu demos (demo.sh, vm-per-url.sh, clean.sh).
+# Sourced, not run. The sandbox itself (the lock, both namespaces, the
+# bridge, the veth pair, the client's resolv.conf, virtlogd and libvirtd,
+# and removing all of it on every exit path) is jitsu's one Go
+# implementation, bin/jitsu-sandbox (internal/sandbox): a demo prepares,
+# then re-runs itself under `jitsu-sandbox run` (jd_enter_sandbox) and only
+# starts jitsu and its clients.
 #
 #   jitsu-demo-client (10.214.0.2/24)            jitsu-demo-host
-#     jd-client0  <------------ veth ---------->  jd-host0 (10.214.0.1/24)
+#     jsb-client0 <------------ veth ---------->  jsb-host0 (10.214.0.1/24)
 #     resolv.conf: nameserver 10.214.0.1          br-jitsu (10.213.0.1/24) + VM taps
 #     route 10.213.0.0/24 via 10.214.0.1          virtlogd, libvirtd, jitsu serve
 
 JD_HOST_NS=jitsu-demo-host
 JD_CLIENT_NS=jitsu-demo-client
-JD_BRIDGE=br-jitsu
-JD_GW_CIDR=10.213.0.1/24
-JD_VM_NET=10.213.0.0/24
-JD_HOST_VETH=jd-host0
-JD_CLIENT_VETH=jd-client0
 JD_HOST_ADDR=10.214.0.1
-JD_CLIENT_ADDR=10.214.0.2
 JD_LOCK=/run/jitsu-libvirtd.lock
-# JD_STATE records what a running demo started (pids, temp dirs).
+# JD_STATE records what a running demo started (jitsu's pid, temp dirs).
 JD_STATE=/run/jitsu-demo
-JD_NETNS_ETC=/etc/netns/$JD_CLIENT_NS
 JD_LIBVIRT_URI=qemu:///system
 JD_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+JD_SANDBOX_BIN=$(cd "$JD_LIB_DIR/../.." && pwd)/bin/jitsu-sandbox
 
 JD_JITSU_PID=
 JD_TMP=
@@ -57,9 +53,6 @@ jd_die() { printf '%sjitsu demo: %s%s\n' "$JD_RED" "$*" "$JD_OFF" >&2; exit 1; }
 
 # jd_now_ns prints the wall clock in Unix nanoseconds.
 jd_now_ns() { date +%s%N; }
-# jd_sec_to_ns SECONDS prints a decimal number of seconds (curl's timings)
-# in whole nanoseconds.
-jd_sec_to_ns() { awk -v s="$1" 'BEGIN { printf "%.0f", s * 1e9 }'; }
 
 # ---- preconditions --------------------------------------------------------
 
@@ -85,58 +78,6 @@ jd_pid_in_ns() {
   [ -n "$want" ] && [ "$want" = "$have" ]
 }
 
-# jd_take_lock takes /run/jitsu-libvirtd.lock (flock) on fd JD_LOCK_FD for as
-# long as our libvirtd runs, and refuses if another libvirtd runs. The lock is
-# inherited by the daemons we start, so that it stays held while they run even
-# if this script is killed; clean.sh releases it by stopping them.
-# JITSU_DEMO_LOCK_WAIT=SECONDS waits for the lock instead of refusing at once.
-jd_take_lock() {
-  exec {JD_LOCK_FD}>>"$JD_LOCK"
-  if ! flock -w "${JITSU_DEMO_LOCK_WAIT:-0}" "$JD_LOCK_FD"; then
-    local holders
-    exec {JD_LOCK_FD}>&-
-    JD_LOCK_FD=
-    holders=$(fuser "$JD_LOCK" 2>/dev/null | xargs -r ps -o pid=,comm= -p 2>/dev/null | xargs)
-    if [ -e "/run/netns/$JD_HOST_NS" ]; then
-      jd_die "$JD_LOCK is held (${holders:-unknown holder}), and the demo's namespaces exist: another demo is running, or one was killed. Run 'make demo-clean' if none is running."
-    fi
-    jd_die "$JD_LOCK is held by another libvirtd user (${holders:-unknown}): only one libvirtd may run per machine. Wait for it to finish (or set JITSU_DEMO_LOCK_WAIT=SECONDS) and retry."
-  fi
-  local pid
-  pid=$(pgrep -x -o libvirtd || true)
-  if [ -n "$pid" ]; then
-    jd_die "a libvirtd is already running (pid $pid, net namespace $(readlink "/proc/$pid/ns/net")): only one may run per machine. Stop it first (if it is a demo's leftover: make demo-clean)."
-  fi
-}
-
-# ---- namespaces -----------------------------------------------------------
-
-# jd_netns_up creates both namespaces, the bridge, the veth pair, addresses,
-# routes and the client's resolv.conf.
-jd_netns_up() {
-  mkdir -p "$JD_STATE"
-  ip netns add "$JD_HOST_NS"
-  ip netns add "$JD_CLIENT_NS"
-  local H=(ip -n "$JD_HOST_NS") C=(ip -n "$JD_CLIENT_NS")
-  "${H[@]}" link set lo up
-  "${C[@]}" link set lo up
-  # The bridge the VMs' taps join; jitsu's gateway address lives on it.
-  "${H[@]}" link add "$JD_BRIDGE" type bridge
-  "${H[@]}" addr add "$JD_GW_CIDR" dev "$JD_BRIDGE"
-  "${H[@]}" link set "$JD_BRIDGE" up
-  # The client's link to the host namespace.
-  "${H[@]}" link add "$JD_HOST_VETH" type veth peer name "$JD_CLIENT_VETH" netns "$JD_CLIENT_NS"
-  "${H[@]}" addr add "$JD_HOST_ADDR/24" dev "$JD_HOST_VETH"
-  "${H[@]}" link set "$JD_HOST_VETH" up
-  "${C[@]}" addr add "$JD_CLIENT_ADDR/24" dev "$JD_CLIENT_VETH"
-  "${C[@]}" link set "$JD_CLIENT_VETH" up
-  "${C[@]}" route add "$JD_VM_NET" via "$JD_HOST_ADDR"
-  ip netns exec "$JD_HOST_NS" sysctl -q -w net.ipv4.ip_forward=1
-  # `ip netns exec jitsu-demo-client ...` bind-mounts this over /etc/resolv.conf.
-  mkdir -p "$JD_NETNS_ETC"
-  printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$JD_HOST_ADDR" >"$JD_NETNS_ETC/resolv.conf"
-}
-
 # jd_in_host CMD...: run a command inside the host namespace.
 jd_in_host() { ip netns exec "$JD_HOST_NS" "$@"; }
 # jd_in_client CMD...: run a command inside the client namespace.
@@ -144,56 +85,8 @@ jd_in_client() { ip netns exec "$JD_CLIENT_NS" "$@"; }
 
 # ---- libvirtd -------------------------------------------------------------
 
-# jd_libvirtd_up starts virtlogd (unless one runs) and libvirtd inside the host
-# namespace and waits until libvirtd answers.
-jd_libvirtd_up() {
-  mkdir -p "$JD_STATE"
-  local _ pid=
-  if ! pgrep -x virtlogd >/dev/null; then
-    jd_in_host virtlogd -d
-    for _ in $(seq 50); do pid=$(jd_ns_pid "$JD_HOST_NS" virtlogd) && break; sleep 0.1; done
-    [ -n "$pid" ] && echo "$pid" >"$JD_STATE/virtlogd.pid"
-  fi
-  jd_in_host libvirtd -d
-  pid=
-  for _ in $(seq 300); do
-    if [ -z "$pid" ]; then pid=$(jd_ns_pid "$JD_HOST_NS" libvirtd) && echo "$pid" >"$JD_STATE/libvirtd.pid"; fi
-    if [ -n "$pid" ] && virsh -q -c "$JD_LIBVIRT_URI" version >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  [ -n "$pid" ] || jd_die "libvirtd did not start (see /var/log/libvirt/libvirtd.log)"
-  jd_die "libvirtd (pid $pid) does not answer on $JD_LIBVIRT_URI after 30 s"
-}
-
-# jd_ns_pid NS COMM prints the oldest process called COMM inside NS.
-jd_ns_pid() {
-  local p
-  for p in $(pgrep -x "$2"); do
-    if jd_pid_in_ns "$p" "$1"; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-
 # jd_virsh ARGS...: virsh against our libvirtd, run inside the host namespace.
 jd_virsh() { jd_in_host virsh -q -c "$JD_LIBVIRT_URI" "$@"; }
-
-# jd_destroy_domains destroys every running domain of our libvirtd and
-# undefines the persistent ones jitsu defined (they carry jitsu's metadata).
-jd_destroy_domains() {
-  local pid d
-  pid=$(cat "$JD_STATE/libvirtd.pid" 2>/dev/null || true)
-  [ -n "$pid" ] && jd_pid_in_ns "$pid" "$JD_HOST_NS" || return 0
-  for d in $(timeout 10 virsh -q -c "$JD_LIBVIRT_URI" list --name 2>/dev/null); do
-    timeout 10 virsh -q -c "$JD_LIBVIRT_URI" destroy "$d" >/dev/null 2>&1 || true
-  done
-  for d in $(timeout 10 virsh -q -c "$JD_LIBVIRT_URI" list --all --name 2>/dev/null); do
-    if timeout 10 virsh -q -c "$JD_LIBVIRT_URI" dumpxml "$d" 2>/dev/null | grep -q 'jitsu-unikernel'; then
-      timeout 10 virsh -q -c "$JD_LIBVIRT_URI" undefine --managed-save "$d" >/dev/null 2>&1 || true
-    fi
-  done
-}
 
 # jd_kill_pid PID [NAME]: SIGTERM, wait up to 5 s, then SIGKILL.
 jd_kill_pid() {
@@ -221,7 +114,7 @@ jd_demo_overrides() {
   printf '%s' "dns.listen=[\"127.0.0.1:5353\", \"$JD_HOST_ADDR:53\"];"
   printf '%s' "hypervisor.domain_type=\"${JITSU_DEMO_DOMAIN_TYPE:-qemu}\";"
   printf '%s' "control.socket=\"$JD_STATE/control.sock\";"
-  printf '%s' "network.bridge=\"$JD_BRIDGE\";network.gateway=\"$JD_GW_CIDR\";"
+  printf '%s' "network.bridge=\"$JITSU_SANDBOX_BRIDGE\";network.gateway=\"$JITSU_SANDBOX_GATEWAY\";"
   printf '%s' "*.idle_timeout=\"$1\""
 }
 
@@ -266,42 +159,29 @@ jd_mktemp() {
   echo "$JD_TMP" >>"$JD_STATE/tmpdirs"
 }
 
-# jd_cleanup removes everything a demo may have created: jitsu, the domains,
-# the libvirtd and virtlogd it started, every process left in the demo's
-# namespaces, the namespaces, /etc/netns/jitsu-demo-client, temp dirs and the
-# state dir. Idempotent; safe when nothing exists. KEEP_TMP=1 keeps temp dirs.
+# jd_cleanup stops jitsu (so that it removes its nft table and neighbour
+# entries itself) and removes the run's temp dirs and state dir; the
+# sandbox removes the rest when the demo exits. Idempotent. KEEP_TMP=1
+# keeps temp dirs.
 jd_cleanup() {
-  local pid ns d
-  # jitsu first, so that it does not restart what we destroy.
+  local pid d
   pid=${JD_JITSU_PID:-$(cat "$JD_STATE/jitsu.pid" 2>/dev/null || true)}
   if [ -n "$pid" ] && jd_pid_in_ns "$pid" "$JD_HOST_NS"; then jd_kill_pid "$pid"; fi
-  jd_destroy_domains
-  pid=$(cat "$JD_STATE/libvirtd.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && jd_pid_in_ns "$pid" "$JD_HOST_NS"; then jd_kill_pid "$pid"; fi
-  pid=$(cat "$JD_STATE/virtlogd.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && jd_pid_in_ns "$pid" "$JD_HOST_NS"; then jd_kill_pid "$pid"; fi
-  # Anything else still inside our namespaces is ours (QEMU, probes, dig).
-  for ns in "$JD_HOST_NS" "$JD_CLIENT_NS"; do
-    [ -e "/run/netns/$ns" ] || continue
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do jd_kill_pid "$pid"; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  rm -rf "$JD_NETNS_ETC"
-  rmdir /etc/netns 2>/dev/null || true
   if [ "${KEEP_TMP:-0}" != 1 ] && [ -f "$JD_STATE/tmpdirs" ]; then
     while read -r d; do
       case $d in /tmp/jitsu-demo.*) rm -rf "$d" ;; esac
     done <"$JD_STATE/tmpdirs"
   fi
   rm -rf "$JD_STATE"
-  if [ -n "${JD_LOCK_FD:-}" ]; then exec {JD_LOCK_FD}>&-; JD_LOCK_FD=; fi
   return 0
 }
 
 # jd_on_exit cleans up and exits with the script's status.
 jd_on_exit() {
   local rc=$?
-  trap - EXIT INT TERM
+  # jitsu-sandbox passes on a signal it got: cleanup is not interrupted.
+  trap - EXIT
+  trap '' INT TERM
   jd_section "Cleaning up"
   jd_cleanup
   jd_info "done"
@@ -336,15 +216,26 @@ jd_prepare() {
   [ -x "$JITSU_BIN" ] || jd_die "$JITSU_BIN is missing: run make build"
 }
 
-# jd_start_fresh: takes the libvirtd lock, removes what an earlier,
-# interrupted demo left, and arms the cleanup and the temp directory.
-jd_start_fresh() {
-  jd_take_lock
-  if [ -e "/run/netns/$JD_HOST_NS" ] || [ -e "/run/netns/$JD_CLIENT_NS" ] || [ -d "$JD_STATE" ]; then
-    jd_info "removing what an earlier, interrupted demo left behind"
-    jd_cleanup
-    jd_take_lock
-  fi
+# jd_enter_sandbox SCRIPT ARGS...: unless already inside, re-runs SCRIPT
+# under bin/jitsu-sandbox with the demo's namespaces, and exits with its
+# status. The sandbox waits JITSU_DEMO_LOCK_WAIT seconds (default 600) for
+# /run/jitsu-libvirtd.lock, removes what a killed sandbox left, and removes
+# everything again when the script exits, however it exits.
+jd_enter_sandbox() {
+  [ -n "${JITSU_SANDBOX_NS:-}" ] && return 0
+  jd_run make --no-print-directory bin/jitsu-sandbox >/dev/null
+  jd_info "entering the sandbox: $JD_HOST_NS (bridge, libvirtd) and $JD_CLIENT_NS, under $JD_LOCK"
+  local rc=0
+  "$JD_SANDBOX_BIN" run -ns "$JD_HOST_NS" -client "$JD_CLIENT_NS" -wait "${JITSU_DEMO_LOCK_WAIT:-600}s" -- "$@" || rc=$?
+  exit "$rc"
+}
+
+# jd_start_inside: inside the sandbox, removes what an earlier, killed demo
+# left in the state dir, and arms the cleanup and the temp directory.
+jd_start_inside() {
+  [ "${JITSU_SANDBOX_NS:-}" = "$JD_HOST_NS" ] || jd_die "not inside the demo's sandbox"
+  if [ -d "$JD_STATE" ]; then jd_cleanup; fi
   jd_trap_cleanup
   jd_mktemp
+  jd_info "libvirtd pid $JITSU_SANDBOX_LIBVIRTD_PID in $JD_HOST_NS; client namespace $JD_CLIENT_NS ($JITSU_SANDBOX_CLIENT_ADDR)"
 }

@@ -24,13 +24,16 @@ KERNEL=/var/lib/jitsu/images/example/vmlinux
 export PATH=/usr/local/go/bin:$PATH
 JITSU_BIN=${JITSU_DEMO_BIN:-$REPO/bin/jitsu}
 
-jd_require_root demo-vm-per-url
+if [ -z "${JITSU_SANDBOX_NS:-}" ]; then
+  jd_require_root demo-vm-per-url
+  jd_prepare "Building jitsu and the example kernel" ip dig virsh go awk
+  [ -r "$KERNEL" ] || jd_die "$KERNEL is missing: run make image"
+  jd_section "3. Sandbox: namespaces, bridge, libvirtd"
+  jd_enter_sandbox "$0" "$@" # runs this script again inside, and exits
+fi
 
-jd_prepare "Building jitsu and the example kernel" ip flock fuser dig virsh libvirtd virtlogd go awk
-[ -r "$KERNEL" ] || jd_die "$KERNEL is missing: run make image"
-
-jd_section "3. One unikernel per URL of $SITE"
-jd_start_fresh
+jd_section "4. One unikernel per URL of $SITE, and jitsu"
+jd_start_inside
 OUT=$JD_TMP/vm-per-url
 CFG=$OUT/jitsu.toml
 LOG=$JD_TMP/jitsu.log
@@ -41,11 +44,6 @@ jd_run go run ./examples/vm-per-url/build -site "$SITE" -out "$OUT" -images "$IM
   -listen "127.0.0.1:5353,$JD_HOST_ADDR:53" -idle "$IDLE" \
   -domain-type "${JITSU_DEMO_DOMAIN_TYPE:-qemu}" -control "$JD_STATE/control.sock" | sed 's/^/   /'
 jd_info "each image holds its one file (cpio -it < $IMAGES/p-about.cpio lists it)"
-
-jd_section "4. Namespaces, bridge, libvirtd and jitsu"
-jd_netns_up
-jd_libvirtd_up
-jd_info "libvirtd pid $(cat "$JD_STATE/libvirtd.pid") in $JD_HOST_NS (holding $JD_LOCK)"
 jd_jitsu_up "$JITSU_BIN" "$CFG" "$LOG" "$ZONE"
 jd_info "jitsu serve pid $JD_JITSU_PID, log $LOG"
 jd_status "$JITSU_BIN" "$CFG"

@@ -83,7 +83,7 @@ func BenchmarkKernelQueueMemory(b *testing.B) {
 	p := tp.startProxy(b, synproxy.Limits{PerAddress: n, Total: n, Bytes: 1 << 30}, nil)
 	var perSYN float64
 	for range b.N {
-		if err := p.Hold([]netip.Addr{guest4}, tp.mac); err != nil {
+		if err := p.Hold([]netip.Addr{guest4}, tp.mac, tcpOnly); err != nil {
 			b.Fatalf("hold: %v", err)
 		}
 		before := slab(b)

@@ -35,7 +35,7 @@ type result struct {
 func (tp *topo) trial(t testing.TB, p *runningProxy, from *nettest.NS, addr netip.Addr, delay time.Duration, linkDown bool) result {
 	t.Helper()
 	if p != nil {
-		if err := p.Hold([]netip.Addr{addr}, tp.mac); err != nil {
+		if err := p.Hold([]netip.Addr{addr}, tp.mac, tcpOnly); err != nil {
 			t.Fatalf("hold: %v", err)
 		}
 	}
@@ -60,7 +60,7 @@ func (tp *topo) trial(t testing.TB, p *runningProxy, from *nettest.NS, addr neti
 	ln, listenAt := listen(t, tp.guest, accepted)
 	defer ln.Close()
 	if p != nil {
-		if err := p.Release([]netip.Addr{addr}); err != nil {
+		if _, err := p.Release([]netip.Addr{addr}); err != nil {
 			t.Errorf("release: %v", err)
 		}
 	}
@@ -182,7 +182,7 @@ func TestDropResets(t *testing.T) {
 		{"host-local ipv6", tp.host, guest6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := p.Hold([]netip.Addr{tc.addr}, tp.mac); err != nil {
+			if err := p.Hold([]netip.Addr{tc.addr}, tp.mac, tcpOnly); err != nil {
 				t.Fatalf("hold: %v", err)
 			}
 			errc := make(chan error, 1)
@@ -287,7 +287,7 @@ func TestSynFloodBounded(t *testing.T) {
 	limits := synproxy.Limits{PerAddress: 500, Total: 1000, Bytes: 24 << 10}
 	reg := prometheus.NewRegistry()
 	p := tp.startProxy(t, limits, reg)
-	if err := p.Hold([]netip.Addr{guest4}, tp.mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest4}, tp.mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -366,10 +366,10 @@ func gatherCounter(t testing.TB, reg *prometheus.Registry, name, reason string) 
 func TestCleanup(t *testing.T) {
 	tp := newTopo(t)
 	p := tp.startProxy(t, synproxy.Limits{}, nil)
-	if err := p.Hold([]netip.Addr{guest4, guest6}, tp.mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest4, guest6}, tp.mac, tcpOnly); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
-	if err := p.Hold([]netip.Addr{guest4}, tp.mac); err != nil {
+	if err := p.Hold([]netip.Addr{guest4}, tp.mac, tcpOnly); err != nil {
 		t.Fatalf("holding a held address again: %v", err)
 	}
 	if st := tp.neighState(t, guest4); !strings.Contains(st, "PERMANENT") || !strings.Contains(st, guestMAC) {
@@ -397,8 +397,23 @@ func TestCleanup(t *testing.T) {
 	if out, err := tp.host.Exec("nft", "-f", writeTemp(t, script)); err != nil {
 		t.Fatalf("create leftover table: %v: %s", err, out)
 	}
-	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge) }); err != nil {
+	// Another jitsu instance's table and pin, which Cleanup must not touch.
+	other := netip.MustParseAddr("10.77.0.9")
+	tp.host.IP("neigh", "replace", other.String(), "lladdr", guestMAC, "dev", bridge, "nud", "permanent")
+	otherScript := fmt.Sprintf(`table inet jitsu_other {
+	set held4 { type ipv4_addr; elements = { %s } }
+}`, other)
+	if out, err := tp.host.Exec("nft", "-f", writeTemp(t, otherScript)); err != nil {
+		t.Fatalf("create another instance's table: %v: %s", err, out)
+	}
+	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge, synproxy.TableName) }); err != nil {
 		t.Fatalf("cleanup: %v", err)
+	}
+	if out := nettest.Run(t, "ip", "netns", "exec", tp.host.Name, "nft", "list", "tables"); !strings.Contains(out, "jitsu_other") {
+		t.Errorf("Cleanup removed another instance's table: %s", out)
+	}
+	if st := tp.neighState(t, other); !strings.Contains(st, "PERMANENT") {
+		t.Errorf("Cleanup unpinned another instance's address: %q", st)
 	}
 	if out := nettest.Run(t, "ip", "netns", "exec", tp.host.Name, "nft", "list", "tables"); strings.Contains(out, synproxy.TableName) {
 		t.Errorf("table left after Cleanup: %s", out)
@@ -408,7 +423,7 @@ func TestCleanup(t *testing.T) {
 			t.Errorf("neighbour entry of %v left after Cleanup: %q", a, st)
 		}
 	}
-	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge) }); err != nil {
+	if err := tp.host.Do(func() error { return synproxy.Cleanup(bridge, synproxy.TableName) }); err != nil {
 		t.Errorf("cleanup with nothing to clean: %v", err)
 	}
 }

@@ -87,13 +87,16 @@ func newTopoB(t testing.TB) *topo {
 // startProxy runs a proxy in the host namespace until the test ends.
 func (tp *topo) startProxy(t testing.TB, limits synproxy.Limits, reg prometheus.Registerer) *runningProxy {
 	t.Helper()
-	p, err := synproxy.New(synproxy.Options{
-		Bridge:     bridge,
-		NetNS:      tp.host.Path(),
-		Logger:     zaptest.NewLogger(t),
-		Registerer: reg,
-		Limits:     limits,
-	})
+	return tp.startProxyOpts(t, synproxy.Options{Registerer: reg, Limits: limits})
+}
+
+// startProxyOpts runs a proxy with opts (bridge, namespace, logger and
+// unset limits filled in) in the host namespace until the test ends.
+func (tp *topo) startProxyOpts(t testing.TB, opts synproxy.Options) *runningProxy {
+	t.Helper()
+	opts.Bridge, opts.NetNS, opts.Logger = bridge, tp.host.Path(), zaptest.NewLogger(t)
+	opts.Limits = testLimits(opts.Limits)
+	p, err := synproxy.New(opts)
 	if err != nil {
 		t.Fatalf("new proxy: %v", err)
 	}
@@ -241,3 +244,26 @@ func stats(ds []time.Duration) (median, p99, maxD time.Duration) {
 	slices.Sort(s)
 	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], s[len(s)-1]
 }
+
+// testLimits fills the zero fields of l with the tests' bounds.
+func testLimits(l synproxy.Limits) synproxy.Limits {
+	if l.PerAddress <= 0 {
+		l.PerAddress = 256
+	}
+	if l.Total <= 0 {
+		l.Total = 4096
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = 1 << 20
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = 30 * time.Second
+	}
+	return l
+}
+
+// Protocols to hold.
+var (
+	tcpOnly = []uint8{6}
+	tcpUDP  = []uint8{6, 17}
+)

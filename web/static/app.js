@@ -3,7 +3,7 @@
 "use strict";
 
 const MAX_BOOTS = 20;
-const boots = new Map(); // key name|start → {name, query, start, ready, replay}
+const boots = new Map(); // key name|start → {name, trigger, query, start, ready, replay}
 
 const ms = (t) => (t ? Date.parse(t) : NaN);
 
@@ -79,7 +79,10 @@ function collectBoots(list) {
     const origin = b.query || b.start;
     if (!origin) continue;
     const key = u.name + "|" + origin;
-    boots.set(key, { name: u.name, query: ms(b.query), start: ms(b.start), ready: ms(b.ready), replay: ms(b.first_replay) });
+    boots.set(key, {
+      name: u.name, trigger: b.trigger || "", query: ms(b.query), start: ms(b.start),
+      ready: ms(b.ready), replay: ms(b.first_replay),
+    });
   }
   const keys = [...boots.keys()];
   keys.sort((a, b) => t0(boots.get(b)) - t0(boots.get(a)));
@@ -123,6 +126,7 @@ function renderTimeline() {
     const label = el("div", "label", b.name);
     const when = el("time", "", new Date(t0(b)).toLocaleTimeString());
     label.append(when);
+    if (b.trigger) label.append(el("span", "trigger", b.trigger));
     const track = el("div", "track");
     const o = t0(b);
     const seg = (cls, from, to, what) => {
@@ -133,7 +137,7 @@ function renderTimeline() {
       bar.title = what + ": " + human(to - from);
       track.append(bar);
     };
-    seg("dns", b.query, b.start, "query → start");
+    seg("dns", b.query, b.start, (b.trigger || "query") + " → start");
     seg("boot", b.start, b.ready, "start → ready");
     seg("hold", b.ready, b.replay, "ready → first replayed SYN");
     row.append(label, track, el("div", "total", human(tEnd(b) - o)));

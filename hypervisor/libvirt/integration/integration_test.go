@@ -342,7 +342,7 @@ func TestReconnect(t *testing.T) {
 	env := testenv.Libvirt(t)
 	img := testenv.ExampleImage(t)
 	hv, err := libvirt.New(context.Background(), libvirt.Options{
-		URI: env.URI, Logger: zaptest.NewLogger(t), ConsoleDir: consoleDir(t),
+		URI: env.URI, Logger: zaptest.NewLogger(t), ConsoleDir: consoleDir(t), ShutdownTimeout: 3 * time.Second,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 	})
 	if err != nil {

@@ -1,7 +1,8 @@
-package testenv
+package sandbox
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jitsu-unikernel/jitsu/config"
@@ -12,9 +13,9 @@ import (
 func TestJitsuConfigValid(t *testing.T) {
 	dir := t.TempDir()
 	c := JitsuConfig{
-		SynProxy: true, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
+		SynProxy: true, Serial: 42, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
 		Frontdoor: []string{"127.0.0.1:80", "127.0.0.1:443"}, DNSListen: []string{"203.0.113.10:53"},
-		Image:     Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
+		Image: Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
 		Unikernels: []JitsuUnikernel{
 			{Name: "www", IP: "10.213.0.5", Frontdoor: true, Files: map[string]string{"tls/key.pem": "/k.pem", "a b": "/c"}},
 			{Name: "broken", IP: "10.213.0.9", Kernel: MultibootKernel, BootTimeout: "4s", StopMode: "save", IdleTimeout: "0s"},
@@ -46,6 +47,9 @@ func TestJitsuConfigValid(t *testing.T) {
 	}
 	if broken.Kernel != MultibootKernel || broken.Initrd != "" || broken.StopMode != "save" || broken.IdleTimeout != 0 {
 		t.Errorf("broken: %+v", broken)
+	}
+	if got := cfg.Zones[0].SOA; !strings.Contains(got, " 42 ") {
+		t.Errorf("SOA %q, want serial 42", got)
 	}
 	if !cfg.SynProxy.Enabled || cfg.DNS.ResponseDelay.String() != "2s" || cfg.Metrics.Listen != "127.0.0.1:9153" {
 		t.Errorf("synproxy %v, response delay %v, metrics %q", cfg.SynProxy.Enabled, cfg.DNS.ResponseDelay, cfg.Metrics.Listen)

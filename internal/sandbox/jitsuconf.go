@@ -1,4 +1,4 @@
-package testenv
+package sandbox
 
 import (
 	"bytes"
@@ -16,6 +16,9 @@ import (
 // NAME.example.test. and booting Image unless it names its own kernel.
 type JitsuConfig struct {
 	SynProxy bool
+	// Serial is the zone's SOA serial; 0 means 1. Tests bump it to see a
+	// reload take effect.
+	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
 	// DomainType is the libvirt domain type; "" means "qemu".
@@ -75,7 +78,7 @@ response_delay = "{{.ResponseDelay}}"
 
 [[zone]]
 origin = "example.test."
-soa = "ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60"
+soa = "ns1.example.test. hostmaster.example.test. {{or .Serial 1}} 3600 600 86400 60"
 ns = ["ns1.example.test."]
 records = ["ns1 A 127.0.0.1", "static A 192.0.2.7"]
 

@@ -3,12 +3,17 @@
 // (or to a ready marker on the serial console), over several runs, and the
 // phases of each boot (docs/boot.md).
 //
-// It must run where the bridge and the guest's address are reachable,
-// normally inside the network namespace set up by bootbench.sh, which also
-// starts a private libvirtd there.
+// It lets you compare domain and kernel choices with a domain XML of its
+// own (the product's floor is bench/bootfloor). It must run inside the
+// sandbox's namespace, where the bridge and the guest's address are, with
+// the sandbox's libvirtd: `make bench-bootbench`, or
 //
-//	bootbench -runs 10 -kernel /var/lib/jitsu/images/example/vmlinux \
-//	  -initrd /var/lib/jitsu/images/example/initrd.cpio -lean
+//	bin/jitsu-sandbox run -in -- bootbench -runs 10 -lean \
+//	  -kernel /var/lib/jitsu/images/example/vmlinux \
+//	  -initrd /var/lib/jitsu/images/example/initrd.cpio
+//
+// It pins the guest's neighbour entry on the bridge before the first boot,
+// so that the first probe does not wait for ARP.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -29,6 +35,8 @@ import (
 	"time"
 
 	"libvirt.org/go/libvirt"
+
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
 
 type options struct {
@@ -48,9 +56,9 @@ func main() {
 	flag.StringVar(&o.Append, "append", "console=ttyS0", "kernel command line; ip= is appended unless -ready serial")
 	flag.StringVar(&o.Loader, "loader", "", "firmware ROM for <os><loader type='rom'> (e.g. /usr/share/qemu/qboot.rom); empty: SeaBIOS")
 	flag.StringVar(&o.Machine, "machine", "pc", "machine type (pc, q35)")
-	flag.StringVar(&o.Bridge, "bridge", "jbr0", "bridge for the guest NIC")
-	flag.StringVar(&o.IP, "ip", "10.77.0.2", "guest address")
-	flag.StringVar(&o.Gateway, "gw", "10.77.0.1", "gateway (the bridge's address)")
+	flag.StringVar(&o.Bridge, "bridge", sandbox.Bridge, "bridge for the guest NIC")
+	flag.StringVar(&o.IP, "ip", "10.213.0.5", "guest address")
+	flag.StringVar(&o.Gateway, "gw", sandbox.Gateway.String(), "gateway (the bridge's address)")
 	flag.StringVar(&o.Netmask, "netmask", "255.255.255.0", "netmask")
 	flag.StringVar(&o.MAC, "mac", "52:54:00:4a:00:02", "guest MAC")
 	flag.StringVar(&o.SerialDir, "serial-dir", "/var/lib/jitsu/bootbench", "directory for serial logs (readable by libvirt-qemu)")
@@ -145,6 +153,12 @@ func run(o options) error {
 	if o.ShowXML {
 		fmt.Print(xml.String())
 		return nil
+	}
+	if o.Ready == "http" {
+		if out, err := exec.Command("ip", "neigh", "replace", o.IP, "lladdr", o.MAC, "dev", o.Bridge, "nud", "permanent").CombinedOutput(); err != nil {
+			return fmt.Errorf("pin the guest's neighbour entry (run inside the sandbox: jitsu-sandbox run -in): %w: %s", err, out)
+		}
+		defer func() { _ = exec.Command("ip", "neigh", "del", o.IP, "dev", o.Bridge).Run() }()
 	}
 	conn, err := libvirt.NewConnect(o.URI)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Command dnsbench serves a benchmark zone with dnsserver and a fake,
 // instant summoner, so that dnsperf can measure the real server; it also
 // writes the same zone for knotd and the dnsperf query files. It is run by
-// `make bench-dns` (dnsserver/dnsbench/bench.sh).
+// `make bench-dns` (bench/dns/bench.sh).
 package main
 
 import (

@@ -1,4 +1,4 @@
-package testenv
+package sandbox
 
 import (
 	"os"

@@ -11,7 +11,7 @@
 # with queries without a cookie (the RRL path), and with a valid server
 # cookie learned from each server beforehand (the cookie path, which exempts
 # the client from RRL in both servers).
-# Usage: dnsserver/dnsbench/bench.sh [seconds]   (run from the module root)
+# Usage: bench/dns/bench.sh [seconds]   (run from the module root)
 # BENCH_DNS_MODES="off on" limits the modes measured.
 set -eu
 SECS=${1:-${BENCH_DNS_SECONDS:-10}}
@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM HUP PIPE
-go build -o "$TMP/dnsbench" ./dnsserver/dnsbench
+go build -o "$TMP/dnsbench" ./bench/dns
 "$TMP/dnsbench" -write "$TMP"
 KPORT=${BENCH_DNS_KNOT_PORT:-53531} JPORT=${BENCH_DNS_JITSU_PORT:-53532}
 MODES=${BENCH_DNS_MODES:-"off on"}

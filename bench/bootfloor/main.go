@@ -1,0 +1,203 @@
+// Command bootfloor measures the boot floor: how long the example
+// unikernel takes from the hypervisor's start call to its first HTTP
+// answer, booted through hypervisor/libvirt by a private libvirtd inside a
+// network namespace (internal/sandbox). The domain is the one jitsu boots
+// in bench/coldstart, built from the same config (benchkit.Spec): same
+// kernel file, initrd, command line, memory and MAC.
+//
+// With -floor KERNEL it measures instead a kernel that only prints
+// JITSU-READY on the serial console (e.g. the multiboot hello.elf), with
+// the same memory and domain type: the overhead of libvirt, QEMU and
+// firmware alone, timed from the start call to the marker in the console
+// log.
+//
+// It needs root and `make image`. Usage:
+//
+//	bootfloor [-n 10] [-domain-type qemu|kvm] [-floor /var/lib/jitsu/images/multiboot/hello.elf]
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
+	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
+)
+
+const guestIP = "10.213.0.5"
+
+// options holds the command-line flags.
+type options struct {
+	n          int
+	floor      string
+	domainType string
+	interval   time.Duration
+	timeout    time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 10, "number of boots")
+	flag.StringVar(&o.floor, "floor", "", "measure this kernel (prints JITSU-READY on ttyS0) to the console marker instead of the example image to HTTP")
+	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
+	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
+	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
+	flag.Parse()
+	log.SetFlags(0)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		log.Printf("bootfloor: %v", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) (err error) {
+	img, err := sandbox.FindExampleImage()
+	if err != nil {
+		return err
+	}
+	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	defer func() { err = errors.Join(err, env.Close()) }()
+	dir, err := os.MkdirTemp("/var/lib/jitsu", "bootfloor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	spec, err := domain(dir, img, o)
+	if err != nil {
+		return err
+	}
+	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
+	if err != nil {
+		return err
+	}
+	defer hv.Close()
+	go func() { // keep the events channel drained
+		for range hv.Events() {
+		}
+	}()
+	what := "start call → first HTTP byte"
+	if o.floor != "" {
+		what = "start call → JITSU-READY on the console"
+	} else if err := env.PinNeighbour(ctx, net.ParseIP(guestIP), spec.MAC); err != nil {
+		return err
+	}
+	fmt.Printf("boot floor: %s; kernel %s; initrd %s; cmdline %q; domain type %s, %d MiB; probe every %v; %d runs\n",
+		what, spec.Kernel, spec.Initrd, spec.Cmdline, spec.DomainType, spec.MemoryBytes>>20, o.interval, o.n)
+	// One unmeasured boot first: libvirtd probes QEMU's capabilities on
+	// its first domain start, and the image comes into the page cache.
+	if call, r, err := once(ctx, env, hv, spec, o); err != nil {
+		return fmt.Errorf("warm-up boot: %w", err)
+	} else {
+		fmt.Printf("  warm-up (not counted): start call %7.1f ms, ready %7.1f ms\n", ms(call), ms(r))
+	}
+	var calls, ready []time.Duration
+	for i := range o.n {
+		call, r, err := once(ctx, env, hv, spec, o)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		fmt.Printf("  run %2d: start call %7.1f ms, ready %7.1f ms\n", i+1, ms(call), ms(r))
+		calls, ready = append(calls, call), append(ready, r)
+		time.Sleep(500 * time.Millisecond)
+	}
+	fmt.Printf("start call:   %s\n", summary(calls))
+	fmt.Printf("boot floor:   %s\n", summary(ready))
+	return nil
+}
+
+// domain is the domain to boot: the one jitsu boots for the example
+// unikernel in the benchmarks' config, or with -floor that domain with the
+// floor kernel and no initrd.
+func domain(dir string, img sandbox.Image, o options) (hypervisor.Spec, error) {
+	c := sandbox.JitsuConfig{
+		ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Image: img, DomainType: o.domainType,
+		Unikernels: []sandbox.JitsuUnikernel{{Name: "www", IP: guestIP}},
+	}
+	path := filepath.Join(dir, "jitsu.toml")
+	if err := c.Write(path); err != nil {
+		return hypervisor.Spec{}, err
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return hypervisor.Spec{}, fmt.Errorf("load the benchmark's config: %w", err)
+	}
+	spec, err := benchkit.Spec(cfg, "www")
+	if err != nil {
+		return spec, err
+	}
+	if o.floor != "" {
+		spec.Kernel, spec.Initrd, spec.Cmdline = o.floor, "", ""
+	}
+	return spec, nil
+}
+
+// once boots spec, waits for readiness and destroys it.
+func once(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hypervisor.Spec, o options) (call, ready time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	t0 := time.Now()
+	if err := hv.Start(ctx, spec); err != nil {
+		return 0, 0, err
+	}
+	call = time.Since(t0)
+	defer func() {
+		if serr := hv.Stop(context.Background(), spec.Name, hypervisor.StopDestroy); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	var at time.Time
+	if o.floor != "" {
+		at, err = waitMarker(ctx, hv.ConsolePath(spec.Name), []byte("JITSU-READY"), o.interval)
+	} else {
+		at, err = benchkit.Probe(ctx, env.DialContext, net.JoinHostPort(guestIP, "80"), o.interval)
+	}
+	if err != nil {
+		return call, 0, err
+	}
+	return call, at.Sub(t0), nil
+}
+
+// waitMarker polls the console log until it contains marker.
+func waitMarker(ctx context.Context, path string, marker []byte, interval time.Duration) (time.Time, error) {
+	for {
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, marker) {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("no %q in %s: %w", marker, path, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// summary formats median, min, p90 and max of ds.
+func summary(ds []time.Duration) string {
+	s := benchkit.Summarize(ds)
+	return fmt.Sprintf("median %7.1f ms  min %7.1f ms  p90 %7.1f ms  max %7.1f ms  (n=%d)",
+		ms(s.Median), ms(s.Min), ms(s.P90), ms(s.Max), s.N)
+}

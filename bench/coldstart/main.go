@@ -1,0 +1,282 @@
+// Command coldstart measures what a user of jitsu feels: the time from a
+// DNS query for a stopped unikernel to the first byte of its HTTP answer,
+// with the real jitsu binary, a private libvirtd in a network namespace
+// (internal/sandbox) and the example unikernel under QEMU, against the
+// boot floor: the same domain started without jitsu.
+//
+// The cases run interleaved: every round measures each case once, in an
+// order rotated from round to round, so that drift of the machine (other
+// load, caches) falls on every case alike. Every case boots the same
+// domain (same name, kernel file, initrd, command line, memory, MAC: the
+// floor's hypervisor.Spec is built from the very config jitsu runs with).
+// Each jitsu sample starts a fresh jitsu serve with the case's config and
+// stops it after the sample. The report gives each case's median, p90,
+// min and max, and the paired differences per round (case minus boot
+// floor, case minus jitsu with the SYN proxy): their median and p90.
+//
+// A case is one entry of the cases table below. It needs root and `make
+// build image`. Usage:
+//
+//	coldstart [-n 10] [-jitsu bin/jitsu] [-domain-type qemu|kvm] [-cases floor,proxy,...]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
+	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
+)
+
+const (
+	guestIP = "10.213.0.5"
+	name    = "www.example.test."
+)
+
+// benchCase is one way from a stopped unikernel to its first HTTP byte.
+type benchCase struct {
+	key   string // short name, for -cases and the difference rows
+	label string
+	// conf adapts the jitsu config of the case; nil: no jitsu runs.
+	conf func(*sandbox.JitsuConfig)
+	// sample measures one cold start.
+	sample func(ctx context.Context, b *bench, c *benchCase) (sample, error)
+	// confPath is the case's jitsu config, written at start-up.
+	confPath string
+}
+
+// sample is one measurement: the time to the first byte and what the
+// client had to do.
+type sample struct {
+	d       time.Duration
+	retries int    // refused connects retried
+	note    string // jitsu's boot timeline, for the log
+}
+
+// cases is every case, in the order of the report. Add a case here.
+var cases = []*benchCase{
+	{key: "floor", label: "boot floor: start call to first HTTP byte, no jitsu", sample: floorSample},
+	{key: "proxy", label: "jitsu, SYN proxy: query, then GET at once",
+		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = true, "0s" },
+		sample: jitsuSample(queryThenGet)},
+	{key: "noproxy", label: "jitsu, no SYN proxy: query, GET at once, refused connects retried",
+		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = false, "0s" },
+		sample: jitsuSample(queryThenGet)},
+	{key: "delay", label: "jitsu, no SYN proxy, DNS answer held until ready (response delay)",
+		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = false, "10s" },
+		sample: jitsuSample(queryThenGet)},
+	// Slot: "cached", connect with a cached address, no DNS query: needs
+	// connection-triggered summon (a SYN to a stopped unikernel's address
+	// summons it). Once jitsu has it:
+	//	{key: "cached", label: "jitsu, SYN proxy: GET a cached address, no DNS",
+	//		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = true, "0s" },
+	//		sample: jitsuSample(getCached)},
+}
+
+// References of the paired differences.
+var refs = []string{"floor", "proxy"}
+
+func main() {
+	n := flag.Int("n", 10, "rounds (each measures every case once)")
+	bin := flag.String("jitsu", "bin/jitsu", "the jitsu binary")
+	domainType := flag.String("domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
+	only := flag.String("cases", "", "comma-separated case keys to run (default: all)")
+	flag.Parse()
+	log.SetFlags(0)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *n, *bin, *domainType, *only)
+	stop()
+	if err != nil {
+		log.Printf("coldstart: %v", err)
+		os.Exit(1)
+	}
+}
+
+// bench is the state shared by every sample.
+type bench struct {
+	env     *sandbox.Env
+	bin     string
+	dir     string
+	socket  string
+	spec    hypervisor.Spec
+	hv      *libvirt.Hypervisor
+	samples map[string][]sample
+}
+
+func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
+	selected, err := selectCases(only)
+	if err != nil {
+		return err
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	img, err := sandbox.FindExampleImage()
+	if err != nil {
+		return err
+	}
+	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	defer func() { err = errors.Join(err, env.Close()) }()
+	// QEMU runs as libvirt-qemu: the console dir must be traversable.
+	dir, err := os.MkdirTemp("/var/lib/jitsu", "coldstart-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	b := &bench{env: env, bin: bin, dir: dir, socket: filepath.Join(dir, "control.sock"), samples: map[string][]sample{}}
+	if err := b.writeConfigs(selected, img, domainType); err != nil {
+		return err
+	}
+	b.hv, err = libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
+	if err != nil {
+		return err
+	}
+	defer b.hv.Close()
+	go func() { // keep the events channel drained
+		for range b.hv.Events() {
+		}
+	}()
+	// One unmeasured boot first: libvirtd probes QEMU's capabilities on
+	// its first domain start (seconds here), and the image's files come
+	// into the page cache; neither belongs to the first case measured.
+	if w, err := floorSample(ctx, b, nil); err != nil {
+		return fmt.Errorf("warm-up boot: %w", err)
+	} else {
+		log.Printf("  warm-up boot (not counted): %s", benchkit.MS(w.d))
+	}
+	for r := range n {
+		// Rotate the order, so that no case always follows the same one.
+		for i := range selected {
+			c := selected[(r+i)%len(selected)]
+			s, err := c.sample(ctx, b, c)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", r+1, c.key, err)
+			}
+			b.samples[c.key] = append(b.samples[c.key], s)
+			log.Printf("  round %2d %-8s %s%s", r+1, c.key, benchkit.MS(s.d), s.note)
+		}
+	}
+	b.report(selected, n, img, domainType)
+	return nil
+}
+
+func selectCases(only string) ([]*benchCase, error) {
+	if only == "" {
+		return cases, nil
+	}
+	var out []*benchCase
+	for _, k := range strings.Split(only, ",") {
+		i := slices.IndexFunc(cases, func(c *benchCase) bool { return c.key == k })
+		if i < 0 {
+			return nil, fmt.Errorf("-cases: no case %q", k)
+		}
+		out = append(out, cases[i])
+	}
+	return out, nil
+}
+
+// writeConfigs writes each jitsu case's config, and derives the floor's
+// domain from the first one (the cases differ in jitsu's settings only).
+func (b *bench) writeConfigs(selected []*benchCase, img sandbox.Image, domainType string) error {
+	base := sandbox.JitsuConfig{
+		ConsoleDir: b.dir, Socket: b.socket, Image: img, DomainType: domainType,
+		// A boot timeout no loaded machine reaches: a sample must not fail
+		// for being slow (the floor has none).
+		Unikernels: []sandbox.JitsuUnikernel{{Name: "www", IP: guestIP, IdleTimeout: "0s", BootTimeout: "120s"}},
+	}
+	specConf := filepath.Join(b.dir, "base.toml")
+	if err := base.Write(specConf); err != nil {
+		return err
+	}
+	for _, c := range selected {
+		if c.conf == nil {
+			continue
+		}
+		data := base
+		c.conf(&data)
+		c.confPath = filepath.Join(b.dir, c.key+".toml")
+		if err := data.Write(c.confPath); err != nil {
+			return err
+		}
+	}
+	cfg, err := config.Load(specConf)
+	if err != nil {
+		return fmt.Errorf("load the benchmark's config: %w", err)
+	}
+	b.spec, err = benchkit.Spec(cfg, "www")
+	return err
+}
+
+// report prints every case's distribution and the paired differences.
+func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainType string) {
+	fmt.Printf("\ncold start to first HTTP byte, %d interleaved rounds (domain type %s, %s, %s, %d MiB)\n",
+		n, domainType, img.BootKernel(), img.Initrd, b.spec.MemoryBytes>>20)
+	fmt.Printf("%-8s %9s %9s %9s %9s  %s\n", "case", "median", "p90", "min", "max", "")
+	for _, c := range selected {
+		ss := b.samples[c.key]
+		s := benchkit.Summarize(durations(ss))
+		note, retries := "", 0
+		for _, x := range ss {
+			retries += x.retries
+		}
+		if retries > 0 {
+			note = fmt.Sprintf(" (%d refused connects retried)", retries)
+		}
+		fmt.Printf("%-8s %9s %9s %9s %9s  %s%s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90),
+			benchkit.MS(s.Min), benchkit.MS(s.Max), c.label, note)
+	}
+	for ri, ref := range refs {
+		rs, ok := b.samples[ref]
+		if !ok {
+			continue
+		}
+		fmt.Printf("\npaired differences per round, case minus %s:\n", ref)
+		fmt.Printf("%-8s %9s %9s %9s %9s\n", "case", "median", "p90", "min", "max")
+		for _, c := range selected {
+			cs := b.samples[c.key]
+			// A reference already compared against an earlier one
+			// gives no new row.
+			if i := slices.Index(refs, c.key); i >= 0 && i <= ri || len(cs) != len(rs) {
+				continue
+			}
+			s := benchkit.Summarize(paired(cs, rs))
+			fmt.Printf("%-8s %9s %9s %9s %9s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90), benchkit.MS(s.Min), benchkit.MS(s.Max))
+		}
+	}
+}
+
+// paired returns, round by round, the case's sample minus the reference's.
+func paired(cs, rs []sample) []time.Duration {
+	out := make([]time.Duration, min(len(cs), len(rs)))
+	for i := range out {
+		out[i] = cs[i].d - rs[i].d
+	}
+	return out
+}
+
+func durations(ss []sample) []time.Duration {
+	out := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		out[i] = s.d
+	}
+	return out
+}

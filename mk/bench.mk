@@ -1,0 +1,48 @@
+# mk/bench.mk: every benchmark, in one place (docs/benchmarks.md has the
+# table). `make bench` runs BENCH_TARGETS one after the other. The programs
+# live under bench/; the Go benchmarks that need a package's internals stay
+# beside that package (summoner/, synproxy/) and are run from here.
+#
+# The boot benchmarks need root and `make image`; they start a private
+# libvirtd in a network namespace (internal/sandbox) under
+# /run/jitsu-libvirtd.lock. DOMAIN_TYPE (Makefile) sets their libvirt
+# domain type.
+
+BENCH_TARGETS += bench-dns bench-summoner bench-synproxy bench-bootfloor bench-coldstart
+
+COLDSTART_RUNS  ?= 10
+BOOTFLOOR_RUNS  ?= 10
+BOOTFLOOR_MB    ?= /var/lib/jitsu/images/multiboot/hello.elf
+BENCH_DNS_SECONDS ?= 10
+# Flags of bench/bootbench, e.g.
+#   make bench-bootbench BOOTBENCH_ARGS='-runs 10 -kernel /var/lib/jitsu/images/example/bzImage'
+BOOTBENCH_ARGS  ?= -runs 10
+
+.PHONY: bench-dns bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+
+bench-dns: ## dnsperf q/s of dnsserver vs knotd (static and unikernel names) and their ratio (BENCH_DNS_SECONDS each)
+	sh bench/dns/bench.sh $(BENCH_DNS_SECONDS)
+
+bench-summoner: ## summoner benchmarks: Summon of a running unikernel, 10,000 configured unikernels
+	$(GO) test -run '^$$' -bench 'SummonRunning|Startup10000' -benchtime 2s -count 1 ./summoner/
+
+bench-synproxy: ## as root: SYN proxy delay (with/without, median/p99) and memory of 10k held SYNs
+	$(GO) test -count=1 -run '^$$' -bench 'HoldMemory' -benchtime 1x ./synproxy/
+	$(GO) test -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 10m ./synproxy/roottest/
+
+bench-bootfloor: ## as root: boot floor, start call -> first HTTP byte of the cold start's domain (BOOTFLOOR_RUNS), then the multiboot floor
+	$(GO) run ./bench/bootfloor -n $(BOOTFLOOR_RUNS) -domain-type $(DOMAIN_TYPE)
+	@if [ -f $(BOOTFLOOR_MB) ]; then $(GO) run ./bench/bootfloor -n $(BOOTFLOOR_RUNS) -domain-type $(DOMAIN_TYPE) -floor $(BOOTFLOOR_MB); \
+	  else echo "bench-bootfloor: $(BOOTFLOOR_MB) missing (make image), floor kernel skipped"; fi
+
+bench-bootfloor-floor: ## as root: libvirt + QEMU + firmware floor, start call -> JITSU-READY of the multiboot kernel
+	$(GO) run ./bench/bootfloor -n $(BOOTFLOOR_RUNS) -domain-type $(DOMAIN_TYPE) -floor $(BOOTFLOOR_MB)
+
+bench-bootbench: bin/jitsu-sandbox ## as root: boot phases of the example image with bench/bootbench's own domain XML (BOOTBENCH_ARGS)
+	$(GO) build -o bin/bootbench ./bench/bootbench
+	bin/jitsu-sandbox run -in -- bin/bootbench -lean -acpi=false \
+	  -kernel /var/lib/jitsu/images/example/vmlinux -initrd /var/lib/jitsu/images/example/initrd.cpio \
+	  -append "$$(cat /var/lib/jitsu/images/example/cmdline) jitsu.debug=1" $(BOOTBENCH_ARGS)
+
+bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds)
+	$(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)

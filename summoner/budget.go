@@ -1,0 +1,143 @@
+package summoner
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// claim is what a unikernel counts against the budget.
+type claim struct {
+	running, booting int
+	memory           uint64
+}
+
+func (c claim) add(d claim) claim {
+	return claim{c.running + d.running, c.booting + d.booting, c.memory + d.memory}
+}
+
+func (c claim) sub(d claim) claim {
+	return claim{c.running - d.running, c.booting - d.booting, c.memory - d.memory}
+}
+
+func (c claim) max(d claim) claim {
+	return claim{max(c.running, d.running), max(c.booting, d.booting), max(c.memory, d.memory)}
+}
+
+// claimFor is what a unikernel in state st with mem bytes of memory claims.
+// An unknown one may still run: it counts as running.
+func claimFor(st State, mem uint64) claim {
+	switch st {
+	case StateStarting:
+		return claim{1, 1, mem}
+	case StateReady, StateUnknown:
+		return claim{1, 0, mem}
+	case StateSuspended:
+		return claim{0, 0, mem}
+	}
+	return claim{}
+}
+
+// budget is the resource limits; 0 is unlimited. It is a pure value: plan
+// decides, the Summoner applies.
+type budget struct {
+	maxRunning, maxBooting int
+	memory                 uint64
+}
+
+func (b budget) fits(c claim) bool {
+	return (b.maxRunning == 0 || c.running <= b.maxRunning) &&
+		(b.maxBooting == 0 || c.booting <= b.maxBooting) &&
+		(b.memory == 0 || c.memory <= b.memory)
+}
+
+// candidate is a unikernel the budget may stop to make room: an idle ready
+// one or a suspended one.
+type candidate struct {
+	claim    claim
+	activity int64 // unix ns of its last activity: the oldest goes first
+}
+
+// plan decides whether need fits beside used (which excludes the
+// claimant's own claim). If it does not, it chooses victims among cands,
+// least recently active first, and returns their indexes; a suspended
+// candidate (no running claim) is chosen only when memory is short. It
+// returns why when nothing can make room.
+func (b budget) plan(used, need claim, cands []candidate) (victims []int, why string) {
+	want := used.add(need)
+	if b.fits(want) {
+		return nil, ""
+	}
+	if b.maxBooting > 0 && want.booting > b.maxBooting {
+		return nil, "too many booting"
+	}
+	order := make([]int, len(cands))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return cands[order[i]].activity < cands[order[j]].activity })
+	for _, i := range order {
+		if b.fits(want) {
+			break
+		}
+		c := cands[i].claim
+		if c.running == 0 && (b.memory == 0 || want.memory <= b.memory) {
+			continue // a suspended one only frees memory
+		}
+		victims = append(victims, i)
+		want = want.sub(c)
+	}
+	if !b.fits(want) {
+		return nil, "nothing idle to stop"
+	}
+	return victims, ""
+}
+
+// setClaimLocked replaces u's claim; s.budgetMu held.
+func (s *Summoner) setClaimLocked(u *unit, c claim) {
+	s.used = s.used.sub(u.claim).add(c)
+	u.claim = c
+	s.m.running.Set(float64(s.used.running))
+	s.m.booting.Set(float64(s.used.booting))
+	s.m.memory.Set(float64(s.used.memory))
+}
+
+// reserve claims the budget for booting u (u.mu held), choosing idle
+// unikernels to evict if it does not fit. The victims' claims are released
+// at once; the caller stops them.
+func (s *Summoner) reserve(u *unit, now time.Time) ([]*unit, error) {
+	s.budgetMu.Lock()
+	defer s.budgetMu.Unlock()
+	need := claimFor(StateStarting, u.cfg.Load().Memory).max(u.claim)
+	var units []*unit
+	var cands []candidate
+	for _, c := range s.units.Load().all {
+		if c == u || c.evicting || c.claim == (claim{}) {
+			continue
+		}
+		st := c.State()
+		idle := st == StateReady && now.UnixNano()-c.activity.Load() >= int64(s.opts.EvictIdle)
+		if idle || st == StateSuspended {
+			units = append(units, c)
+			cands = append(cands, candidate{claim: c.claim, activity: c.activity.Load()})
+		}
+	}
+	idx, why := s.limits.plan(s.used.sub(u.claim), need, cands)
+	if why != "" {
+		s.m.budgetRefused.Inc()
+		s.log.Warn("summon refused: resource budget full", zap.String("unikernel", u.name), zap.String("why", why),
+			zap.Int("running", s.used.running), zap.Int("booting", s.used.booting), zap.Uint64("memory", s.used.memory))
+		return nil, fmt.Errorf("summon %q: %w (%s)", u.name, ErrBudget, why)
+	}
+	victims := make([]*unit, 0, len(idx))
+	for _, i := range idx {
+		v := units[i]
+		s.setClaimLocked(v, claim{})
+		v.evicting = true
+		victims = append(victims, v)
+	}
+	s.setClaimLocked(u, need)
+	return victims, nil
+}

@@ -1,0 +1,50 @@
+package summoner
+
+import (
+	"testing"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
+)
+
+// TestReconcileEvent checks, for every believed state and every domain
+// state, which event brings them in line.
+func TestReconcileEvent(t *testing.T) {
+	const none = evKind(255)
+	type dom struct {
+		st    hypervisor.State
+		found bool
+	}
+	running, paused, saved := dom{hypervisor.StateRunning, true}, dom{hypervisor.StatePaused, true}, dom{hypervisor.StateSaved, true}
+	off, crashed, gone := dom{hypervisor.StateShutoff, true}, dom{hypervisor.StateCrashed, true}, dom{hypervisor.StateUnknown, false}
+	doms := []dom{running, paused, saved, off, crashed, gone}
+	want := map[State][]evKind{ // in the order of doms
+		StateStopped:   {evAdoptRunning, evAdoptPaused, evAdoptSaved, none, none, none},
+		StateStarting:  {none, none, none, none, none, none},
+		StateReady:     {none, none, evDomainStopped, evDomainStopped, evDomainStopped, evDomainStopped},
+		StateStopping:  {none, none, none, none, none, none},
+		StateSuspended: {evAdoptRunning, none, evDomainStopped, evDomainStopped, evDomainStopped, evDomainStopped},
+		StateSaved:     {evAdoptRunning, evAdoptPaused, none, evDomainStopped, evDomainStopped, evDomainStopped},
+		StateFailed:    {evAdoptRunning, evAdoptPaused, none, none, none, none},
+		StateUnknown:   {evAdoptRunning, evAdoptPaused, evAdoptSaved, evDomainStopped, evDomainStopped, evDomainStopped},
+	}
+	if len(want) != int(numStates) {
+		t.Fatalf("table covers %d states, want %d", len(want), numStates)
+	}
+	for st, evs := range want {
+		for i, d := range doms {
+			k, ok := reconcileEvent(st, d.st, d.found)
+			if !ok {
+				k = none
+			}
+			if k != evs[i] {
+				t.Errorf("reconcileEvent(%s, %s, found=%v) = %s, want %s", st, d.st, d.found, k, evs[i])
+			}
+			// every event it returns is one transition acts on
+			if ok {
+				if to, _ := transition(st, k); to == st {
+					t.Errorf("reconcileEvent(%s, %s) = %s, which transition ignores", st, d.st, k)
+				}
+			}
+		}
+	}
+}
