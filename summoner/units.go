@@ -47,6 +47,7 @@ type unit struct {
 	activity     atomic.Int64  // unix ns of the last DNS query or traffic
 	backoffUntil atomic.Int64  // unix ns
 	startCalls   atomic.Int32  // Start/Resume calls under way
+	upSince      atomic.Int64  // unix ns its current boot started (MinUp)
 
 	mu       sync.Mutex // guards the fields below
 	queue    []event

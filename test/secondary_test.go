@@ -36,7 +36,7 @@ func TestSecondaryAnswerSummons(t *testing.T) {
 	sec, _, _ := strings.Cut(testenv.ClientCIDR, "/")
 	w := newWorldWith(t, testenv.Options{ClientNS: clientNS}, true,
 		unikernelConf{Name: "www", IP: "10.213.0.5", IdleTimeout: "3s"})
-	w.data.DNSListen = []string{net.JoinHostPort(host, "5353")}
+	w.data.DNSListen = []string{"127.0.0.1:5353", net.JoinHostPort(host, "5353")}
 	w.data.Secondaries = []string{sec}
 	w.writeConf()
 	w.startJitsu()

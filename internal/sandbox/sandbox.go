@@ -162,6 +162,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := cleanStale(e.Logf); err != nil {
 		return nil, err
 	}
+	if err := fixKVMAccess(e.Logf); err != nil {
+		return nil, err
+	}
 	if pid := findProcess("libvirtd"); pid != 0 {
 		return nil, fmt.Errorf("another libvirtd (pid %d, not a jitsu sandbox's) runs although %s was free: stop it first", pid, LockFile)
 	}
