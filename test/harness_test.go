@@ -69,7 +69,13 @@ func (w *world) jitsuPid() int { return w.last.cmd.Process.Pid }
 // their own kernel.
 func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	t.Helper()
-	env := testenv.Libvirt(t)
+	return newWorldWith(t, testenv.Options{}, synproxy, uks...)
+}
+
+// newWorldWith is newWorld with environment options (a client namespace).
+func newWorldWith(t *testing.T, o testenv.Options, synproxy bool, uks ...unikernelConf) *world {
+	t.Helper()
+	env := testenv.LibvirtWith(t, o)
 	img := testenv.ExampleImage(t)
 	// QEMU runs as libvirt-qemu: the console dir must be traversable.
 	consoleDir, err := os.MkdirTemp("/var/lib/jitsu", "e2e-console-")
@@ -250,16 +256,10 @@ func (w *world) query(name string) (*dns.Msg, time.Duration, error) {
 
 // dnsAddr is the address jitsu's DNS server listens on.
 func (w *world) dnsAddr() string {
-	if w.data.DNSListen != "" {
-		return w.data.DNSListen
+	if len(w.data.DNSListen) > 0 {
+		return w.data.DNSListen[0]
 	}
 	return "127.0.0.1:5353"
-}
-
-// table is the name of the nftables table of the world's jitsu: it is
-// named after the instance id, by default derived from the config's path.
-func (w *world) table() string {
-	return "jitsu_" + strings.ReplaceAll(config.DefaultID(w.conf), "-", "_")
 }
 
 // resolve queries name and returns its single A address.
@@ -348,6 +348,17 @@ func (w *world) waitState(name string, timeout time.Duration, states ...string) 
 // sum of the samples of family name whose labels contain every label pair.
 func (w *world) metric(name string, labels ...string) float64 {
 	w.t.Helper()
+	sum, found := w.metricOK(name, labels...)
+	if !found {
+		w.t.Fatalf("metric %s%v not found", name, labels)
+	}
+	return sum
+}
+
+// metricOK is metric that reports whether any sample matched instead of
+// failing (a labelled counter has no sample before its first increment).
+func (w *world) metricOK(name string, labels ...string) (float64, bool) {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.data.Metrics+"/metrics", nil)
@@ -381,10 +392,7 @@ func (w *world) metric(name string, labels ...string) float64 {
 		sum += v
 		found = true
 	}
-	if !found {
-		w.t.Fatalf("metric %s%v not found", name, labels)
-	}
-	return sum
+	return sum, found
 }
 
 // domains lists the running domains in the namespace's libvirtd.
@@ -444,11 +452,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // of the world's jitsu (false when the table does not exist).
 func (w *world) heldInTable(ip string) bool {
 	w.t.Helper()
-	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", w.table(), "held4").CombinedOutput()
+	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", w.nftTable(), "held4").CombinedOutput()
 	if err != nil {
 		return false
 	}
 	return regexp.MustCompile(`\b` + regexp.QuoteMeta(ip) + `\b`).Match(out)
+}
+
+// nftTable is the nftables table of the jitsu serving w.conf.
+func (w *world) nftTable() string {
+	return config.DaemonConfig{ID: config.DefaultID(w.conf)}.NFTTable()
 }
 
 // pinned reports whether ip has a permanent neighbour entry on the bridge.

@@ -92,8 +92,9 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				Regexp: u.Ready.Regexp,
 				Delay:  u.Ready.Delay,
 			},
-			Triggers: triggers(u.Trigger),
-			Memory:   u.Memory,
+			Triggers:  triggers(u.Trigger),
+			Memory:    u.Memory,
+			DropAfter: u.DropAfter,
 		})
 	}
 	return out
@@ -123,11 +124,6 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 		Bytes:      cfg.SynProxy.MaxBytes,
 		MaxAge:     cfg.SynProxy.MaxAge,
 	}
-}
-
-// nftTable is the name of this instance's nftables table.
-func nftTable(cfg *config.Config) string {
-	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
 }
 
 // nfQueue is the NFQUEUE number of this instance's SYN proxy: the kernel

@@ -21,6 +21,17 @@ type JitsuConfig struct {
 	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
+	// RRLRate is dns.rrl_rate; 0 turns response-rate limiting off, since
+	// the tests' clients (and dnsperf) query hard from one address. Tests
+	// of RRL itself set it.
+	RRLRate int
+	// DNSListen is dns.listen; empty means ["127.0.0.1:5353"].
+	DNSListen []string
+	// Extra is TOML appended to the config (tables such as [admission]).
+	Extra string
+	// Secondaries is the zone's secondaries ("ip" or "ip:port"); empty:
+	// none.
+	Secondaries []string
 	// DomainType is the libvirt domain type; "" means "qemu".
 	DomainType string
 	// ConsoleDir and Socket are required; Metrics "" leaves metrics off.
@@ -31,11 +42,9 @@ type JitsuConfig struct {
 	Unikernels []JitsuUnikernel
 	// Frontdoor is frontdoor.listen ("ip:port"); empty: no front door.
 	Frontdoor []string
-	// DNSListen is dns.listen; "" means "127.0.0.1:5353".
-	DNSListen string
 	// Gateway6 is network.gateway6 ("fd00::1/64"); "" leaves IPv6 off.
 	Gateway6 string
-	// MaxRunning is budget.max_running; 0 leaves it unlimited.
+	// MaxRunning is budget.max_running; 0 leaves the default.
 	MaxRunning int
 }
 
@@ -76,8 +85,13 @@ func (img Image) BootKernel() string {
 
 var jitsuConfTmpl = template.Must(template.New("conf").Parse(`
 [dns]
-listen = ["{{or .DNSListen "127.0.0.1:5353"}}"]
+{{- if .DNSListen}}
+listen = [{{range $i, $a := .DNSListen}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- else}}
+listen = ["127.0.0.1:5353"]
+{{- end}}
 summon_ttl = "1s"
+rrl_rate = {{.RRLRate}}
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"
 {{- end}}
@@ -87,6 +101,9 @@ origin = "example.test."
 soa = "ns1.example.test. hostmaster.example.test. {{or .Serial 1}} 3600 600 86400 60"
 ns = ["ns1.example.test."]
 records = ["ns1 A 127.0.0.1", "static A 192.0.2.7"]
+{{- if .Secondaries}}
+secondaries = [{{range $i, $a := .Secondaries}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
 
 [hypervisor]
 uri = "` + URI + `"
@@ -160,6 +177,7 @@ frontdoor = true
 files = {{.FilesTOML}}
 {{- end}}
 {{end}}
+{{.Extra}}
 `))
 
 // Write writes the config to path.

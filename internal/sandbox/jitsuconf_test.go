@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,7 +16,8 @@ func TestJitsuConfigValid(t *testing.T) {
 	c := JitsuConfig{
 		SynProxy: true, Serial: 42, ResponseDelay: "2s", ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"), Metrics: "127.0.0.1:9153",
 		Frontdoor: []string{"127.0.0.1:80", "127.0.0.1:443"},
-		Image:     Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
+		DNSListen: []string{"127.0.0.1:5353", "10.214.0.1:5353"}, Secondaries: []string{"10.214.0.2", "127.0.0.2:5354"},
+		Image: Image{Kernel: "/img/bzImage", VMLinux: "/img/vmlinux", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0 quiet"},
 		Unikernels: []JitsuUnikernel{
 			{Name: "www", IP: "10.213.0.5", Frontdoor: true, Files: map[string]string{"tls/key.pem": "/k.pem", "a b": "/c"}},
 			{Name: "broken", IP: "10.213.0.9", Kernel: MultibootKernel, BootTimeout: "4s", StopMode: "save", IdleTimeout: "0s"},
@@ -45,6 +47,12 @@ func TestJitsuConfigValid(t *testing.T) {
 	if broken.Kernel != MultibootKernel || broken.Initrd != "" || broken.StopMode != "save" || broken.IdleTimeout != 0 {
 		t.Errorf("broken: %+v", broken)
 	}
+	if got := fmt.Sprint(cfg.DNS.Listen); got != "[127.0.0.1:5353 10.214.0.1:5353]" {
+		t.Errorf("dns.listen %s", got)
+	}
+	if got := fmt.Sprint(cfg.Zones[0].Secondaries); got != "[10.214.0.2:53 127.0.0.2:5354]" {
+		t.Errorf("secondaries %s", got)
+	}
 	if got := cfg.Zones[0].SOA; !strings.Contains(got, " 42 ") {
 		t.Errorf("SOA %q, want serial 42", got)
 	}
@@ -60,7 +68,7 @@ func TestJitsuConfigOptions(t *testing.T) {
 	dir := t.TempDir()
 	c := JitsuConfig{
 		ConsoleDir: dir, Socket: filepath.Join(dir, "c.sock"),
-		DNSListen: "127.0.0.1:5354", Gateway6: "fd00:213::1/64", MaxRunning: 2,
+		DNSListen: []string{"127.0.0.1:5354"}, Gateway6: "fd00:213::1/64", MaxRunning: 2,
 		Image: Image{Kernel: "/img/bzImage", Initrd: "/img/initrd.cpio", Cmdline: "console=ttyS0"},
 		Unikernels: []JitsuUnikernel{
 			{Name: "six", IP: "10.213.0.5", IP6: "fd00:213::5"},

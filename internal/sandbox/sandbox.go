@@ -162,6 +162,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := cleanStale(e.Logf); err != nil {
 		return nil, err
 	}
+	if err := fixKVMAccess(e.Logf); err != nil {
+		return nil, err
+	}
 	if pid := findProcess("libvirtd"); pid != 0 {
 		return nil, fmt.Errorf("another libvirtd (pid %d, not a jitsu sandbox's) runs although %s was free: stop it first", pid, LockFile)
 	}
@@ -341,6 +344,11 @@ func killNamespaceProcesses(ns string, logf func(string, ...any)) {
 	}
 	for _, f := range strings.Fields(string(out)) {
 		if pid, err := strconv.Atoi(f); err == nil {
+			if pid == os.Getpid() {
+				// A thread of ours entered the namespace (a test that ran
+				// code in it): never kill the caller.
+				continue
+			}
 			logf("killing leftover process %d (%s) in %s", pid, comm(pid), ns)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -564,19 +572,20 @@ func (e *Env) Do(fn func() error) error { return InNamespace(e.NS, fn) }
 // other code ever runs in the namespace by accident, and a failed switch
 // back cannot leak the namespace into the rest of the program.
 //
-// The thread is never the process's main thread: a goroutine may run on
-// it, and since the main thread cannot exit, it would stay in the
-// namespace, and the process with it as `ip netns pids` sees it (removing
-// the namespace then kills the process).
+// The main thread is never switched: Go parks it instead of ending it when
+// its locked goroutine exits, and the process, whose /proc/PID/ns/net is
+// its main thread's, would then count as inside the namespace (and be
+// killed with what `ip netns pids` lists when the namespace is removed).
 func InNamespace(name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if mainThread() {
-			// Keep the main thread busy here, so that the goroutine
-			// below runs on another thread, then give it back unchanged.
-			errc <- InNamespace(name, fn)
+		if onMainThread() {
+			// Hold the main thread while another goroutine, which
+			// then cannot run on it, does the work.
+			err := InNamespace(name, fn)
 			runtime.UnlockOSThread()
+			errc <- err
 			return
 		}
 		target, err := netns.GetFromName(name)
@@ -593,6 +602,10 @@ func InNamespace(name string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// onMainThread reports whether the calling thread is the process's main
+// thread (a variable for tests).
+var onMainThread = func() bool { return syscall.Gettid() == os.Getpid() }
 
 // DialContext dials from inside the namespace.
 func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -676,7 +689,3 @@ func FindExampleImage() (Image, error) {
 
 // LibvirtdPid is the pid of the sandbox's libvirtd, 0 while it is stopped.
 func (e *Env) LibvirtdPid() int { return e.libvirtdPid }
-
-// mainThread reports whether the calling goroutine runs on the process's
-// main thread (whose thread id is the process id).
-func mainThread() bool { return syscall.Gettid() == syscall.Getpid() }
