@@ -125,14 +125,13 @@ func (f *frontDoor) start(ctx context.Context, g *errgroup.Group, log *zap.Logge
 }
 
 // SummonWait implements frontdoor.Summoner: summon, then wait for Ready.
-// The client address is not used yet (admission by source is the
-// summoner's, once it takes it).
-func (f *frontDoor) SummonWait(ctx context.Context, name string, _ netip.Addr) (netip.Addr, error) {
+// A boot it starts goes through admission control, charged to client.
+func (f *frontDoor) SummonWait(ctx context.Context, name string, client netip.Addr) (netip.Addr, error) {
 	s, err := f.sum()
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	addrs, err := s.Summon(ctx, name)
+	addrs, err := s.SummonFrom(ctx, client, name)
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -173,6 +172,22 @@ type frontdoorDNS struct {
 
 func (d frontdoorDNS) Summon(ctx context.Context, name string) ([]netip.Addr, error) {
 	addrs, err := d.inner.Summon(ctx, name)
+	pub, ok := (*d.f.public.Load())[name]
+	if err != nil || !ok {
+		return addrs, err
+	}
+	return publicAddrs(addrs, pub), nil
+}
+
+// SummonFrom forwards dnsserver.SourceSummoner (admission control by
+// source) to the wrapped Summoner, rewriting like Summon; Summon when it
+// has none.
+func (d frontdoorDNS) SummonFrom(ctx context.Context, src netip.Addr, name string) ([]netip.Addr, error) {
+	ss, ok := d.inner.(dnsserver.SourceSummoner)
+	if !ok {
+		return d.Summon(ctx, name)
+	}
+	addrs, err := ss.SummonFrom(ctx, src, name)
 	pub, ok := (*d.f.public.Load())[name]
 	if err != nil || !ok {
 		return addrs, err

@@ -153,6 +153,10 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		probeMark = synproxy.DefaultBypassMark
 		summonAfter = append(summonAfter, p.proxy.Running())
 	}
+	admit, err := newAdmission(cfg)
+	if err != nil {
+		return fail(err)
+	}
 	p.sum, err = summoner.New(summoner.Options{
 		Hypervisor:    hv,
 		Gate:          gate,
@@ -162,6 +166,9 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MaxRunning:    cfg.Budget.MaxRunning,
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
+		MinUp:         cfg.Budget.MinUp,
+		Admit:         admit,
+		LowMemory:     lowMemory,
 		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
 		ProbeMark:     probeMark,
 		StopTimeout:   cfg.Hypervisor.ShutdownTimeout + stopSlack,
@@ -187,11 +194,13 @@ func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d 
 	proxy, err := synproxy.New(synproxy.Options{
 		Bridge:     cfg.Network.Bridge,
 		Table:      nftTable(cfg),
+		Queue:      nfQueue(cfg),
 		Logger:     log.Named("synproxy"),
 		Registerer: reg,
 		Limits:     synLimits(cfg),
 		BypassMark: synproxy.DefaultBypassMark,
-		OnPacket:   d.onPacket,
+		// The packet's source is charged for the boot it causes.
+		OnPacketFrom: d.onPacket,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("SYN proxy: %w", err)
@@ -210,8 +219,10 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 	// Static records are served from the first second, whether libvirt is
 	// reachable or not; unikernel names get SERVFAIL until summonAfter.
 	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
-		Listen:        cfg.DNS.Listen,
-		Summoner:      p.sum, // also the Waiter of the response delay
+		Listen: cfg.DNS.Listen,
+		// Also the Waiter of the response delay; answers per
+		// admission.on_refuse.
+		Summoner:      newAdmissionDNS(p.sum, cfg),
 		SummonAfter:   summonAfter,
 		Logger:        log.Named("dns"),
 		Registerer:    reg,
@@ -325,10 +336,11 @@ func responseDelay(cfg *config.Config) time.Duration {
 // summoner waits for a stop call.
 const stopSlack = 15 * time.Second
 
-// onPacket is called by the SYN proxy for each packet it holds for addr:
-// the summoner counts it as activity and summons its unikernel if that
-// protocol is one of its triggers.
-func (d *daemon) onPacket(addr netip.Addr, proto uint8) { d.sum.OnPacket(addr, proto) }
+// onPacket is called by the SYN proxy for each packet from src it holds
+// for addr: the summoner counts it as activity and summons its unikernel
+// if that protocol is one of its triggers (admission control charging
+// src).
+func (d *daemon) onPacket(src, addr netip.Addr, proto uint8) { d.sum.OnPacketFrom(src, addr, proto) }
 
 // errStarting answers the control socket until unikernels are served.
 var errStarting = errors.New("jitsu is starting: libvirt not connected yet, or the SYN proxy not running yet")
@@ -465,6 +477,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Budget != b.Budget {
 		out = append(out, "budget")
+	}
+	if a.Admission != b.Admission {
+		out = append(out, "admission")
 	}
 	if a.Metrics != b.Metrics {
 		out = append(out, "metrics")

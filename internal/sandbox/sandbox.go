@@ -573,14 +573,22 @@ func (e *Env) Do(fn func() error) error { return InNamespace(e.NS, fn) }
 // switch back fails does it stay locked, so that it ends with its
 // goroutine and no other code runs in the namespace by accident.
 //
-// The switch back matters: a goroutine may run on the main thread, and a
-// main thread left in the namespace (Go parks it, it cannot end) would put
-// the whole process in it as far as /proc/PID/ns/net and `ip netns pids`
-// see, and a sandbox's cleanup would kill it.
+// The main thread is never switched: Go parks it instead of ending it when
+// its locked goroutine exits, and the process, whose /proc/PID/ns/net is
+// its main thread's, would then count as inside the namespace (and be
+// killed with what `ip netns pids` lists when the namespace is removed).
 func InNamespace(name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if onMainThread() {
+			// Hold the main thread while another goroutine, which
+			// then cannot run on it, does the work.
+			err := InNamespace(name, fn)
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
@@ -609,6 +617,10 @@ func InNamespace(name string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// onMainThread reports whether the calling thread is the process's main
+// thread (a variable for tests).
+var onMainThread = func() bool { return syscall.Gettid() == os.Getpid() }
 
 // DialContext dials from inside the namespace.
 func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
