@@ -345,8 +345,8 @@ func killNamespaceProcesses(ns string, logf func(string, ...any)) {
 	for _, f := range strings.Fields(string(out)) {
 		if pid, err := strconv.Atoi(f); err == nil {
 			if pid == os.Getpid() {
-				// A thread of ours left in the namespace; never kill
-				// ourselves.
+				// A thread of ours entered the namespace (a test that ran
+				// code in it): never kill the caller.
 				logf("this process (%d) is listed in %s: not killed", pid, ns)
 				continue
 			}
