@@ -65,6 +65,7 @@ type daemon struct {
 	sum   *summoner.Summoner
 	dns   *dnsserver.Server
 	proxy *synproxy.Proxy // nil when the SYN proxy is off
+	fd    *frontDoor
 	// serving are closed once unikernels are served (the SYN proxy
 	// intercepts, the summoner has adopted what runs): until then the
 	// control socket answers errStarting.
@@ -84,6 +85,7 @@ type parts struct {
 	dns   *dnsserver.Server
 	ctl   *control.Server // nil without a control socket
 	web   *web.Server     // nil without a metrics address
+	fd    *frontDoor      // its srv is nil without [frontdoor] listen
 }
 
 // serve runs jitsu until ctx is done. hup delivers reload requests.
@@ -103,6 +105,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	}
 	if err := os.MkdirAll(cfg.Hypervisor.ConsoleDir, 0o755); err != nil {
 		return fmt.Errorf("console dir: %w", err)
+	}
+	if err := writeSeedDisks(cfg); err != nil {
+		return fmt.Errorf("seed disks: %w", err)
 	}
 	p, err := build(cfg, log)
 	if err != nil {
@@ -172,6 +177,10 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	d.sum = p.sum
 	summonAfter = append(summonAfter, p.sum.Running())
 	d.serving = summonAfter
+	if p.fd, err = newFrontDoor(cfg, p.sum, log.Named("frontdoor"), reg); err != nil {
+		return fail(err)
+	}
+	d.fd = p.fd
 	if err := p.buildServers(cfg, log, reg, summonAfter); err != nil {
 		return fail(err)
 	}
@@ -211,7 +220,7 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 	// reachable or not; unikernel names get SERVFAIL until summonAfter.
 	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
 		Listen:        cfg.DNS.Listen,
-		Summoner:      p.sum, // also the Waiter of the response delay
+		Summoner:      p.fd.dnsSummoner(p.sum), // also the Waiter of the response delay
 		SummonAfter:   summonAfter,
 		Logger:        log.Named("dns"),
 		Registerer:    reg,
@@ -261,6 +270,10 @@ func (p *parts) run(ctx context.Context, hup <-chan os.Signal) error {
 	})
 	if p.ctl != nil {
 		goRun(g, gctx, "control socket", p.ctl.Run)
+	}
+	if p.fd.srv != nil {
+		goRun(g, gctx, "front door", p.fd.srv.Run)
+		ready = append(ready, p.fd.srv.Ready())
 	}
 	if p.web != nil {
 		goRun(g, gctx, "metrics and status page", p.web.Run)
@@ -421,6 +434,9 @@ func (d *daemon) Reload(context.Context) error {
 	for _, w := range restartOnly(old, cfg) {
 		d.log.Warn("config change needs a restart to take effect", zap.String("key", w))
 	}
+	if err := writeSeedDisks(cfg); err != nil {
+		return fmt.Errorf("reload seed disks: %w", err)
+	}
 	if err := d.sum.Update(unikernels(cfg)); err != nil {
 		return fmt.Errorf("reload unikernels: %w", err)
 	}
@@ -432,6 +448,7 @@ func (d *daemon) Reload(context.Context) error {
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
 		return fmt.Errorf("reload zones: %w", err)
 	}
+	d.fd.update(cfg)
 	d.cfgMu.Lock()
 	d.cfg = cfg
 	d.cfgMu.Unlock()
