@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +102,24 @@ func TestFrontdoorWiring(t *testing.T) {
 	}
 	if tr := uks[1].Triggers; slices.Contains(tr, summoner.TriggerFrontDoor) {
 		t.Errorf("www's triggers %v: no front door", tr)
+	}
+}
+
+// TestFrontdoorRestartOnly: a change of [frontdoor] is reported as taking
+// effect at the next start.
+func TestFrontdoorRestartOnly(t *testing.T) {
+	a, err := config.Parse("same.toml", []byte(frontdoorTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := config.Parse("same.toml", []byte(strings.Replace(frontdoorTOML, `"203.0.113.10:443"]`, `"203.0.113.10:8443"]`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restartOnly(a, a); len(got) != 0 {
+		t.Errorf("restartOnly(a, a) = %v", got)
+	}
+	if got := restartOnly(a, b); len(got) != 1 || !strings.HasPrefix(got[0], "frontdoor") {
+		t.Errorf("restartOnly = %v, want frontdoor", got)
 	}
 }

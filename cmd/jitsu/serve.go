@@ -489,5 +489,8 @@ func restartOnly(a, b *config.Config) []string {
 	if a.Control != b.Control {
 		out = append(out, "control")
 	}
+	if fmt.Sprint(a.Frontdoor) != fmt.Sprint(b.Frontdoor) {
+		out = append(out, "frontdoor (its routes, from the unikernels, are live)")
+	}
 	return out
 }
