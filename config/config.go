@@ -101,6 +101,7 @@ type Config struct {
 	Network    NetworkConfig
 	SynProxy   SynProxyConfig // [synproxy]
 	Budget     BudgetConfig
+	Admission  AdmissionConfig // [admission]
 	Metrics    MetricsConfig
 	Control    ControlConfig
 	Frontdoor  FrontdoorConfig // [frontdoor]
@@ -119,6 +120,9 @@ type DaemonConfig struct {
 
 // LockFile is the file this daemon holds locked while it runs.
 func (c DaemonConfig) LockFile() string { return filepath.Join(c.LockDir, c.ID+".lock") }
+
+// NFTTable is the name of this instance's nftables table (family inet).
+func (c DaemonConfig) NFTTable() string { return "jitsu_" + strings.ReplaceAll(c.ID, "-", "_") }
 
 // DefaultID is the instance id of a config file that sets none: "jitsu-"
 // and 8 hex digits of a hash of the file's absolute path.
@@ -199,11 +203,16 @@ type SynProxyConfig struct {
 	MaxAge        time.Duration // a held SYN older than this is dropped
 }
 
-// BudgetConfig is [budget]; 0 means unlimited.
+// BudgetConfig is [budget]; 0 means unlimited. When unset, MaxRunning and
+// Memory are derived from the host's memory (DefaultMaxRunning,
+// DefaultBudgetMemory).
 type BudgetConfig struct {
 	MaxRunning int    // unikernels running (booting included)
 	MaxBooting int    // unikernels booting at once
 	Memory     uint64 // bytes of guest memory in all
+	// MinUp: a unikernel stays up this long after its boot started
+	// before the budget may evict it to make room.
+	MinUp time.Duration
 }
 
 // MetricsConfig is [metrics].
@@ -237,6 +246,7 @@ type UnikernelDefaults struct {
 	StopMode    hypervisor.StopMode
 	Ready       Ready
 	Trigger     []string
+	DropAfter   time.Duration // suspended or saved this long: dropped; 0 = never
 }
 
 // Unikernel is one [[unikernel]], defaults applied.
@@ -256,8 +266,9 @@ type Unikernel struct {
 	BootTimeout time.Duration
 	StopMode    hypervisor.StopMode // one of hypervisor.StopModes
 	Ready       Ready
-	Trigger     []string // some of Triggers: what may summon it
-	Line        int      // line of its [[unikernel]] table
+	Trigger     []string      // some of Triggers: what may summon it
+	DropAfter   time.Duration // suspended or saved this long: dropped; 0 = never
+	Line        int           // line of its [[unikernel]] table
 	// Frontdoor: its A records answer the front door's address and the
 	// front door routes its names to it.
 	Frontdoor bool

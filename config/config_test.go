@@ -117,6 +117,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	d.network(track(&tables, root.sub("network")), &c.Network)
 	d.synproxy(track(&tables, root.sub("synproxy")), &c.SynProxy)
 	d.budget(track(&tables, root.sub("budget")), &c.Budget)
+	d.admission(track(&tables, root.sub("admission")), &c.Admission)
 	d.metrics(track(&tables, root.sub("metrics")), &c.Metrics)
 	d.control(track(&tables, root.sub("control")), &c.Control)
 	d.frontdoor(track(&tables, root.sub("frontdoor")), &c.Frontdoor)
@@ -162,7 +163,8 @@ func TestDefaults(t *testing.T) {
 	if c.SynProxy != (SynProxyConfig{Enabled: true, MaxPerAddress: 64, MaxTotal: 10000, MaxBytes: 16 << 20, MaxAge: 30 * time.Second}) {
 		t.Errorf("synproxy = %+v", c.SynProxy)
 	}
-	if c.Budget != (BudgetConfig{}) {
+	mem := HostResources().Memory
+	if c.Budget != (BudgetConfig{MaxRunning: DefaultMaxRunning(mem), Memory: DefaultBudgetMemory(mem), MinUp: DefaultMinUp}) {
 		t.Errorf("budget = %+v", c.Budget)
 	}
 	if c.Metrics != (MetricsConfig{}) {

@@ -21,6 +21,7 @@ func (d *decoder) config(root *table) *Config {
 	d.network(root.sub("network"), &c.Network)
 	d.synproxy(root.sub("synproxy"), &c.SynProxy)
 	d.budget(root.sub("budget"), &c.Budget)
+	d.admission(root.sub("admission"), &c.Admission)
 	d.metrics(root.sub("metrics"), &c.Metrics)
 	d.control(root.sub("control"), &c.Control)
 	d.frontdoor(root.sub("frontdoor"), &c.Frontdoor)
@@ -211,6 +212,11 @@ func (d *decoder) synproxy(t *table, c *SynProxyConfig) {
 }
 
 func (d *decoder) budget(t *table, c *BudgetConfig) {
+	mem := HostResources().Memory
+	c.MaxRunning, c.Memory, c.MinUp = DefaultMaxRunning(mem), DefaultBudgetMemory(mem), DefaultMinUp
+	if v, ok := t.duration("min_up"); ok {
+		c.MinUp = v
+	}
 	if v, ok := t.integer("max_running", 0, math.MaxInt32); ok {
 		c.MaxRunning = int(v)
 	}

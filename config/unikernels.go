@@ -76,6 +76,7 @@ func (d *decoder) defaults(t *table, v *UnikernelDefaults) cmdTmpl {
 		BootTimeout: DefaultBootTimeout,
 		StopMode:    DefaultStopMode,
 		Trigger:     DefaultTriggers,
+		DropAfter:   DefaultDropAfter,
 	}
 	v.Ready, _ = ParseReady(DefaultReady)
 	tmpl := d.vmKeys(t, v)
@@ -123,6 +124,9 @@ func (d *decoder) vmKeys(t *table, v *UnikernelDefaults) cmdTmpl {
 	}
 	if dur, ok := t.duration("idle_timeout"); ok {
 		v.IdleTimeout = dur
+	}
+	if dur, ok := t.duration("drop_after"); ok {
+		v.DropAfter = dur
 	}
 	if dur, ok := t.duration("boot_timeout"); ok && positive(t, "boot_timeout", dur) {
 		v.BootTimeout = dur
@@ -207,7 +211,7 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		}
 		u.Kernel, u.Initrd, u.Memory, u.VCPUs = v.Kernel, v.Initrd, v.Memory, v.VCPUs
 		u.IdleTimeout, u.BootTimeout, u.StopMode, u.Ready = v.IdleTimeout, v.BootTimeout, v.StopMode, v.Ready
-		u.Trigger = v.Trigger
+		u.Trigger, u.DropAfter = v.Trigger, v.DropAfter
 		if u.Kernel == "" && !t.has("kernel") {
 			t.errorf("kernel", "missing: set the kernel image here or in [defaults]")
 		}

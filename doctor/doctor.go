@@ -28,6 +28,9 @@ const (
 	Pass Status = "PASS"
 	Fail Status = "FAIL"
 	Skip Status = "SKIP"
+	// Warn: worth knowing, but nothing fails (e.g. the unikernels cannot
+	// all run at once).
+	Warn Status = "WARN"
 )
 
 // Result is one check's outcome.
@@ -111,6 +114,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) Report {
 		add(checkListenTCP("metrics listen address", cfg.Metrics.Listen))
 	}
 	add(checkPaths(imagePaths(cfg), qemuUser())...)
+	add(checkFit(cfg, config.HostResources()))
 	return rep
 }
 
@@ -157,4 +161,17 @@ func imagePaths(cfg *config.Config) []imagePath {
 type imagePath struct {
 	kind, path string
 	users      []string
+}
+
+// checkFit warns when the configured unikernels cannot all run at once
+// (config.FitWarnings).
+func checkFit(cfg *config.Config, h config.Host) Result {
+	r := Result{Check: "budget and host memory", Status: Pass,
+		Detail: fmt.Sprintf("%d unikernels fit (host %s, budget.memory %s, budget.max_running %d)",
+			len(cfg.Unikernels), config.FormatSize(h.Memory), config.FormatSize(cfg.Budget.Memory), cfg.Budget.MaxRunning)}
+	if ws := cfg.FitWarnings(h); len(ws) > 0 {
+		r.Status, r.Detail = Warn, strings.Join(ws, "; ")
+		r.Fix = "fine if they are not all used at once (idle ones are evicted); else raise budget.max_running or budget.memory, or give the host more memory"
+	}
+	return r
 }

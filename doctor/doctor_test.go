@@ -190,7 +190,7 @@ func TestListen(t *testing.T) {
 
 func TestPaths(t *testing.T) {
 	// QEMU's user as a stranger to our files: uid and gid nobody owns.
-	q := &qemuIdentity{name: "libvirt-qemu", uid: 64055, gids: map[uint32]bool{64055: true}}
+	q := &qemuIdentity{name: "libvirt-qemu", group: "kvm", uid: 64055, gids: map[uint32]bool{64055: true}}
 	// Not t.TempDir: its parent is 0700, and QEMU's user must reach base.
 	base, err := os.MkdirTemp("", "jitsu-doctor-paths-")
 	if err != nil {
@@ -226,8 +226,8 @@ func TestPaths(t *testing.T) {
 		detail, fix string
 	}{
 		{"missing", imagePath{"kernel", filepath.Join(open, "nope"), []string{"www"}}, Fail, "no such file", "make image"},
-		{"not readable by qemu", imagePath{"initrd", private, []string{"www"}}, Fail, "not readable by libvirt-qemu", "chmod o+r " + private},
-		{"directory not searchable by qemu", imagePath{"disk", hidden, []string{"db"}}, Fail, "directory " + closed + " is not searchable", "chmod o+x " + closed},
+		{"not readable by qemu", imagePath{"initrd", private, []string{"www"}}, Fail, "not readable by libvirt-qemu", "setfacl -m u:libvirt-qemu:r " + private},
+		{"directory not searchable by qemu", imagePath{"disk", hidden, []string{"db"}}, Fail, "directory " + closed + " is not searchable", "chmod g+x " + closed},
 		{"empty", imagePath{"kernel", empty, []string{"www"}}, Fail, "unreadable", "not empty"},
 		{"directory instead of file", imagePath{"kernel", open, []string{"www"}}, Fail, "not a regular file", "image file itself"},
 		{"readable", imagePath{"kernel", good, []string{"www", "blog"}}, Pass, "also by libvirt-qemu", ""},

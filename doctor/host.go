@@ -265,9 +265,10 @@ func bindFix(addr string, err error) string {
 
 // qemuIdentity is the user QEMU runs as under libvirt.
 type qemuIdentity struct {
-	name string
-	uid  uint32
-	gids map[uint32]bool
+	name  string
+	group string // its primary group's name
+	uid   uint32
+	gids  map[uint32]bool
 }
 
 // qemuUser looks up libvirt's QEMU user (libvirt-qemu on Debian, qemu
@@ -282,7 +283,10 @@ func qemuUser() *qemuIdentity {
 		if err != nil {
 			continue
 		}
-		id := &qemuIdentity{name: name, uid: uint32(uid), gids: map[uint32]bool{}}
+		id := &qemuIdentity{name: name, group: name, uid: uint32(uid), gids: map[uint32]bool{}}
+		if g, err := user.LookupGroupId(u.Gid); err == nil {
+			id.group = g.Name
+		}
 		gids, _ := u.GroupIds()
 		for _, g := range append(gids, u.Gid) {
 			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
@@ -294,17 +298,22 @@ func qemuUser() *qemuIdentity {
 	return nil
 }
 
-// allows reports whether mode/owner grant the permission bits perm (4 = r,
-// 1 = x) to id.
-func (id *qemuIdentity) allows(fi fs.FileInfo, perm fs.FileMode) bool {
+// allows reports whether the file at path (fi) grants the permission bits
+// perm (4 = r, 1 = x) to id: by its owner, group and mode, or by its POSIX
+// ACL when it has one.
+func (id *qemuIdentity) allows(path string, fi fs.FileInfo, perm fs.FileMode) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fi.Mode().Perm()&perm != 0
 	}
 	m := fi.Mode().Perm()
-	switch {
-	case id.uid == 0:
+	if id.uid == 0 {
 		return true
+	}
+	if acl := readACL(path); acl != nil {
+		return aclAllows(acl, id, st.Uid, st.Gid, perm)
+	}
+	switch {
 	case st.Uid == id.uid:
 		return m&(perm<<6) != 0
 	case id.gids[st.Gid]:
@@ -338,7 +347,7 @@ func checkPath(p imagePath, q *qemuIdentity) Result {
 				r.Fix += "; paths must be absolute"
 			}
 		case errors.Is(err, fs.ErrPermission):
-			r.Fix = "make it readable: chmod o+r " + p.path + " and o+x on each parent directory"
+			r.Fix = "make it readable by jitsu (root) and QEMU's user, not by everyone: " + grantFix(q, p.path, "r")
 		default:
 			r.Fix = "check the file"
 		}
@@ -362,10 +371,10 @@ func checkPath(p imagePath, q *qemuIdentity) Result {
 		r.Status, r.Detail = Pass, fmt.Sprintf("readable (%d bytes; no libvirt-qemu user here, its access not checked)", fi.Size())
 		return r
 	}
-	if !q.allows(fi, 4) {
+	if !q.allows(p.path, fi, 4) {
 		r.Status = Fail
 		r.Detail = fmt.Sprintf("not readable by %s, the user QEMU runs as (mode %v)", q.name, fi.Mode().Perm())
-		r.Fix = "chmod o+r " + p.path + " (or keep images under /var/lib/jitsu/images)"
+		r.Fix = grantFix(q, p.path, "r") + " (no need to make it world-readable)"
 		return r
 	}
 	for dir := filepath.Dir(p.path); ; dir = filepath.Dir(dir) {
@@ -374,10 +383,10 @@ func checkPath(p imagePath, q *qemuIdentity) Result {
 			r.Status, r.Detail, r.Fix = Fail, err.Error(), "check the directory"
 			return r
 		}
-		if !q.allows(di, 1) {
+		if !q.allows(dir, di, 1) {
 			r.Status = Fail
 			r.Detail = fmt.Sprintf("directory %s is not searchable by %s, the user QEMU runs as (mode %v)", dir, q.name, di.Mode().Perm())
-			r.Fix = "chmod o+x " + dir + ", or move the images to a directory QEMU can reach such as /var/lib/jitsu/images (not /root)"
+			r.Fix = grantFix(q, dir, "x") + ", or move the images to a directory QEMU can reach such as /var/lib/jitsu/images (not /root)"
 			return r
 		}
 		if dir == "/" || dir == "." {
@@ -386,4 +395,16 @@ func checkPath(p imagePath, q *qemuIdentity) Result {
 	}
 	r.Status, r.Detail = Pass, fmt.Sprintf("readable, also by %s (%d bytes)", q.name, fi.Size())
 	return r
+}
+
+// grantFix says how to grant QEMU's user q the permission perm ("r" or
+// "x") on path without granting it to everyone: by an ACL entry, or by
+// the group of QEMU's user.
+func grantFix(q *qemuIdentity, path, perm string) string {
+	name, group := "libvirt-qemu", "libvirt-qemu"
+	if q != nil {
+		name, group = q.name, q.group
+	}
+	return fmt.Sprintf("setfacl -m u:%s:%s %s (package acl), or chgrp %s %s && chmod g+%s %s",
+		name, perm, path, group, path, perm, path)
 }

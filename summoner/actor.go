@@ -161,7 +161,7 @@ func (s *Summoner) entered(u *unit, to State) {
 		u.deferred = ""
 		u.mu.Unlock()
 		if t != "" {
-			if err := s.request(u, s.clock.Now(), false, t); err != nil {
+			if err := s.request(u, s.clock.Now(), false, t, admitReq{}); err != nil { // admitted when asked
 				s.log.Info("deferred summon refused", zap.String("unikernel", u.name), zap.Error(err))
 			}
 		}
@@ -256,6 +256,9 @@ func (s *Summoner) setState(u *unit, from, to State, ev event) {
 	u.mu.Lock()
 	dur := now.Sub(u.since)
 	u.since = now
+	if to == StateStarting {
+		u.upSince.Store(now.UnixNano())
+	}
 	u.state.Store(int32(to))
 	u.epoch.Add(1) // odd while the transition's actions run
 	c := claimFor(to, cfg.Memory)
@@ -267,6 +270,13 @@ func (s *Summoner) setState(u *unit, from, to State, ev event) {
 	u.evicting = false
 	s.budgetMu.Unlock()
 	u.mu.Unlock()
+	if to == StateStopping {
+		// The stop is the transition's only action and may take the
+		// hypervisor's shutdown_timeout: show it while it runs, not
+		// "ready" until it is over.
+		u.shown.Store(int32(to))
+		s.notifyChanged()
+	}
 
 	s.m.state.WithLabelValues(u.name, from.String()).Set(0)
 	s.m.state.WithLabelValues(u.name, to.String()).Set(1)

@@ -2,6 +2,7 @@ package summoner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -18,7 +19,10 @@ import (
 // unikernel is ready, up to ResponseDelay. With a gate it returns once the
 // gate holds the addresses, so that no client's first SYN can beat the
 // hold. The returned slice must not be modified.
-// Errors: ErrUnknown, ErrBudget, ErrBackoff, ErrClosed.
+// A boot it would start goes through admission control (Options.Admit)
+// as one from an unknown source.
+// Errors: ErrUnknown, ErrBudget, ErrBackoff, ErrAdmission (with the
+// addresses), ErrClosed.
 func (s *Summoner) Summon(ctx context.Context, name string) ([]netip.Addr, error) {
 	return s.SummonBy(ctx, name, TriggerDNS)
 }
@@ -26,6 +30,11 @@ func (s *Summoner) Summon(ctx context.Context, name string) ([]netip.Addr, error
 // SummonBy is Summon for another trigger than DNS (the front door): the
 // unikernel boots only if t is one of its triggers.
 func (s *Summoner) SummonBy(ctx context.Context, name string, t Trigger) ([]netip.Addr, error) {
+	return s.summon(ctx, from(netip.Addr{}), name, t)
+}
+
+// summon is Summon for trigger t and admission request ar.
+func (s *Summoner) summon(ctx context.Context, ar admitReq, name string, t Trigger) ([]netip.Addr, error) {
 	u := s.units.Load().byName[name]
 	if u == nil {
 		return nil, fmt.Errorf("summon %q: %w", name, ErrUnknown)
@@ -36,7 +45,10 @@ func (s *Summoner) SummonBy(ctx context.Context, name string, t Trigger) ([]neti
 	if State(u.state.Load()) == StateReady || !cfg.has(t) {
 		return cfg.Addrs, nil
 	}
-	if err := s.request(u, now, false, t); err != nil {
+	if err := s.request(u, now, false, t, ar); err != nil {
+		if errors.Is(err, ErrAdmission) {
+			return cfg.Addrs, err
+		}
 		return nil, err
 	}
 	if s.gate == nil && s.opts.ResponseDelay > 0 {
@@ -48,8 +60,14 @@ func (s *Summoner) SummonBy(ctx context.Context, name string, t Trigger) ([]neti
 // OnPacket is called by the gate for each packet it holds for addr (the
 // first SYN, or datagram, of a client): it is activity for its unikernel,
 // and summons it if proto is one of its triggers. It never waits for a
-// boot.
+// boot. A boot it starts goes through admission control as one from an
+// unknown source (OnPacketFrom knows it).
 func (s *Summoner) OnPacket(addr netip.Addr, proto Proto) {
+	s.onPacket(from(netip.Addr{}), addr, proto)
+}
+
+// onPacket is OnPacket with admission request ar.
+func (s *Summoner) onPacket(ar admitReq, addr netip.Addr, proto Proto) {
 	u := s.units.Load().byAddr[addr.Unmap()]
 	if u == nil {
 		return
@@ -66,7 +84,7 @@ func (s *Summoner) OnPacket(addr netip.Addr, proto Proto) {
 	if !u.cfg.Load().has(t) {
 		return
 	}
-	if err := s.request(u, now, false, t); err != nil {
+	if err := s.request(u, now, false, t, ar); err != nil {
 		s.log.Debug("packet could not summon", zap.String("unikernel", u.name), zap.Error(err))
 	}
 }
@@ -75,7 +93,8 @@ func (s *Summoner) OnPacket(addr netip.Addr, proto Proto) {
 func (s *Summoner) Touch(addr netip.Addr) { s.OnPacket(addr, ProtoTCP) }
 
 // Start boots the unikernel name like Summon, for the operator: it ignores
-// the failure backoff and the triggers, and does not wait.
+// the failure backoff, the triggers and admission control, and does not
+// wait.
 func (s *Summoner) Start(ctx context.Context, name string) error {
 	u := s.units.Load().byName[name]
 	if u == nil {
@@ -83,7 +102,7 @@ func (s *Summoner) Start(ctx context.Context, name string) error {
 	}
 	now := s.clock.Now()
 	u.activity.Store(now.UnixNano())
-	return s.request(u, now, true, TriggerControl)
+	return s.request(u, now, true, TriggerControl, admitReq{})
 }
 
 // WaitReady returns a channel closed when the boot under way of the
@@ -126,8 +145,8 @@ func (s *Summoner) waitReady(ctx context.Context, u *unit) {
 // request asks u's actor to boot it, single-flight: only the first request
 // of a boot reserves the budget and posts the boot. Every request (but for
 // a ready unikernel) returns once the gate holds u's addresses. It applies
-// the backoff (unless force).
-func (s *Summoner) request(u *unit, now time.Time, force bool, t Trigger) error {
+// the backoff (unless force) and admission control (per ar).
+func (s *Summoner) request(u *unit, now time.Time, force bool, t Trigger, ar admitReq) error {
 	if s.unadopted.Load() {
 		return fmt.Errorf("summon %q: %w (its domain is not adopted yet)", u.name, hypervisor.ErrUnavailable)
 	}
@@ -152,6 +171,10 @@ func (s *Summoner) request(u *unit, now time.Time, force bool, t Trigger) error 
 				zap.String("unikernel", u.name), zap.Duration("retry_in", wait))
 			return fmt.Errorf("summon %q: %w (retry in %s)", u.name, ErrBackoff, wait.Round(time.Millisecond))
 		}
+	}
+	if err := s.admit(u, ar, now); err != nil {
+		u.mu.Unlock()
+		return err
 	}
 	victims, err := s.reserve(u, now)
 	if err != nil {

@@ -118,7 +118,8 @@ func (s *Summoner) reserve(u *unit, now time.Time) ([]*unit, error) {
 			continue
 		}
 		st := c.State()
-		idle := st == StateReady && now.UnixNano()-c.activity.Load() >= int64(s.opts.EvictIdle)
+		idle := st == StateReady && now.UnixNano()-c.activity.Load() >= int64(s.opts.EvictIdle) &&
+			now.UnixNano()-c.upSince.Load() >= int64(s.opts.MinUp)
 		if idle || st == StateSuspended {
 			units = append(units, c)
 			cands = append(cands, candidate{claim: c.claim, activity: c.activity.Load()})

@@ -24,6 +24,8 @@ type metrics struct {
 	trafficErrors   prometheus.Counter
 	reconcileErrors prometheus.Counter
 	reconcileFixes  *prometheus.CounterVec
+	admission       *prometheus.CounterVec
+	drops           *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -89,13 +91,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jitsu_summoner_reconcile_fixes_total",
 			Help: "Times the reconciler found a unikernel's state different from its domain's and settled it.",
 		}, []string{"unikernel"}),
+		admission: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_summoner_admission_refusals_total",
+			Help: "Boots refused by admission control, by reason (boot_rate, source_prefix).",
+		}, []string{"reason"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitsu_summoner_rest_drops_total",
+			Help: "Suspended or saved unikernels dropped (destroyed, save discarded), by reason (drop_after, memory).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
 		m.refusals, m.budgetRefused, m.running, m.booting, m.memory, m.summons, m.gateErrors, m.trafficErrors,
-		m.reconcileErrors, m.reconcileFixes} {
+		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register summoner metrics: %w", err)
 		}

@@ -61,6 +61,7 @@ func (s *Summoner) scan(ctx context.Context) {
 		}
 	}
 	now := s.clock.Now()
+	s.dropResting(now)
 	for _, u := range s.units.Load().all {
 		if u.State() != StateReady {
 			continue

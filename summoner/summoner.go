@@ -151,6 +151,9 @@ type Unikernel struct {
 	// Memory is what it counts against the memory budget; 0 means
 	// Spec.MemoryBytes.
 	Memory uint64
+	// DropAfter: suspended or saved this long, it is dropped (destroyed,
+	// its save image discarded) and boots afresh next time; 0: never.
+	DropAfter time.Duration
 }
 
 // ProbeFunc replaces the readiness probers (for tests): it blocks until
@@ -187,6 +190,16 @@ type Options struct {
 	// EvictIdle is how long a ready unikernel must have been without
 	// activity before the budget may stop it to make room; default 10s.
 	EvictIdle time.Duration
+	// MinUp is how long a unikernel stays up after its boot started
+	// before the budget may evict it, however idle; 0: no minimum.
+	MinUp time.Duration
+	// Admit, if set, is asked before each boot a summon would start
+	// (admission control); nil admits every boot.
+	Admit Admitter
+	// LowMemory, if set, is asked on every reaper scan whether the host
+	// is short of memory: if so, the least recently active suspended
+	// unikernel is dropped (destroyed). It must not block.
+	LowMemory func() bool
 
 	// ResponseDelay: when Gate is nil, Summon waits until the unikernel
 	// is ready, up to this long (Jitsu's response delay). 0: no wait.
@@ -290,6 +303,9 @@ type Summoner struct {
 	reconcileKick chan struct{} // a reconciliation is wanted now
 	meterBusy     atomic.Bool   // a traffic read is under way
 	unadopted     atomic.Bool   // Run could not list the domains yet: no boot until it has
+
+	admitRefused atomic.Int64 // boots refused by admission control
+	admitLogAt   atomic.Int64 // unix ns a refusal was last logged
 
 	running  chan struct{} // closed once Run has adopted and started
 	scanHook func()        // tests: called after each reaper scan

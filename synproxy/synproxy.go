@@ -75,6 +75,10 @@ type Options struct {
 	// It is called from the packet loop, without the proxy's lock (it may
 	// call Hold), and must not block.
 	OnPacket func(addr netip.Addr, proto uint8)
+	// OnPacketFrom, if set, is called instead of OnPacket with the
+	// packet's source address too (admission control charges the boot it
+	// causes to the source).
+	OnPacketFrom func(src, addr netip.Addr, proto uint8)
 	// IO replaces the kernel packet path (nftables + NFQUEUE + neighbour
 	// table + raw sockets); tests use an in-memory one. Nil means the kernel.
 	IO PacketIO
@@ -339,7 +343,10 @@ func (p *Proxy) handle(pkt Packet) {
 		p.updateGauges()
 		p.mu.Unlock()
 	}
-	if p.opts.OnPacket != nil {
+	switch {
+	case p.opts.OnPacketFrom != nil:
+		p.opts.OnPacketFrom(s.src, s.dst, s.proto)
+	case p.opts.OnPacket != nil:
 		p.opts.OnPacket(s.dst, s.proto)
 	}
 }

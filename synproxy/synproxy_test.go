@@ -558,3 +558,28 @@ func TestTrafficMetersHeldAndTracked(t *testing.T) {
 		t.Error("Traffic with a cancelled context: no error")
 	}
 }
+
+// TestOnPacketFrom: OnPacketFrom, when set, is called instead of OnPacket
+// with each held packet's source address (admission control).
+func TestOnPacketFrom(t *testing.T) {
+	type seen struct{ src, addr netip.Addr }
+	var got []seen
+	plain := 0
+	f := newFakeIO()
+	p, err := New(Options{IO: f, Limits: testLimits(Limits{}),
+		OnPacket:     func(netip.Addr, uint8) { plain++ },
+		OnPacketFrom: func(src, a netip.Addr, _ uint8) { got = append(got, seen{src, a}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.running = true
+	if err := p.Hold([]netip.Addr{guest}, mac, []uint8{6, 17}); err != nil {
+		t.Fatal(err)
+	}
+	p.handle(Packet{ID: 1, Data: synPacket(t, client, guest, 40001, 80, 1, 0)})
+	p.handle(Packet{ID: 2, Data: udpPacket(t, client, guest, 40002, 53, 30)})
+	want := []seen{{client, guest}, {client, guest}}
+	if !slices.Equal(got, want) || plain != 0 {
+		t.Fatalf("OnPacketFrom calls %v (OnPacket %d), want %v and none", got, plain, want)
+	}
+}

@@ -21,9 +21,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
-	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // jitsuBin is the jitsu binary built once by TestMain.
@@ -69,7 +69,13 @@ func (w *world) jitsuPid() int { return w.last.cmd.Process.Pid }
 // their own kernel.
 func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	t.Helper()
-	env := testenv.Libvirt(t)
+	return newWorldWith(t, testenv.Options{}, synproxy, uks...)
+}
+
+// newWorldWith is newWorld with environment options (a client namespace).
+func newWorldWith(t *testing.T, o testenv.Options, synproxy bool, uks ...unikernelConf) *world {
+	t.Helper()
+	env := testenv.LibvirtWith(t, o)
 	img := testenv.ExampleImage(t)
 	// QEMU runs as libvirt-qemu: the console dir must be traversable.
 	consoleDir, err := os.MkdirTemp("/var/lib/jitsu", "e2e-console-")
@@ -334,6 +340,17 @@ func (w *world) waitState(name string, timeout time.Duration, states ...string) 
 // sum of the samples of family name whose labels contain every label pair.
 func (w *world) metric(name string, labels ...string) float64 {
 	w.t.Helper()
+	sum, found := w.metricOK(name, labels...)
+	if !found {
+		w.t.Fatalf("metric %s%v not found", name, labels)
+	}
+	return sum
+}
+
+// metricOK is metric that reports whether any sample matched instead of
+// failing (a labelled counter has no sample before its first increment).
+func (w *world) metricOK(name string, labels ...string) (float64, bool) {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.data.Metrics+"/metrics", nil)
@@ -367,10 +384,7 @@ func (w *world) metric(name string, labels ...string) float64 {
 		sum += v
 		found = true
 	}
-	if !found {
-		w.t.Fatalf("metric %s%v not found", name, labels)
-	}
-	return sum
+	return sum, found
 }
 
 // domains lists the running domains in the namespace's libvirtd.
@@ -430,11 +444,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // IPv4 addresses (false when the table does not exist).
 func (w *world) heldInTable(ip string) bool {
 	w.t.Helper()
-	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", synproxy.TableName, "held4").CombinedOutput()
+	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", w.nftTable(), "held4").CombinedOutput()
 	if err != nil {
 		return false
 	}
 	return regexp.MustCompile(`\b` + regexp.QuoteMeta(ip) + `\b`).Match(out)
+}
+
+// nftTable is the nftables table of the jitsu serving w.conf.
+func (w *world) nftTable() string {
+	return config.DaemonConfig{ID: config.DefaultID(w.conf)}.NFTTable()
 }
 
 // pinned reports whether ip has a permanent neighbour entry on the bridge.

@@ -23,6 +23,9 @@ func runCheck(_ context.Context, env *cliEnv, args []string) int {
 		printConfigError(env, err)
 		return exitUsage
 	}
+	for _, w := range cfg.FitWarnings(config.HostResources()) {
+		fmt.Fprintf(env.stderr, "%s: warning: %s\n", cfg.File, w)
+	}
 	if !*quiet {
 		fmt.Fprintf(env.stdout, "%s: ok (%d zones, %d unikernels)\n", cfg.File, len(cfg.Zones), len(cfg.Unikernels))
 	}

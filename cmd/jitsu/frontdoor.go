@@ -106,16 +106,15 @@ const settleGrace = time.Second
 
 // SummonWait implements frontdoor.Summoner: summon by the front-door
 // trigger (after the summoner adopted what runs), wait until the boot
-// settles, and return the guest's IPv4 address if it is ready. The
-// client address is not used yet (admission by source is the summoner's,
-// once it takes one).
-func (f *frontDoor) SummonWait(ctx context.Context, name string, _ netip.Addr) (netip.Addr, error) {
+// settles, and return the guest's IPv4 address if it is ready. A boot it
+// starts goes through admission control, charged to client.
+func (f *frontDoor) SummonWait(ctx context.Context, name string, client netip.Addr) (netip.Addr, error) {
 	select {
 	case <-f.sum.Running():
 	case <-ctx.Done():
 		return netip.Addr{}, fmt.Errorf("wait for the summoner: %w", ctx.Err())
 	}
-	addrs, err := f.sum.SummonBy(ctx, name, summoner.TriggerFrontDoor)
+	addrs, err := f.sum.SummonByFrom(ctx, client, name, summoner.TriggerFrontDoor)
 	if err != nil {
 		return netip.Addr{}, err
 	}

@@ -158,6 +158,10 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		probeMark = synproxy.DefaultBypassMark
 		summonAfter = append(summonAfter, p.proxy.Running())
 	}
+	admit, err := newAdmission(cfg)
+	if err != nil {
+		return fail(err)
+	}
 	p.sum, err = summoner.New(summoner.Options{
 		Hypervisor:    hv,
 		Gate:          gate,
@@ -167,6 +171,9 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MaxRunning:    cfg.Budget.MaxRunning,
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
+		MinUp:         cfg.Budget.MinUp,
+		Admit:         admit,
+		LowMemory:     lowMemory,
 		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
 		ProbeMark:     probeMark,
 		StopTimeout:   cfg.Hypervisor.ShutdownTimeout + stopSlack,
@@ -190,17 +197,19 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 // newProxy builds the SYN proxy, after removing what a previous run that
 // crashed left behind.
 func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d *daemon) (*synproxy.Proxy, error) {
-	if err := synproxy.Cleanup(cfg.Network.Bridge, nftTable(cfg)); err != nil {
+	if err := synproxy.Cleanup(cfg.Network.Bridge, cfg.Daemon.NFTTable()); err != nil {
 		log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
 	}
 	proxy, err := synproxy.New(synproxy.Options{
 		Bridge:     cfg.Network.Bridge,
-		Table:      nftTable(cfg),
+		Table:      cfg.Daemon.NFTTable(),
+		Queue:      nfQueue(cfg),
 		Logger:     log.Named("synproxy"),
 		Registerer: reg,
 		Limits:     synLimits(cfg),
 		BypassMark: synproxy.DefaultBypassMark,
-		OnPacket:   d.onPacket,
+		// The packet's source is charged for the boot it causes.
+		OnPacketFrom: d.onPacket,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("SYN proxy: %w", err)
@@ -219,8 +228,11 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 	// Static records are served from the first second, whether libvirt is
 	// reachable or not; unikernel names get SERVFAIL until summonAfter.
 	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
-		Listen:        cfg.DNS.Listen,
-		Summoner:      p.fd.dnsSummoner(p.sum), // also the Waiter of the response delay
+		Listen: cfg.DNS.Listen,
+		// Also the Waiter of the response delay; answers per
+		// admission.on_refuse; A records of frontdoor = true unikernels
+		// are the front door's.
+		Summoner:      p.fd.dnsSummoner(newAdmissionDNS(p.sum, cfg)),
 		SummonAfter:   summonAfter,
 		Logger:        log.Named("dns"),
 		Registerer:    reg,
@@ -338,10 +350,11 @@ func responseDelay(cfg *config.Config) time.Duration {
 // summoner waits for a stop call.
 const stopSlack = 15 * time.Second
 
-// onPacket is called by the SYN proxy for each packet it holds for addr:
-// the summoner counts it as activity and summons its unikernel if that
-// protocol is one of its triggers.
-func (d *daemon) onPacket(addr netip.Addr, proto uint8) { d.sum.OnPacket(addr, proto) }
+// onPacket is called by the SYN proxy for each packet from src it holds
+// for addr: the summoner counts it as activity and summons its unikernel
+// if that protocol is one of its triggers (admission control charging
+// src).
+func (d *daemon) onPacket(src, addr netip.Addr, proto uint8) { d.sum.OnPacketFrom(src, addr, proto) }
 
 // errStarting answers the control socket until unikernels are served.
 var errStarting = errors.New("jitsu is starting: libvirt not connected yet, or the SYN proxy not running yet")
@@ -482,6 +495,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Budget != b.Budget {
 		out = append(out, "budget")
+	}
+	if a.Admission != b.Admission {
+		out = append(out, "admission")
 	}
 	if a.Metrics != b.Metrics {
 		out = append(out, "metrics")

@@ -532,8 +532,14 @@ func (h *Hypervisor) ConsolePath(name string) string {
 	return h.consolePath(hypervisor.Spec{Name: name})
 }
 
-// prepareConsole creates (or truncates) the console log so that readers can
-// open it as soon as Start returns; QEMU truncates it again on open.
+// ConsoleMode is the permission of console logs: a guest's console may
+// print secrets, so no other user reads it (the group may: give the
+// console directory an operators' group, set-group-ID, to share them).
+const ConsoleMode = 0o640
+
+// prepareConsole creates (or truncates) the console log, mode ConsoleMode,
+// so that readers can open it as soon as Start returns; QEMU (or virtlogd)
+// truncates it again on open.
 func prepareConsole(path string) error {
 	if path == "" {
 		return errors.New("no console log: set the spec's ConsoleLog or the backend's ConsoleDir")
@@ -541,11 +547,30 @@ func prepareConsole(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create console dir: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, ConsoleMode)
 	if err != nil {
 		return fmt.Errorf("create console log: %w", err)
 	}
-	return f.Close()
+	err = f.Chmod(ConsoleMode) // whatever the umask, or an older file's mode
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("create console log: %w", err)
+	}
+	return nil
+}
+
+// settleConsole sets the console log's mode to ConsoleMode once the domain
+// started: virtlogd (libvirt's default stdio handler) may have created the
+// file anew with its own mode.
+func (h *Hypervisor) settleConsole(path string) {
+	if path == "" {
+		return
+	}
+	if err := os.Chmod(path, ConsoleMode); err != nil && !errors.Is(err, os.ErrNotExist) {
+		h.log.Warn("setting the console log's mode", zap.String("path", path), zap.Error(err))
+	}
 }
 
 // Start boots spec, restores it from its managed save image, or resumes it
@@ -602,6 +627,7 @@ func (h *Hypervisor) start(ctx context.Context, spec hypervisor.Spec) error {
 		}
 		_ = d.Free()
 	}
+	h.settleConsole(h.consolePath(spec))
 	h.log.Info("domain started", zap.String("domain", spec.Name), zap.Duration("took", time.Since(t0)))
 	return nil
 }
@@ -635,6 +661,7 @@ func (h *Hypervisor) startExisting(d *lv.Domain, spec hypervisor.Spec) error {
 		if err := d.Create(); err != nil {
 			return h.wrap("restore", spec.Name, err)
 		}
+		h.settleConsole(h.consolePath(spec))
 		h.log.Info("domain restored from managed save", zap.String("domain", spec.Name))
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -292,5 +293,43 @@ func TestInstancesKeepApart(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 		break
+	}
+}
+
+// TestConsoleLogMode: a started domain's console log is 0640 whatever the
+// umask and whatever mode an older log had (a console may print secrets).
+func TestConsoleLogMode(t *testing.T) {
+	ctx := context.Background()
+	hv := newTestDriver(t)
+	for _, tc := range []struct {
+		name string
+		old  os.FileMode // mode of an older log; 0: none
+	}{
+		{"new log", 0},
+		{"older world-readable log", 0o666},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("console-%d", run.Add(1))
+			path := hv.ConsolePath(name)
+			if tc.old != 0 {
+				if err := os.WriteFile(path, []byte("old"), tc.old); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(path, tc.old); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := hv.Start(ctx, testSpec(name)); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			t.Cleanup(func() { _ = hv.Stop(ctx, name, hypervisor.StopDestroy) })
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != libvirt.ConsoleMode {
+				t.Fatalf("console log mode %v, want %v", fi.Mode().Perm(), os.FileMode(libvirt.ConsoleMode))
+			}
+		})
 	}
 }

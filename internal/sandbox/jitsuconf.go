@@ -21,6 +21,17 @@ type JitsuConfig struct {
 	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
+	// RRLRate is dns.rrl_rate; 0 turns response-rate limiting off, since
+	// the tests' clients (and dnsperf) query hard from one address. Tests
+	// of RRL itself set it.
+	RRLRate int
+	// DNSListen is dns.listen; empty means ["127.0.0.1:5353"].
+	DNSListen []string
+	// Extra is TOML appended to the config (tables such as [admission]).
+	Extra string
+	// Secondaries is the zone's secondaries ("ip" or "ip:port"); empty:
+	// none.
+	Secondaries []string
 	// DomainType is the libvirt domain type; "" means "qemu".
 	DomainType string
 	// ConsoleDir and Socket are required; Metrics "" leaves metrics off.
@@ -31,15 +42,19 @@ type JitsuConfig struct {
 	Unikernels []JitsuUnikernel
 	// Frontdoor is frontdoor.listen ("ip:port"); empty: no front door.
 	Frontdoor []string
-	// DNSListen are more dns.listen addresses, after 127.0.0.1:5353.
-	DNSListen []string
+	// Gateway6 is network.gateway6 ("fd00::1/64"); "" leaves IPv6 off.
+	Gateway6 string
+	// MaxRunning is budget.max_running; 0 leaves the default.
+	MaxRunning int
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
 // (idle_timeout 60s, boot_timeout 20s, stop_mode destroy, ready tcp:80).
 type JitsuUnikernel struct {
 	Name, IP, Kernel, Initrd, StopMode, Ready string
-	IdleTimeout, BootTimeout                  string
+	// IP6 is ip6 (needs JitsuConfig.Gateway6); "" for none.
+	IP6                      string
+	IdleTimeout, BootTimeout string
 	// Frontdoor sets frontdoor = true; Files is the files table.
 	Frontdoor bool
 	Files     map[string]string
@@ -70,8 +85,13 @@ func (img Image) BootKernel() string {
 
 var jitsuConfTmpl = template.Must(template.New("conf").Parse(`
 [dns]
-listen = ["127.0.0.1:5353"{{range .DNSListen}}, "{{.}}"{{end}}]
+{{- if .DNSListen}}
+listen = [{{range $i, $a := .DNSListen}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- else}}
+listen = ["127.0.0.1:5353"]
+{{- end}}
 summon_ttl = "1s"
+rrl_rate = {{.RRLRate}}
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"
 {{- end}}
@@ -81,6 +101,9 @@ origin = "example.test."
 soa = "ns1.example.test. hostmaster.example.test. {{or .Serial 1}} 3600 600 86400 60"
 ns = ["ns1.example.test."]
 records = ["ns1 A 127.0.0.1", "static A 192.0.2.7"]
+{{- if .Secondaries}}
+secondaries = [{{range $i, $a := .Secondaries}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
 
 [hypervisor]
 uri = "` + URI + `"
@@ -91,6 +114,14 @@ shutdown_timeout = "5s"
 [network]
 bridge = "` + Bridge + `"
 gateway = "` + GatewayCIDR + `"
+{{- if .Gateway6}}
+gateway6 = "{{.Gateway6}}"
+{{- end}}
+{{- if .MaxRunning}}
+
+[budget]
+max_running = {{.MaxRunning}}
+{{- end}}
 
 [synproxy]
 enabled = {{.SynProxy}}
@@ -111,7 +142,7 @@ listen = [{{range $i, $a := .Frontdoor}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
 [defaults]
 kernel = "{{.Image.BootKernel}}"
 initrd = "{{.Image.Initrd}}"
-cmdline = "{{.Image.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off"
+cmdline = "{{.Image.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off{{"{{"}}if .IP6{{"}}"}} jitsu.ip6={{"{{"}}.IP6{{"}}"}}/{{"{{"}}.Prefix6{{"}}"}} jitsu.gw6={{"{{"}}.Gateway6{{"}}"}}{{"{{"}}end{{"}}"}}"
 memory = "64MiB"
 idle_timeout = "60s"
 boot_timeout = "20s"
@@ -120,6 +151,9 @@ boot_timeout = "20s"
 name = "{{.Name}}"
 dns = ["{{.Name}}.example.test."]
 ip = "{{.IP}}"
+{{- if .IP6}}
+ip6 = "{{.IP6}}"
+{{- end}}
 {{- if .Kernel}}
 kernel = "{{.Kernel}}"
 initrd = "{{.Initrd}}"
@@ -143,6 +177,7 @@ frontdoor = true
 files = {{.FilesTOML}}
 {{- end}}
 {{end}}
+{{.Extra}}
 `))
 
 // Write writes the config to path.
