@@ -214,20 +214,38 @@ func (n *notifier) client(z *zoneData, sec netip.AddrPort) *dns.Client {
 }
 
 // notifySource returns the address NOTIFY messages to dst are sent from:
-// the first listen address of dst's family that is not a wildcard, so
-// that the secondary sees the address it transfers from; invalid (the
-// kernel chooses) if there is none.
+// the first listen address of dst's family that is not a wildcard and is
+// a loopback address exactly when dst is one, so that the secondary sees
+// the address it transfers from (a loopback source cannot reach a
+// secondary elsewhere: listen = ["127.0.0.1:53", "198.51.100.10:53"]
+// notifies from 198.51.100.10). A secondary on loopback may also be
+// notified from another local address. Invalid (the kernel chooses) if
+// there is none.
 func (s *Server) notifySource(dst netip.Addr) netip.Addr {
+	dst = dst.Unmap()
+	var other netip.Addr // of the family, but not of dst's loopbackness
 	for _, l := range s.opts.Listen {
 		host, _, err := net.SplitHostPort(l)
 		if err != nil {
 			continue
 		}
 		a, err := netip.ParseAddr(host)
-		if err != nil || a.IsUnspecified() || a.Unmap().Is4() != dst.Unmap().Is4() {
+		if err != nil {
 			continue
 		}
-		return a.Unmap()
+		a = a.Unmap()
+		if a.IsUnspecified() || a.Is4() != dst.Is4() {
+			continue
+		}
+		if a.IsLoopback() == dst.IsLoopback() {
+			return a
+		}
+		if !other.IsValid() {
+			other = a
+		}
+	}
+	if dst.IsLoopback() {
+		return other
 	}
 	return netip.Addr{}
 }

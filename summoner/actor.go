@@ -270,6 +270,13 @@ func (s *Summoner) setState(u *unit, from, to State, ev event) {
 	u.evicting = false
 	s.budgetMu.Unlock()
 	u.mu.Unlock()
+	if to == StateStopping {
+		// The stop is the transition's only action and may take the
+		// hypervisor's shutdown_timeout: show it while it runs, not
+		// "ready" until it is over.
+		u.shown.Store(int32(to))
+		s.notifyChanged()
+	}
 
 	s.m.state.WithLabelValues(u.name, from.String()).Set(0)
 	s.m.state.WithLabelValues(u.name, to.String()).Set(1)

@@ -42,7 +42,7 @@ type unit struct {
 	cfg    atomic.Pointer[Unikernel]
 
 	state        atomic.Int32  // the live state, set before a transition's actions
-	shown        atomic.Int32  // the state once its actions are done (Status, WaitState)
+	shown        atomic.Int32  // the state once its actions are done, stopping at once (Status, WaitState)
 	epoch        atomic.Uint64 // twice the transitions, odd during one: tells stale reconciliations
 	activity     atomic.Int64  // unix ns of the last DNS query or traffic
 	backoffUntil atomic.Int64  // unix ns

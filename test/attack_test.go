@@ -70,10 +70,8 @@ boot_burst = %d
 prefix_rate = 0.2
 prefix_burst = 8
 on_refuse = "answer"
-
-[budget]
-max_running = %d
-`, attackBootRate, attackBurst, attackRunning)
+`, attackBootRate, attackBurst)
+	w.data.MaxRunning = attackRunning
 	w.writeConf()
 	w.startJitsu()
 

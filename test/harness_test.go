@@ -69,7 +69,13 @@ func (w *world) jitsuPid() int { return w.last.cmd.Process.Pid }
 // their own kernel.
 func newWorld(t *testing.T, synproxy bool, uks ...unikernelConf) *world {
 	t.Helper()
-	env := testenv.Libvirt(t)
+	return newWorldWith(t, testenv.Options{}, synproxy, uks...)
+}
+
+// newWorldWith is newWorld with environment options (a client namespace).
+func newWorldWith(t *testing.T, o testenv.Options, synproxy bool, uks ...unikernelConf) *world {
+	t.Helper()
+	env := testenv.LibvirtWith(t, o)
 	img := testenv.ExampleImage(t)
 	// QEMU runs as libvirt-qemu: the console dir must be traversable.
 	consoleDir, err := os.MkdirTemp("/var/lib/jitsu", "e2e-console-")
@@ -334,6 +340,17 @@ func (w *world) waitState(name string, timeout time.Duration, states ...string) 
 // sum of the samples of family name whose labels contain every label pair.
 func (w *world) metric(name string, labels ...string) float64 {
 	w.t.Helper()
+	sum, found := w.metricOK(name, labels...)
+	if !found {
+		w.t.Fatalf("metric %s%v not found", name, labels)
+	}
+	return sum
+}
+
+// metricOK is metric that reports whether any sample matched instead of
+// failing (a labelled counter has no sample before its first increment).
+func (w *world) metricOK(name string, labels ...string) (float64, bool) {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.data.Metrics+"/metrics", nil)
@@ -367,10 +384,7 @@ func (w *world) metric(name string, labels ...string) float64 {
 		sum += v
 		found = true
 	}
-	if !found {
-		w.t.Fatalf("metric %s%v not found", name, labels)
-	}
-	return sum
+	return sum, found
 }
 
 // domains lists the running domains in the namespace's libvirtd.

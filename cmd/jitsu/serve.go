@@ -194,6 +194,7 @@ func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d 
 	proxy, err := synproxy.New(synproxy.Options{
 		Bridge:     cfg.Network.Bridge,
 		Table:      nftTable(cfg),
+		Queue:      nfQueue(cfg),
 		Logger:     log.Named("synproxy"),
 		Registerer: reg,
 		Limits:     synLimits(cfg),

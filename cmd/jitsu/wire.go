@@ -1,6 +1,7 @@
 package main
 
 import (
+	"hash/fnv"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -129,6 +130,19 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 func nftTable(cfg *config.Config) string {
 	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
 }
+
+// nfQueue is the NFQUEUE number of this instance's SYN proxy: the kernel
+// binds a queue number to one process, so two jitsu daemons on one host
+// (different instance ids) must not share one. It is derived from the
+// instance id, in [synproxy.DefaultQueue, synproxy.DefaultQueue+queueSpan).
+func nfQueue(cfg *config.Config) uint16 {
+	h := fnv.New32a()
+	h.Write([]byte(cfg.Daemon.ID))
+	return uint16(synproxy.DefaultQueue + h.Sum32()%queueSpan)
+}
+
+// queueSpan is how many NFQUEUE numbers instance ids spread over.
+const queueSpan = 4096
 
 // seedDisks returns the read-only disks of u: its seed-file disk image
 // when it has files.

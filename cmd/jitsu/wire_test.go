@@ -9,6 +9,7 @@ import (
 
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/synproxy"
 	"github.com/miekg/dns"
 )
 
@@ -65,5 +66,27 @@ func TestDerivedMACsAgree(t *testing.T) {
 		if got, want := (hypervisor.Spec{Name: dom}).NIC(), config.DeriveMAC(dom); got.String() != want.String() {
 			t.Errorf("%s: hypervisor derives %v, config %v", dom, got, want)
 		}
+	}
+}
+
+// TestNFQueuePerInstance: two instance ids get different NFQUEUE numbers
+// (the kernel binds a queue to one process), the same id always the same,
+// and every number is above the synproxy's default.
+func TestNFQueuePerInstance(t *testing.T) {
+	ids := []string{"jitsu-0a1b2c3d", "jitsu-7f00aa01", "web", "mail"}
+	seen := map[uint16]string{}
+	for _, id := range ids {
+		cfg := &config.Config{Daemon: config.DaemonConfig{ID: id}}
+		q := nfQueue(cfg)
+		if again := nfQueue(cfg); again != q {
+			t.Errorf("%s: queue %d then %d", id, q, again)
+		}
+		if q < synproxy.DefaultQueue || int(q) >= synproxy.DefaultQueue+queueSpan {
+			t.Errorf("%s: queue %d outside [%d, %d)", id, q, synproxy.DefaultQueue, synproxy.DefaultQueue+queueSpan)
+		}
+		if other, ok := seen[q]; ok {
+			t.Errorf("%s and %s share queue %d", id, other, q)
+		}
+		seen[q] = id
 	}
 }

@@ -25,6 +25,9 @@ type JitsuConfig struct {
 	DNSListen []string
 	// Extra is TOML appended to the config (tables such as [admission]).
 	Extra string
+	// Secondaries is the zone's secondaries ("ip" or "ip:port"); empty:
+	// none.
+	Secondaries []string
 	// DomainType is the libvirt domain type; "" means "qemu".
 	DomainType string
 	// ConsoleDir and Socket are required; Metrics "" leaves metrics off.
@@ -35,13 +38,19 @@ type JitsuConfig struct {
 	Unikernels []JitsuUnikernel
 	// Frontdoor is frontdoor.listen ("ip:port"); empty: no front door.
 	Frontdoor []string
+	// Gateway6 is network.gateway6 ("fd00::1/64"); "" leaves IPv6 off.
+	Gateway6 string
+	// MaxRunning is budget.max_running; 0 leaves the default.
+	MaxRunning int
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
 // (idle_timeout 60s, boot_timeout 20s, stop_mode destroy, ready tcp:80).
 type JitsuUnikernel struct {
 	Name, IP, Kernel, Initrd, StopMode, Ready string
-	IdleTimeout, BootTimeout                  string
+	// IP6 is ip6 (needs JitsuConfig.Gateway6); "" for none.
+	IP6                      string
+	IdleTimeout, BootTimeout string
 	// Frontdoor sets frontdoor = true; Files is the files table.
 	Frontdoor bool
 	Files     map[string]string
@@ -87,6 +96,9 @@ origin = "example.test."
 soa = "ns1.example.test. hostmaster.example.test. {{or .Serial 1}} 3600 600 86400 60"
 ns = ["ns1.example.test."]
 records = ["ns1 A 127.0.0.1", "static A 192.0.2.7"]
+{{- if .Secondaries}}
+secondaries = [{{range $i, $a := .Secondaries}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
+{{- end}}
 
 [hypervisor]
 uri = "` + URI + `"
@@ -97,6 +109,14 @@ shutdown_timeout = "5s"
 [network]
 bridge = "` + Bridge + `"
 gateway = "` + GatewayCIDR + `"
+{{- if .Gateway6}}
+gateway6 = "{{.Gateway6}}"
+{{- end}}
+{{- if .MaxRunning}}
+
+[budget]
+max_running = {{.MaxRunning}}
+{{- end}}
 
 [synproxy]
 enabled = {{.SynProxy}}
@@ -117,7 +137,7 @@ listen = [{{range $i, $a := .Frontdoor}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
 [defaults]
 kernel = "{{.Image.BootKernel}}"
 initrd = "{{.Image.Initrd}}"
-cmdline = "{{.Image.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off"
+cmdline = "{{.Image.Cmdline}} ip={{"{{"}}.IP{{"}}"}}::{{"{{"}}.Gateway{{"}}"}}:{{"{{"}}.Netmask{{"}}"}}::eth0:off{{"{{"}}if .IP6{{"}}"}} jitsu.ip6={{"{{"}}.IP6{{"}}"}}/{{"{{"}}.Prefix6{{"}}"}} jitsu.gw6={{"{{"}}.Gateway6{{"}}"}}{{"{{"}}end{{"}}"}}"
 memory = "64MiB"
 idle_timeout = "60s"
 boot_timeout = "20s"
@@ -126,6 +146,9 @@ boot_timeout = "20s"
 name = "{{.Name}}"
 dns = ["{{.Name}}.example.test."]
 ip = "{{.IP}}"
+{{- if .IP6}}
+ip6 = "{{.IP6}}"
+{{- end}}
 {{- if .Kernel}}
 kernel = "{{.Kernel}}"
 initrd = "{{.Initrd}}"

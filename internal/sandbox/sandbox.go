@@ -162,6 +162,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := cleanStale(e.Logf); err != nil {
 		return nil, err
 	}
+	if err := fixKVMAccess(e.Logf); err != nil {
+		return nil, err
+	}
 	if pid := findProcess("libvirtd"); pid != 0 {
 		return nil, fmt.Errorf("another libvirtd (pid %d, not a jitsu sandbox's) runs although %s was free: stop it first", pid, LockFile)
 	}
@@ -563,10 +566,23 @@ func (e *Env) Do(fn func() error) error { return InNamespace(e.NS, fn) }
 // never switched back nor unlocked: it exits with its goroutine, so no
 // other code ever runs in the namespace by accident, and a failed switch
 // back cannot leak the namespace into the rest of the program.
+//
+// The main thread is never switched: Go parks it instead of ending it when
+// its locked goroutine exits, and the process, whose /proc/PID/ns/net is
+// its main thread's, would then count as inside the namespace (and be
+// killed with what `ip netns pids` lists when the namespace is removed).
 func InNamespace(name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if onMainThread() {
+			// Hold the main thread while another goroutine, which
+			// then cannot run on it, does the work.
+			err := InNamespace(name, fn)
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
 		target, err := netns.GetFromName(name)
 		if err != nil {
 			errc <- fmt.Errorf("open netns %s: %w", name, err)
@@ -581,6 +597,10 @@ func InNamespace(name string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// onMainThread reports whether the calling thread is the process's main
+// thread (a variable for tests).
+var onMainThread = func() bool { return syscall.Gettid() == os.Getpid() }
 
 // DialContext dials from inside the namespace.
 func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {

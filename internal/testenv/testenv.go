@@ -20,12 +20,16 @@ const (
 	GatewayCIDR     = sandbox.GatewayCIDR
 	ImageDir        = sandbox.ImageDir
 	MultibootKernel = sandbox.MultibootKernel
+	ClientCIDR      = sandbox.ClientCIDR
+	ClientHostCIDR  = sandbox.ClientHostCIDR
 )
 
 // Gateway is the bridge's address without the prefix length.
 var Gateway = sandbox.Gateway
 
 type (
+	// Options configure an environment (sandbox.Options).
+	Options = sandbox.Options
 	// Env is a running environment (sandbox.Env).
 	Env = sandbox.Env
 	// Image is the example unikernel as installed by `make image`.
@@ -46,4 +50,6 @@ var (
 	QEMUPid = sandbox.QEMUPid
 	// Prerequisites names what the environment needs but cannot find.
 	Prerequisites = sandbox.Prerequisites
+	// InNamespace runs a function inside a named network namespace.
+	InNamespace = sandbox.InNamespace
 )

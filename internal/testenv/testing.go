@@ -35,13 +35,21 @@ func RequireRoot(t testing.TB) {
 // missing, except in CI where it fails.
 func Libvirt(t testing.TB) *Env {
 	t.Helper()
+	return LibvirtWith(t, Options{})
+}
+
+// LibvirtWith is Libvirt with options, e.g. a client namespace
+// (Options.ClientNS), removed with the rest. Options.Logf is t.Logf.
+func LibvirtWith(t testing.TB, o Options) *Env {
+	t.Helper()
 	RequireRoot(t)
 	if err := sandbox.Prerequisites(); err != nil {
 		skipOrFatal(t, "root tier: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	e, err := sandbox.Start(ctx, sandbox.Options{Logf: t.Logf})
+	o.Logf = t.Logf
+	e, err := sandbox.Start(ctx, o)
 	if err != nil {
 		t.Fatalf("start libvirt test environment: %v", err)
 	}

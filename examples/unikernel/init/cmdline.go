@@ -32,10 +32,11 @@ func (c IPConfig) Prefix() netip.Prefix {
 
 // BootConfig is what /init takes from the kernel command line.
 type BootConfig struct {
-	IP   IPConfig // from ip=; zero Client when absent or not static
-	Name string   // jitsu.name=, the unikernel's name (for logs and headers)
-	Port int      // jitsu.port=, default 80
-	Root string   // jitsu.root=, directory served, default /www
+	IP   IPConfig  // from ip=; zero Client when absent or not static
+	IP6  IP6Config // from jitsu.ip6= and jitsu.gw6=; zero when absent
+	Name string    // jitsu.name=, the unikernel's name (for logs and headers)
+	Port int       // jitsu.port=, default 80
+	Root string    // jitsu.root=, directory served, default /www
 	// Debug (jitsu.debug=1) marks the listen in the kernel log and prints
 	// the kernel log on the console once listening (boot profiling).
 	Debug bool
@@ -53,6 +54,18 @@ func ParseCmdline(cmdline string) (BootConfig, error) {
 				return bc, fmt.Errorf("parse ip=%q: %w", val, err)
 			}
 			bc.IP = ip
+		case "jitsu.ip6":
+			p, err := parseIP6(val)
+			if err != nil {
+				return bc, fmt.Errorf("parse jitsu.ip6=%q: %w", val, err)
+			}
+			bc.IP6.Addr = p
+		case "jitsu.gw6":
+			a, err := parseGW6(val)
+			if err != nil {
+				return bc, fmt.Errorf("parse jitsu.gw6=%q: %w", val, err)
+			}
+			bc.IP6.Gateway = a
 		case "jitsu.name":
 			bc.Name = val
 		case "jitsu.port":

@@ -48,6 +48,20 @@ func TestParseCmdline(t *testing.T) {
 		{name: "port not a number", in: "jitsu.port=http", wantErr: true},
 		{name: "relative root", in: "jitsu.root=www", wantErr: true},
 		{name: "garbage word", in: "ip=banana", wantErr: true},
+		{
+			name: "ipv6 address and gateway",
+			in:   "jitsu.ip6=fd00:213::5/64 jitsu.gw6=fd00:213::1",
+			want: BootConfig{Port: 80, Root: "/www", IP6: IP6Config{
+				Addr: netip.MustParsePrefix("fd00:213::5/64"), Gateway: a("fd00:213::1")}},
+		},
+		{
+			name: "ipv6 bare address means /64",
+			in:   "jitsu.ip6=fd00::7",
+			want: BootConfig{Port: 80, Root: "/www", IP6: IP6Config{Addr: netip.MustParsePrefix("fd00::7/64")}},
+		},
+		{name: "ipv6 address that is IPv4", in: "jitsu.ip6=10.0.0.2/24", wantErr: true},
+		{name: "ipv6 gateway that is IPv4", in: "jitsu.gw6=10.0.0.1", wantErr: true},
+		{name: "ipv6 garbage", in: "jitsu.ip6=banana", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

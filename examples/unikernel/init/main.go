@@ -16,7 +16,8 @@
 // /proc/cmdline) and nothing else, and never exits.
 //
 // Parameters read from the kernel command line: ip= (checked against the
-// interface addresses), jitsu.name= (logged, and sent as the X-Jitsu-Name
+// interface addresses), jitsu.ip6=ADDR/PREFIX and jitsu.gw6=ADDR (the IPv6
+// address and default route, configured by /init when given), jitsu.name= (logged, and sent as the X-Jitsu-Name
 // header), jitsu.port= (default 80), jitsu.root= (default /www).
 package main
 
@@ -50,6 +51,7 @@ func main() {
 	if cmdErr != nil {
 		logf("%v (using defaults)", cmdErr)
 	}
+	setupIP6(bc)
 	if bc.Port != 80 || lnErr != nil {
 		if lnErr != nil {
 			logf("listen on port 80: %v", lnErr)
