@@ -121,6 +121,9 @@ type DaemonConfig struct {
 // LockFile is the file this daemon holds locked while it runs.
 func (c DaemonConfig) LockFile() string { return filepath.Join(c.LockDir, c.ID+".lock") }
 
+// NFTTable is the name of this instance's nftables table (family inet).
+func (c DaemonConfig) NFTTable() string { return "jitsu_" + strings.ReplaceAll(c.ID, "-", "_") }
+
 // DefaultID is the instance id of a config file that sets none: "jitsu-"
 // and 8 hex digits of a hash of the file's absolute path.
 func DefaultID(file string) string {

@@ -91,6 +91,12 @@ func TestAdmission(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdmissionAskedOnce: admission is asked once per boot, also for a
+// held packet.
+func TestAdmissionAskedOnce(t *testing.T) {
+	src := netip.MustParseAddr("192.0.2.7")
 	t.Run("a booting or running unikernel is not asked again", func(t *testing.T) {
 		adm := &fakeAdmitter{n: 1, reason: "source_prefix"}
 		h := newHarness(t, Options{Admit: adm}, small("a", "10.0.0.1", 0)).run()

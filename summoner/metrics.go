@@ -71,35 +71,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jitsu_budget_memory_bytes",
 			Help: "Guest memory counted against the memory budget (starting, ready and suspended unikernels).",
 		}),
-		summons: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jitsu_unikernel_summons_total",
-			Help: "Boots started by the summoner, by what triggered them (dns, tcp, udp, control, frontdoor).",
-		}, []string{"unikernel", "trigger"}),
-		gateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jitsu_summoner_gate_errors_total",
-			Help: "Failed gate calls, by operation (hold, release, drop).",
-		}, []string{"op"}),
-		trafficErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "jitsu_summoner_traffic_errors_total",
-			Help: "Failed reads of the traffic counters used for idle-out.",
-		}),
-		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "jitsu_summoner_reconcile_errors_total",
-			Help: "Reconciliations with the hypervisor that failed (retried with backoff).",
-		}),
-		reconcileFixes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jitsu_summoner_reconcile_fixes_total",
-			Help: "Times the reconciler found a unikernel's state different from its domain's and settled it.",
-		}, []string{"unikernel"}),
-		admission: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jitsu_summoner_admission_refusals_total",
-			Help: "Boots refused by admission control, by reason (boot_rate, source_prefix).",
-		}, []string{"reason"}),
-		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jitsu_summoner_rest_drops_total",
-			Help: "Suspended or saved unikernels dropped (destroyed, save discarded), by reason (drop_after, memory).",
-		}, []string{"reason"}),
 	}
+	m.addSummonerMetrics()
 	if reg == nil {
 		return m, nil
 	}
@@ -111,4 +84,37 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// addSummonerMetrics creates the collectors of triggers, faults and
+// admission (newMetrics registers them).
+func (m *metrics) addSummonerMetrics() {
+	m.summons = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_unikernel_summons_total",
+		Help: "Boots started by the summoner, by what triggered them (dns, tcp, udp, control, frontdoor).",
+	}, []string{"unikernel", "trigger"})
+	m.gateErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_summoner_gate_errors_total",
+		Help: "Failed gate calls, by operation (hold, release, drop).",
+	}, []string{"op"})
+	m.trafficErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jitsu_summoner_traffic_errors_total",
+		Help: "Failed reads of the traffic counters used for idle-out.",
+	})
+	m.reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jitsu_summoner_reconcile_errors_total",
+		Help: "Reconciliations with the hypervisor that failed (retried with backoff).",
+	})
+	m.reconcileFixes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_summoner_reconcile_fixes_total",
+		Help: "Times the reconciler found a unikernel's state different from its domain's and settled it.",
+	}, []string{"unikernel"})
+	m.admission = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_summoner_admission_refusals_total",
+		Help: "Boots refused by admission control, by reason (boot_rate, source_prefix).",
+	}, []string{"reason"})
+	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_summoner_rest_drops_total",
+		Help: "Suspended or saved unikernels dropped (destroyed, save discarded), by reason (drop_after, memory).",
+	}, []string{"reason"})
 }

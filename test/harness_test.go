@@ -21,9 +21,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
-	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
 // jitsuBin is the jitsu binary built once by TestMain.
@@ -444,11 +444,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // IPv4 addresses (false when the table does not exist).
 func (w *world) heldInTable(ip string) bool {
 	w.t.Helper()
-	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", synproxy.TableName, "held4").CombinedOutput()
+	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", w.nftTable(), "held4").CombinedOutput()
 	if err != nil {
 		return false
 	}
 	return regexp.MustCompile(`\b` + regexp.QuoteMeta(ip) + `\b`).Match(out)
+}
+
+// nftTable is the nftables table of the jitsu serving w.conf.
+func (w *world) nftTable() string {
+	return config.DaemonConfig{ID: config.DefaultID(w.conf)}.NFTTable()
 }
 
 // pinned reports whether ip has a permanent neighbour entry on the bridge.

@@ -188,12 +188,12 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 // newProxy builds the SYN proxy, after removing what a previous run that
 // crashed left behind.
 func newProxy(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, d *daemon) (*synproxy.Proxy, error) {
-	if err := synproxy.Cleanup(cfg.Network.Bridge, nftTable(cfg)); err != nil {
+	if err := synproxy.Cleanup(cfg.Network.Bridge, cfg.Daemon.NFTTable()); err != nil {
 		log.Warn("cleaning up a previous run's SYN proxy rules", zap.Error(err))
 	}
 	proxy, err := synproxy.New(synproxy.Options{
 		Bridge:     cfg.Network.Bridge,
-		Table:      nftTable(cfg),
+		Table:      cfg.Daemon.NFTTable(),
 		Queue:      nfQueue(cfg),
 		Logger:     log.Named("synproxy"),
 		Registerer: reg,

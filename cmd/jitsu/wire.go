@@ -126,11 +126,6 @@ func synLimits(cfg *config.Config) synproxy.Limits {
 	}
 }
 
-// nftTable is the name of this instance's nftables table.
-func nftTable(cfg *config.Config) string {
-	return "jitsu_" + strings.ReplaceAll(cfg.Daemon.ID, "-", "_")
-}
-
 // nfQueue is the NFQUEUE number of this instance's SYN proxy: the kernel
 // binds a queue number to one process, so two jitsu daemons on one host
 // (different instance ids) must not share one. It is derived from the

@@ -21,6 +21,10 @@ type JitsuConfig struct {
 	Serial uint32
 	// ResponseDelay is dns.response_delay; "" leaves the default.
 	ResponseDelay string
+	// RRLRate is dns.rrl_rate; 0 turns response-rate limiting off, since
+	// the tests' clients (and dnsperf) query hard from one address. Tests
+	// of RRL itself set it.
+	RRLRate int
 	// DNSListen is dns.listen; empty means ["127.0.0.1:5353"].
 	DNSListen []string
 	// Extra is TOML appended to the config (tables such as [admission]).
@@ -87,6 +91,7 @@ listen = [{{range $i, $a := .DNSListen}}{{if $i}}, {{end}}"{{$a}}"{{end}}]
 listen = ["127.0.0.1:5353"]
 {{- end}}
 summon_ttl = "1s"
+rrl_rate = {{.RRLRate}}
 {{- if .ResponseDelay}}
 response_delay = "{{.ResponseDelay}}"
 {{- end}}

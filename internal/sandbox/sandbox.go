@@ -344,6 +344,11 @@ func killNamespaceProcesses(ns string, logf func(string, ...any)) {
 	}
 	for _, f := range strings.Fields(string(out)) {
 		if pid, err := strconv.Atoi(f); err == nil {
+			if pid == os.Getpid() {
+				// A thread of ours entered the namespace (a test that ran
+				// code in it): never kill the caller.
+				continue
+			}
 			logf("killing leftover process %d (%s) in %s", pid, comm(pid), ns)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
