@@ -78,6 +78,14 @@ func TestFrontdoorWiring(t *testing.T) {
 	if !slices.Equal(got, guest) {
 		t.Errorf("www answers %v, want its own %v", got, guest)
 	}
+	// The query's source is passed on (admission control), rewritten the
+	// same way.
+	src := netip.MustParseAddr("198.51.100.7")
+	inner := &refusingSummoner{err: summoner.ErrAdmission}
+	got, err = fd.dnsSummoner(newAdmissionDNS(inner, cfg)).(dnsserver.SourceSummoner).SummonFrom(context.Background(), src, "blog")
+	if err != nil || inner.from != src || len(got) != 1 || got[0] != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("SummonFrom through the front door's wrapper: %v %v (source seen %v)", got, err, inner.from)
+	}
 	// Zone transfers carry the same addresses.
 	if a := dnsConfig(cfg).Addrs["blog"]; len(a) != 2 || a[0] != netip.MustParseAddr("203.0.113.10") {
 		t.Errorf("transferred addresses of blog: %v", a)
