@@ -940,9 +940,8 @@ func domainState(d *lv.Domain) (hypervisor.State, error) {
 }
 
 // State reports a domain's state. See hypervisor.Hypervisor.
-func (h *Hypervisor) State(ctx context.Context, name string) (st hypervisor.State, err error) {
-	err = h.call(ctx, "state of", name, func() (err error) { st, err = h.state(ctx, name); return err })
-	return st, err
+func (h *Hypervisor) State(ctx context.Context, name string) (hypervisor.State, error) {
+	return callValue(h, ctx, "state of", name, func() (hypervisor.State, error) { return h.state(ctx, name) })
 }
 
 // state is State without its deadline.
@@ -968,9 +967,8 @@ func (h *Hypervisor) state(ctx context.Context, name string) (hypervisor.State, 
 }
 
 // List returns jitsu's domains, running or not. See hypervisor.Hypervisor.
-func (h *Hypervisor) List(ctx context.Context) (doms []hypervisor.Domain, err error) {
-	err = h.call(ctx, "list", "domains", func() (err error) { doms, err = h.list(ctx); return err })
-	return doms, err
+func (h *Hypervisor) List(ctx context.Context) ([]hypervisor.Domain, error) {
+	return callValue(h, ctx, "list", "domains", func() ([]hypervisor.Domain, error) { return h.list(ctx) })
 }
 
 // list is List without its deadline.
@@ -1009,9 +1007,8 @@ func (h *Hypervisor) list(ctx context.Context) ([]hypervisor.Domain, error) {
 
 // InterfaceStats returns the traffic counters of the domain's NIC as seen
 // from the host.
-func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (st hypervisor.InterfaceStats, err error) {
-	err = h.call(ctx, "interface stats of", name, func() (err error) { st, err = h.interfaceStats(ctx, name); return err })
-	return st, err
+func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
+	return callValue(h, ctx, "interface stats of", name, func() (hypervisor.InterfaceStats, error) { return h.interfaceStats(ctx, name) })
 }
 
 // interfaceStats is InterfaceStats without its deadline.
