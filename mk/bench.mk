@@ -11,6 +11,7 @@
 BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor
 
 COLDSTART_RUNS  ?= 10
+FRONTDOOR_ROUNDS ?= 3
 BOOTFLOOR_RUNS  ?= 10
 BOOTFLOOR_MB    ?= /var/lib/jitsu/images/multiboot/hello.elf
 BENCH_DNS_SECONDS ?= 10
@@ -57,6 +58,5 @@ bench-bootbench: bin/jitsu-sandbox ## as root: boot phases of the example image 
 bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds)
 	$(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
 
-# Needs root, `make image`, haproxy (scripts/install-deps.sh).
-bench-frontdoor: build ## as root: front door vs direct vs HAProxy (SNI): 100 MB download, new-connection GETs/s, added latency
+bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
 	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)

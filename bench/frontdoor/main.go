@@ -1,4 +1,4 @@
-// Command fdbench measures jitsu's front door on the path a client on the
+// Command frontdoor (make bench-frontdoor) measures jitsu's front door on the path a client on the
 // internet takes: a client namespace, a veth link to the server namespace
 // (jitsu, libvirtd, the bridge) and the example unikernel serving HTTPS
 // with the certificate of its seed-file disk. Three ways in, measured in
@@ -16,7 +16,7 @@
 //
 // It needs root, `make build image` and haproxy. Usage:
 //
-//	fdbench [-rounds 3] [-size 104857600] [-jitsu bin/jitsu] [-domain-type qemu|kvm]
+//	go run ./bench/frontdoor [-rounds 3] [-size 104857600] [-jitsu bin/jitsu] [-domain-type qemu|kvm]
 package main
 
 import (
@@ -82,7 +82,7 @@ func main() {
 	err := run(ctx, o)
 	stop()
 	if err != nil {
-		log.Printf("fdbench: %v", err)
+		log.Printf("bench-frontdoor: %v", err)
 		os.Exit(1)
 	}
 }
