@@ -63,8 +63,9 @@ func (s *Server) serve(ctx context.Context, c *net.TCPConn, l Listener) {
 		s.reject(c, l.TLS, answerUnknown)
 		return
 	}
-	s.m.conns.WithLabelValues(rt.Unikernel).Inc()
-	guest, err := s.connect(ctx, rt, src, l.GuestPort)
+	um := s.m.of(rt.Unikernel)
+	um.conns.Inc()
+	guest, err := s.connect(ctx, rt, um, src, l.GuestPort)
 	if err != nil {
 		var r refusal
 		if errors.As(err, &r) {
@@ -80,8 +81,8 @@ func (s *Server) serve(ctx context.Context, c *net.TCPConn, l Listener) {
 		s.log.Info("front door: replay to guest", zap.String("unikernel", rt.Unikernel), zap.Error(err))
 		return
 	}
-	s.m.bytesIn.WithLabelValues(rt.Unikernel).Add(float64(len(head)))
-	s.splice(c, guest, rt.Unikernel)
+	um.bytesIn.Add(float64(len(head)))
+	s.splice(c, guest, rt.Unikernel, um)
 }
 
 // refusal is an error with its metrics reason.
@@ -96,7 +97,7 @@ func (r refusal) Unwrap() error { return r.err }
 // connect summons the route's unikernel, waits for it within its boot
 // timeout and dials it. The guest connection is tracked: Run's shutdown
 // closes it.
-func (s *Server) connect(ctx context.Context, rt Route, src netip.Addr, port uint16) (*net.TCPConn, error) {
+func (s *Server) connect(ctx context.Context, rt Route, um *unikernelMetrics, src netip.Addr, port uint16) (*net.TCPConn, error) {
 	if !s.acquireWaiting(rt.Unikernel) {
 		return nil, refusal{reasonBootQueueFull, errors.New("too many connections wait for a boot")}
 	}
@@ -105,7 +106,7 @@ func (s *Server) connect(ctx context.Context, rt Route, src netip.Addr, port uin
 	addr, err := s.cfg.Summoner.SummonWait(bctx, rt.Unikernel, src)
 	cancel()
 	s.releaseWaiting(rt.Unikernel)
-	s.m.bootWait.WithLabelValues(rt.Unikernel).Observe(time.Since(start).Seconds())
+	um.bootWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, refusal{reasonSummonFailed, fmt.Errorf("summon %q: %w", rt.Unikernel, err)}
 	}
@@ -133,9 +134,12 @@ const dialRetry = 20 * time.Millisecond
 
 // dial connects to the guest. A ready guest may refuse for a moment a
 // port other than the one its readiness probe checks (it opens them one
-// after the other): refused connects are retried until deadline.
+// after the other): refused connects are retried until deadline. No TCP
+// keepalive (four setsockopt calls a connection): the front door is
+// transparent, and dead peers are the endpoints' business, as on a direct
+// connection.
 func (s *Server) dial(ctx context.Context, to netip.AddrPort, deadline time.Time) (net.Conn, error) {
-	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
 	for {
 		c, err := d.DialContext(ctx, "tcp", to.String())
 		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(dialRetry).After(deadline) {
@@ -280,13 +284,13 @@ const spliceChunk = 4 << 20
 // splice copies both directions until both are done; each direction uses
 // splice(2) (TCPConn.ReadFrom of a TCPConn). A direction whose source
 // ends half-closes its destination.
-func (s *Server) splice(client, guest *net.TCPConn, unikernel string) {
+func (s *Server) splice(client, guest *net.TCPConn, unikernel string, um *unikernelMetrics) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.pipe(guest, client, unikernel, s.m.bytesIn.WithLabelValues(unikernel))
+		s.pipe(guest, client, unikernel, um.bytesIn)
 	}()
-	s.pipe(client, guest, unikernel, s.m.bytesOut.WithLabelValues(unikernel))
+	s.pipe(client, guest, unikernel, um.bytesOut)
 	<-done
 }
 

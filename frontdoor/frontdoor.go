@@ -206,7 +206,8 @@ func (s *Server) Run(ctx context.Context) error {
 			ln.Close()
 		}
 	}
-	var lc net.ListenConfig
+	// No TCP keepalive on accepted connections (see dial).
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, l := range s.cfg.Listeners {
 		ln, err := lc.Listen(ctx, "tcp", l.Addr.String())
 		if err != nil {

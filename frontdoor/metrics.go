@@ -2,6 +2,7 @@ package frontdoor
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,6 +16,30 @@ type metrics struct {
 	bootWait *prometheus.HistogramVec
 	refusals *prometheus.CounterVec
 	open     prometheus.Gauge
+
+	// per caches each unikernel's counters (name → *unikernelMetrics): a
+	// connection does not hash label values.
+	per sync.Map
+}
+
+// unikernelMetrics are one unikernel's series.
+type unikernelMetrics struct {
+	conns, bytesIn, bytesOut prometheus.Counter
+	bootWait                 prometheus.Observer
+}
+
+// of returns the series of unikernel, made on first use.
+func (m *metrics) of(unikernel string) *unikernelMetrics {
+	if um, ok := m.per.Load(unikernel); ok {
+		return um.(*unikernelMetrics)
+	}
+	um, _ := m.per.LoadOrStore(unikernel, &unikernelMetrics{
+		conns:    m.conns.WithLabelValues(unikernel),
+		bytesIn:  m.bytesIn.WithLabelValues(unikernel),
+		bytesOut: m.bytesOut.WithLabelValues(unikernel),
+		bootWait: m.bootWait.WithLabelValues(unikernel),
+	})
+	return um.(*unikernelMetrics)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -81,7 +81,7 @@ func (f *fakeSummoner) callCount(name string) int {
 // fixture is a running front door with an HTTP listener and a TLS
 // listener, each routed to a backend on loopback.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *Server
 	sum      *fakeSummoner
 	reg      *prometheus.Registry
@@ -91,7 +91,7 @@ type fixture struct {
 
 // startFixture runs a front door whose HTTP port goes to httpBackend's
 // port and TLS port to tlsBackend's; edit tweaks the config first.
-func startFixture(t *testing.T, httpBackend, tlsBackend net.Listener, edit func(*Config)) *fixture {
+func startFixture(t testing.TB, httpBackend, tlsBackend net.Listener, edit func(*Config)) *fixture {
 	t.Helper()
 	sum := newFakeSummoner()
 	reg := prometheus.NewRegistry()

@@ -28,6 +28,15 @@ const (
 	publicIP   = "203.0.113.10" // the server's one public IPv4: DNS and the front door
 	clientIP4  = "203.0.113.20"
 	resolverIP = "203.0.113.30"
+
+	// IPv6: the client and the server share a link (2001:db8:1::/64), and
+	// the client routes the server's prefix for the guests, which is on the
+	// server's bridge, through the server's link address.
+	publicIP6 = "2001:db8:1::10"
+	clientIP6 = "2001:db8:1::20"
+	guestNet6 = "2001:db8:213::/64"
+	gateway6  = "2001:db8:213::1/64"
+	blogIP6   = "2001:db8:213::5"
 )
 
 // TestTopology: a client on the "internet" resolves through a caching
@@ -35,10 +44,11 @@ const (
 // https://blog.example.test/ (SNI through the front door, the certificate
 // checked against the test CA) and http://www.example.test/ (Host). After
 // blog idles out, the resolver answers from its cache without asking
-// jitsu, and the fetch through the front door summons blog again.
-//
-// The example kernel has no IPv6 (CONFIG_IPV6 is off: it boots faster), so
-// the direct IPv6 fetch of the issue is not part of this test.
+// jitsu, and the fetch through the front door summons blog again. After it
+// idles out once more, the client asks for blog's AAAA (the guest's own
+// address, not the front door's) and fetches https://blog.example.test/
+// over IPv6 directly, cold: the server routes the prefix to its bridge, and
+// the client's SYN waits in the SYN hold while blog boots.
 func TestTopology(t *testing.T) {
 	unbound, err := exec.LookPath("unbound")
 	if err != nil {
@@ -53,16 +63,18 @@ func TestTopology(t *testing.T) {
 	os.WriteFile(certFile, certPEM, 0o600)
 	os.WriteFile(keyFile, keyPEM, 0o600)
 	w := newWorld(t, true,
-		unikernelConf{Name: "blog", IP: "10.213.0.5", Frontdoor: true, IdleTimeout: "4s",
+		unikernelConf{Name: "blog", IP: "10.213.0.5", IP6: blogIP6, Frontdoor: true, IdleTimeout: "4s",
 			Files: map[string]string{"tls/cert.pem": certFile, "tls/key.pem": keyFile}},
 		unikernelConf{Name: "www", IP: "10.213.0.6", Frontdoor: true},
 	)
 	w.data.Frontdoor = []string{publicIP + ":80", publicIP + ":443"}
 	w.data.DNSListen = []string{publicIP + ":53"}
+	w.data.Gateway6 = gateway6
 	w.writeConf()
 	inet := internet(t, w)
 	resolverNS := inet.attach(t, "res", resolverIP)
-	inet.attachServer(t, w.env.NS, publicIP)
+	pub := inet.attachServer(t, w.env.NS, publicIP)
+	inet.route6(t, w, pub)
 	startUnbound(t, unbound, resolverNS)
 	w.startJitsu()
 	t.Cleanup(func() { os.Remove("/var/lib/jitsu/seed/blog.seed.tar") })
@@ -97,6 +109,18 @@ func TestTopology(t *testing.T) {
 	if s := w.status("blog"); s.Boots != 2 {
 		t.Errorf("blog booted %d times, want 2 (the front door summoned it again)", s.Boots)
 	}
+
+	// IPv6, directly: AAAA is the guest's own, the SYN waits in the hold.
+	w.waitState("blog", 60*time.Second, "stopped")
+	if a := inet.resolveType(t, "blog.example.test", dns.TypeAAAA); a != blogIP6 {
+		t.Fatalf("blog.example.test AAAA %s, want the guest's own %s", a, blogIP6)
+	}
+	start = time.Now()
+	inet.fetchAt(t, pool, "https://blog.example.test/", blogIP6)
+	t.Logf("cold HTTPS fetch over IPv6, direct through the SYN hold: %v", time.Since(start).Round(time.Millisecond))
+	if s := w.status("blog"); s.Boots != 3 {
+		t.Errorf("blog booted %d times, want 3 (the IPv6 fetch summoned it)", s.Boots)
+	}
 }
 
 // inet is the client's namespace, holding the "internet" bridge.
@@ -112,6 +136,7 @@ func internet(t *testing.T, w *world) *inet {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
 	sh(t, "ip", "-n", name, "link", "add", "br-inet", "type", "bridge")
 	sh(t, "ip", "-n", name, "addr", "add", clientIP4+"/24", "dev", "br-inet")
+	sh(t, "ip", "-n", name, "addr", "add", clientIP6+"/64", "dev", "br-inet", "nodad")
 	sh(t, "ip", "-n", name, "link", "set", "br-inet", "up")
 	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
 	h, err := netns.GetFromName(name)
@@ -132,16 +157,32 @@ func (in *inet) attach(t *testing.T, label, addr string) string {
 	return ns
 }
 
-// attachServer gives the server's namespace its public address.
-func (in *inet) attachServer(t *testing.T, ns, addr string) { in.plug(t, ns, addr) }
+// attachServer gives the server's namespace its public address and
+// returns the name of its link to the internet.
+func (in *inet) attachServer(t *testing.T, ns, addr string) string { return in.plug(t, ns, addr) }
 
-func (in *inet) plug(t *testing.T, ns, addr string) {
+// route6 gives the server its public IPv6 address on link pub and the
+// guests' gateway on its bridge, lets it forward IPv6, and routes the
+// guests' prefix from the client to the server.
+func (in *inet) route6(t *testing.T, w *world, pub string) {
+	t.Helper()
+	ns := w.env.NS
+	sh(t, "ip", "-n", ns, "addr", "add", publicIP6+"/64", "dev", pub, "nodad")
+	sh(t, "ip", "-n", ns, "addr", "add", gateway6, "dev", w.env.Bridge, "nodad")
+	sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	sh(t, "ip", "-n", in.name, "-6", "route", "add", guestNet6, "via", publicIP6)
+}
+
+// plug makes a veth between the bridge and ns, gives it addr in ns, and
+// returns its name in ns.
+func (in *inet) plug(t *testing.T, ns, addr string) string {
 	in.n++
 	port, peer := fmt.Sprintf("inet%d", in.n), fmt.Sprintf("pub%d", in.n)
 	sh(t, "ip", "-n", in.name, "link", "add", port, "type", "veth", "peer", "name", peer, "netns", ns)
 	sh(t, "ip", "-n", in.name, "link", "set", port, "master", "br-inet", "up")
 	sh(t, "ip", "-n", ns, "addr", "add", addr+"/24", "dev", peer)
 	sh(t, "ip", "-n", ns, "link", "set", peer, "up")
+	return peer
 }
 
 // do runs fn on a thread inside the client's namespace.
@@ -171,10 +212,16 @@ func (in *inet) do(fn func() error) error {
 // resolve asks the resolver for name's A record.
 func (in *inet) resolve(t *testing.T, name string) string {
 	t.Helper()
+	return in.resolveType(t, name, dns.TypeA)
+}
+
+// resolveType asks the resolver for name's A or AAAA record.
+func (in *inet) resolveType(t *testing.T, name string, qtype uint16) string {
+	t.Helper()
 	var resp *dns.Msg
 	err := in.do(func() error {
 		m := new(dns.Msg)
-		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		m.SetQuestion(dns.Fqdn(name), qtype)
 		var err error
 		resp, _, err = (&dns.Client{Timeout: 10 * time.Second}).Exchange(m, resolverIP+":53")
 		return err
@@ -183,11 +230,18 @@ func (in *inet) resolve(t *testing.T, name string) string {
 		t.Fatalf("resolve %s through the resolver: %v", name, err)
 	}
 	for _, rr := range resp.Answer {
-		if a, ok := rr.(*dns.A); ok {
-			return a.A.String()
+		switch a := rr.(type) {
+		case *dns.A:
+			if qtype == dns.TypeA {
+				return a.A.String()
+			}
+		case *dns.AAAA:
+			if qtype == dns.TypeAAAA {
+				return a.AAAA.String()
+			}
 		}
 	}
-	t.Fatalf("resolve %s: no A record in %v", name, resp)
+	t.Fatalf("resolve %s: no %s record in %v", name, dns.TypeToString[qtype], resp)
 	return ""
 }
 
@@ -196,7 +250,13 @@ func (in *inet) resolve(t *testing.T, name string) string {
 func (in *inet) fetch(t *testing.T, pool *x509.CertPool, url string) {
 	t.Helper()
 	host := strings.SplitN(strings.SplitN(url, "://", 2)[1], "/", 2)[0]
-	ip := in.resolve(t, host)
+	in.fetchAt(t, pool, url, in.resolve(t, host))
+}
+
+// fetchAt GETs url from the client's namespace, connecting to ip, and
+// checks the example page.
+func (in *inet) fetchAt(t *testing.T, pool *x509.CertPool, url, ip string) {
+	t.Helper()
 	tr := &http.Transport{
 		DisableKeepAlives: true,
 		TLSClientConfig:   &tls.Config{RootCAs: pool},

@@ -104,6 +104,13 @@ func (f *frontDoor) update(cfg *config.Config) {
 // Ready (releasing the gate) once the boot has settled.
 const settleGrace = time.Second
 
+// doneCtx is a context that is done: WaitState with it returns at once.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // SummonWait implements frontdoor.Summoner: summon by the front-door
 // trigger (after the summoner adopted what runs), wait until the boot
 // settles, and return the guest's IPv4 address if it is ready. A boot it
@@ -125,10 +132,16 @@ func (f *frontDoor) SummonWait(ctx context.Context, name string, client netip.Ad
 			return netip.Addr{}, fmt.Errorf("wait for %q: %w", name, ctx.Err())
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, settleGrace)
-	defer cancel()
-	if err := f.sum.WaitState(wctx, name, summoner.StateReady); err != nil {
-		return netip.Addr{}, err
+	// Ready already (the common case: a new connection to a running
+	// unikernel) needs no grace timer: WaitState with a done context only
+	// looks.
+	if f.sum.WaitState(doneCtx, name, summoner.StateReady) != nil {
+		wctx, cancel := context.WithTimeout(ctx, settleGrace)
+		err := f.sum.WaitState(wctx, name, summoner.StateReady)
+		cancel()
+		if err != nil {
+			return netip.Addr{}, err
+		}
 	}
 	for _, a := range addrs {
 		if a.Is4() {

@@ -9,7 +9,12 @@
 # scripts/demo/client, which stamps each event with its own clock when it
 # happens), prints the page and one timeline of the client's events and
 # jitsu's log, waits for the idle timeout, shows the VM stopped, and does a
-# second cold start. Everything is removed on exit, Ctrl-C included;
+# second cold start. Then the front door: a second unikernel, blog, with
+# frontdoor = true and a certificate signed by a CA the demo makes
+# (scripts/demo/certs); its A record answers the front door's address, and
+# the client's HTTPS GET is routed by its TLS SNI to blog, booted cold, with
+# the TLS handshake end to end with the guest (the client checks the
+# certificate against the demo CA). Everything is removed on exit, Ctrl-C included;
 # `make demo-clean` removes leftovers of a killed run.
 #
 # Environment:
@@ -45,31 +50,56 @@ fi
 jd_start_inside
 go build -o "$JD_TMP/timeline" ./scripts/demo/timeline
 go build -o "$JD_TMP/client" ./scripts/demo/client
+go build -o "$JD_TMP/certs" ./scripts/demo/certs
 CFG=$JD_TMP/jitsu.toml
 LOG=$JD_TMP/jitsu.log
-jd_demo_config "$CONFIG_SRC" "$CFG" "$(jd_demo_overrides "$IDLE")"
-jd_info "config: $CFG ($CONFIG_SRC with DNS also on $JD_HOST_ADDR:53, idle_timeout $IDLE)"
+FD_UK=${JITSU_DEMO_FRONTDOOR_UNIKERNEL:-blog}
+FD_NAME=${JITSU_DEMO_FRONTDOOR_NAME:-blog.example.test}
+FD_IP=${JITSU_DEMO_FRONTDOOR_IP:-10.213.0.7}
+mkdir -p "$JD_TMP/tls"
+"$JD_TMP/certs" -dir "$JD_TMP/tls" -name "$FD_NAME"
+jd_demo_config "$CONFIG_SRC" "$CFG" "$(jd_demo_overrides "$IDLE");frontdoor.listen=[\"$JD_HOST_ADDR:443\"];frontdoor.tls_ports=[443]"
+# blog: the example image again, behind the front door, with its
+# certificate and key as seed files (the image serves HTTPS on 443).
+cat >>"$CFG" <<TOML
+
+[[unikernel]]
+name = "$FD_UK"
+dns = ["$FD_NAME."]
+ip = "$FD_IP"
+kernel = "/var/lib/jitsu/images/example/vmlinux"
+initrd = "/var/lib/jitsu/images/example/initrd.cpio"
+cmdline = "console=ttyS0 quiet noapictimer no_timer_check tsc=reliable ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off jitsu.name={{.Name}}"
+frontdoor = true
+files = { "tls/cert.pem" = "$JD_TMP/tls/cert.pem", "tls/key.pem" = "$JD_TMP/tls/key.pem" }
+TOML
+jd_info "config: $CFG ($CONFIG_SRC with DNS also on $JD_HOST_ADDR:53, idle_timeout $IDLE;"
+jd_info "  the front door on $JD_HOST_ADDR:443 for $FD_UK ($FD_NAME, certificate from the demo CA $JD_TMP/tls/ca.pem))"
 jd_jitsu_up "$JITSU_BIN" "$CFG" "$LOG" "$ZONE"
 jd_info "jitsu serve pid $JD_JITSU_PID, log $LOG"
 jd_status "$JITSU_BIN" "$CFG"
 
-# cold_request N: from the client namespace, the client asks jitsu for the
-# name and GETs the page at once; print the page, and the timeline of the
-# client's own stamps and jitsu's log since the query.
+# cold_request N [UNIKERNEL NAME CLIENT-FLAGS...]: from the client
+# namespace, the client asks jitsu for the name and GETs the page at once;
+# print the page, and the timeline of the client's own stamps and jitsu's
+# log since the query. By default UK's NAME over HTTP.
 cold_request() {
-  local t0 t1 ev
+  local n=$1 uk=${2:-$UK} name=${3:-$NAME} t0 t1 ev url
+  shift $(($# < 3 ? $# : 3))
   local -a events=()
-  jd_section "$1. Cold start: a client asks for $NAME, then GETs http://$NAME/ at once"
+  url=http://$name/
+  case " $* " in *" -https "*) url=https://$name/ ;; esac
+  jd_section "$n. Cold start: a client asks for $name, then GETs $url at once"
   t0=$(jd_now_ns)
-  jd_run jd_in_client "$JD_TMP/client" -dns "$JD_HOST_ADDR:53" -name "$NAME" \
+  jd_run jd_in_client "$JD_TMP/client" -dns "$JD_HOST_ADDR:53" -name "$name" "$@" \
     -out "$JD_TMP/page.html" -events "$JD_TMP/events" | sed 's/^/   /' ||
     jd_die "the client failed (jitsu log: $LOG)"
   t1=$(jd_now_ns)
-  jd_section "$1. The page"
+  jd_section "$n. The page"
   sed -e 's/^/   | /' "$JD_TMP/page.html" | head -n 25
   while IFS= read -r ev; do events+=(-event "$ev"); done <"$JD_TMP/events"
-  jd_section "$1. Timeline (ms since the DNS query; the client's stamps and jitsu's JSON log)"
-  "$JD_TMP/timeline" -log "$LOG" -since "$t0" -until "$t1" -unikernel "$UK" "${events[@]}"
+  jd_section "$n. Timeline (ms since the DNS query; the client's stamps and jitsu's JSON log)"
+  "$JD_TMP/timeline" -log "$LOG" -since "$t0" -until "$t1" -unikernel "$uk" "${events[@]}"
 }
 
 # wait_idle: wait until no domain runs any more, printing the time.
@@ -92,6 +122,10 @@ wait_idle() {
 cold_request 4
 wait_idle 5
 cold_request 6
+# The front door: the DNS answer is the front door's address, the HTTPS
+# connection is routed by its SNI to blog, booted cold, and TLS is
+# end to end with the guest.
+cold_request 7 "$FD_UK" "$FD_NAME" -https -ca "$JD_TMP/tls/ca.pem"
 
 jd_section "Done"
 jd_info "jitsu's full log: $LOG (kept with KEEP_TMP=1)"

@@ -1,12 +1,13 @@
 // Command client is the demo's client: it asks a DNS server for a name's
-// address, then GETs http://NAME/ from that address at once, as a browser
+// address, then GETs http://NAME/ (or https://NAME/ with -https, checking
+// the certificate against -ca) from that address at once, as a browser
 // would, and stamps each event with its own clock at the moment it
 // happens: query sent, answer received, connect started, TCP connected,
-// first byte of the page, page received. The demo merges these stamps with
-// jitsu's log into one timeline (scripts/demo/timeline), so every client
-// line follows its cause.
+// TLS handshake, first byte of the page, page received. The demo merges
+// these stamps with jitsu's log into one timeline (scripts/demo/timeline),
+// so every client line follows its cause.
 //
-//	client -dns 10.214.0.1:53 -name www.example.test [-out page.html] [-events FILE]
+//	client -dns 10.214.0.1:53 -name www.example.test [-https -ca ca.pem] [-out page.html] [-events FILE]
 //
 // It prints a summary to stdout and, with -events, writes the events to
 // FILE as UNIXNANO=LABEL lines (timeline's -event syntax).
@@ -14,6 +15,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,14 +43,29 @@ func main() {
 	out := flag.String("out", "", "write the page here (default: discard)")
 	events := flag.String("events", "", "write the events here as UNIXNANO=LABEL lines")
 	timeout := flag.Duration("timeout", 60*time.Second, "give up after this long")
+	https := flag.Bool("https", false, "GET https://NAME/ on port 443 (the certificate checked against -ca)")
+	caFile := flag.String("ca", "", "with -https: PEM file of the CA the server's certificate must chain to")
 	flag.Parse()
-	if *server == "" || *name == "" {
-		fmt.Fprintln(os.Stderr, "usage: client -dns HOST:PORT -name NAME [-out FILE] [-events FILE]")
+	if *server == "" || *name == "" || (*https && *caFile == "") {
+		fmt.Fprintln(os.Stderr, "usage: client -dns HOST:PORT -name NAME [-https -ca CA.pem] [-out FILE] [-events FILE]")
 		os.Exit(2)
+	}
+	var roots *x509.CertPool
+	if *https {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "client:", err)
+			os.Exit(1)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(os.Stderr, "client: no certificate in %s\n", *caFile)
+			os.Exit(1)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	evs, err := fetch(ctx, *server, strings.TrimSuffix(*name, "."), *out)
+	evs, err := fetch(ctx, *server, strings.TrimSuffix(*name, "."), *out, roots)
 	if werr := writeEvents(*events, evs); werr != nil {
 		err = errors.Join(err, werr)
 	}
@@ -62,9 +80,9 @@ func main() {
 	}
 }
 
-// fetch does the query and the GET, returning the events so far also on
-// error.
-func fetch(ctx context.Context, server, name, out string) ([]event, error) {
+// fetch does the query and the GET (over TLS checked against roots unless
+// it is nil), returning the events so far also on error.
+func fetch(ctx context.Context, server, name, out string, roots *x509.CertPool) ([]event, error) {
 	var evs []event
 	stamp := func(format string, args ...any) {
 		evs = append(evs, event{time.Now(), fmt.Sprintf(format, args...)})
@@ -88,12 +106,19 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 	}
 	stamp("DNS answer %s (TTL %ds)", addr, resp.Answer[0].Header().Ttl)
 
+	scheme, port := "http", "80"
+	if roots != nil {
+		scheme, port = "https", "443"
+	}
 	trace := &httptrace.ClientTrace{
-		ConnectStart:         func(_, _ string) { stamp("TCP connect to %s:80 starts (SYN sent)", addr) },
+		ConnectStart:         func(_, _ string) { stamp("TCP connect to %s:%s starts (SYN sent)", addr, port) },
 		ConnectDone:          func(_, _ string, err error) { connectDone(stamp, err) },
+		TLSHandshakeStart:    func() { stamp("TLS ClientHello sent (SNI %s)", name) },
+		TLSHandshakeDone:     func(cs tls.ConnectionState, err error) { tlsDone(stamp, cs, err) },
 		GotFirstResponseByte: func() { stamp("first byte of the page") },
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, "http://"+name+"/", nil)
+	url := scheme + "://" + name + "/"
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
 	if err != nil {
 		return evs, err
 	}
@@ -102,14 +127,15 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 	dialer := &net.Dialer{}
 	tr := &http.Transport{
 		DisableKeepAlives: true,
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, net.JoinHostPort(addr.String(), "80"))
+			return dialer.DialContext(ctx, network, net.JoinHostPort(addr.String(), port))
 		},
 	}
 	defer tr.CloseIdleConnections()
 	res, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return evs, fmt.Errorf("GET http://%s/: %w", name, err)
+		return evs, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer res.Body.Close()
 	w := io.Discard
@@ -127,7 +153,7 @@ func fetch(ctx context.Context, server, name, out string) ([]event, error) {
 	}
 	stamp("page received (HTTP %d, %d bytes)", res.StatusCode, n)
 	if res.StatusCode != http.StatusOK {
-		return evs, fmt.Errorf("GET http://%s/: %s", name, res.Status)
+		return evs, fmt.Errorf("GET %s: %s", url, res.Status)
 	}
 	return evs, nil
 }
@@ -138,6 +164,18 @@ func connectDone(stamp func(string, ...any), err error) {
 		return
 	}
 	stamp("TCP connected (SYN-ACK received)")
+}
+
+func tlsDone(stamp func(string, ...any), cs tls.ConnectionState, err error) {
+	if err != nil {
+		stamp("TLS handshake failed: %v", err)
+		return
+	}
+	subject := ""
+	if len(cs.PeerCertificates) > 0 {
+		subject = cs.PeerCertificates[0].Subject.CommonName
+	}
+	stamp("TLS handshake done (%s, certificate %q checked against the demo CA)", tls.VersionName(cs.Version), subject)
 }
 
 // writeEvents writes evs to path as UNIXNANO=LABEL lines; "" writes none.
