@@ -172,6 +172,19 @@ func (f *Fake) checkLocked(name string) error {
 	return nil
 }
 
+// domainLocked returns name's domain, or checkLocked's error, or
+// ErrNotFound.
+func (f *Fake) domainLocked(name string) (*domain, error) {
+	if err := f.checkLocked(name); err != nil {
+		return nil, err
+	}
+	d := f.domains[name]
+	if d == nil {
+		return nil, hypervisor.ErrNotFound
+	}
+	return d, nil
+}
+
 func (f *Fake) record(c Call) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
@@ -263,12 +276,9 @@ func (f *Fake) stop(ctx context.Context, name string, mode hypervisor.StopMode) 
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
 	}
 	if d.state != hypervisor.StateRunning && d.state != hypervisor.StatePaused {
 		return hypervisor.ErrNotRunning
@@ -312,12 +322,9 @@ func (f *Fake) resume(ctx context.Context, name string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
 	}
 	if d.state != hypervisor.StatePaused {
 		return hypervisor.ErrNotRunning
@@ -335,12 +342,9 @@ func (f *Fake) State(ctx context.Context, name string) (hypervisor.State, error)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, err)
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.state, nil
 }
@@ -371,12 +375,9 @@ func (f *Fake) InterfaceStats(ctx context.Context, name string) (hypervisor.Inte
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, err)
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.stats, nil
 }
@@ -398,12 +399,9 @@ func (f *Fake) discardSave(ctx context.Context, name string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
 	}
 	if d.state == hypervisor.StateSaved {
 		d.state = hypervisor.StateShutoff
