@@ -71,32 +71,16 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
-	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
-	}
-	defer func() { err = errors.Join(err, env.Close()) }()
-	dir, err := os.MkdirTemp("/var/lib/jitsu", "bootfloor-")
+	host, err := benchkit.StartHost(ctx, "bootfloor-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, host.Close()) }()
+	env, dir, hv := host.Env, host.Dir, host.HV
 	spec, err := domain(dir, img, o)
 	if err != nil {
 		return err
 	}
-	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
-	if err != nil {
-		return err
-	}
-	defer hv.Close()
-	go func() { // keep the events channel drained
-		for range hv.Events() {
-		}
-	}()
 	what := "start call → first HTTP byte"
 	if o.floor != "" {
 		what = "start call → JITSU-READY on the console"

@@ -125,33 +125,16 @@ func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
 	if err != nil {
 		return err
 	}
-	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
-	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
-	}
-	defer func() { err = errors.Join(err, env.Close()) }()
-	// QEMU runs as libvirt-qemu: the console dir must be traversable.
-	dir, err := os.MkdirTemp("/var/lib/jitsu", "coldstart-")
+	host, err := benchkit.StartHost(ctx, "coldstart-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
-	b := &bench{env: env, bin: bin, dir: dir, socket: filepath.Join(dir, "control.sock"), samples: map[string][]sample{}}
+	defer func() { err = errors.Join(err, host.Close()) }()
+	b := &bench{env: host.Env, bin: bin, dir: host.Dir, socket: filepath.Join(host.Dir, "control.sock"),
+		hv: host.HV, samples: map[string][]sample{}}
 	if err := b.writeConfigs(selected, img, domainType); err != nil {
 		return err
 	}
-	b.hv, err = libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
-	if err != nil {
-		return err
-	}
-	defer b.hv.Close()
-	go func() { // keep the events channel drained
-		for range b.hv.Events() {
-		}
-	}()
 	// One unmeasured boot first: libvirtd probes QEMU's capabilities on
 	// its first domain start (seconds here), and the image's files come
 	// into the page cache; neither belongs to the first case measured.

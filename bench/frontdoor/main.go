@@ -48,6 +48,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
@@ -112,14 +113,11 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("start environment: %w", err)
 	}
 	defer func() { err = errors.Join(err, env.Close()) }()
-	dir, err := os.MkdirTemp("/var/lib/jitsu", "fdbench-")
+	dir, removeDir, err := benchkit.WorkDir("fdbench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
+	defer removeDir()
 	client, cleanup, err := clientNamespace(ctx, env)
 	if err != nil {
 		return err
