@@ -22,12 +22,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -56,14 +53,7 @@ func main() {
 	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
 	flag.Parse()
-	log.SetFlags(0)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		log.Printf("bootfloor: %v", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bootfloor", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) (err error) {

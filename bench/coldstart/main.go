@@ -26,12 +26,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -92,14 +89,7 @@ func main() {
 	domainType := flag.String("domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	only := flag.String("cases", "", "comma-separated case keys to run (default: all)")
 	flag.Parse()
-	log.SetFlags(0)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *n, *bin, *domainType, *only)
-	stop()
-	if err != nil {
-		log.Printf("coldstart: %v", err)
-		os.Exit(1)
-	}
+	benchkit.Main("coldstart", func(ctx context.Context) error { return run(ctx, *n, *bin, *domainType, *only) })
 }
 
 // bench is the state shared by every sample.

@@ -38,7 +38,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -78,14 +77,7 @@ func main() {
 	flag.StringVar(&o.bin, "jitsu", "bin/jitsu", "the jitsu binary")
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.Parse()
-	log.SetFlags(0)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		log.Printf("bench-frontdoor: %v", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench-frontdoor", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 // way is one of the three ways in.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
@@ -76,4 +78,18 @@ func (h *Host) Close() error {
 		h.removeDir()
 	}
 	return h.Env.Close()
+}
+
+// Main runs a benchmark's run until it returns or SIGINT or SIGTERM
+// cancels its context, logging without timestamps; if run fails, Main
+// logs the error after name and exits with status 1.
+func Main(name string, run func(ctx context.Context) error) {
+	log.SetFlags(0)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		log.Printf("%s: %v", name, err)
+		os.Exit(1)
+	}
 }
