@@ -213,19 +213,26 @@ func FuzzParseSNI(f *testing.F) {
 		if len(data) > max {
 			data = data[:max]
 		}
-		var n2 string
-		err2 := errNeedMore
-		for i := 0; i < len(data) && errors.Is(err2, errNeedMore); {
-			i = min(i+int(step)+1, len(data))
-			n2, err2 = p.feed(data[:i])
-		}
-		if errors.Is(err2, errNeedMore) {
-			err2 = ErrMalformed
-		}
+		n2, err2 := feedSplit(p.feed, data, step)
 		if outcome(name, err) != outcome(n2, err2) {
 			t.Fatalf("one-shot %s, incremental %s", outcome(name, err), outcome(n2, err2))
 		}
 	})
+}
+
+// feedSplit feeds data step+1 more bytes at a time until feed answers or
+// data ends (then: ErrMalformed, as the one-shot parsers say).
+func feedSplit(feed func([]byte) (string, error), data []byte, step uint8) (string, error) {
+	var name string
+	err := errNeedMore
+	for i := 0; i < len(data) && errors.Is(err, errNeedMore); {
+		i = min(i+int(step)+1, len(data))
+		name, err = feed(data[:i])
+	}
+	if errors.Is(err, errNeedMore) {
+		err = ErrMalformed
+	}
+	return name, err
 }
 
 // FuzzParseHost: no panic, names are valid, and feeding the bytes in any
@@ -241,15 +248,7 @@ func FuzzParseHost(f *testing.F) {
 			}
 		}
 		p := hostParser{max: max}
-		var n2 string
-		err2 := errNeedMore
-		for i := 0; i < len(data) && errors.Is(err2, errNeedMore); {
-			i = min(i+int(step)+1, len(data))
-			n2, err2 = p.feed(data[:i])
-		}
-		if errors.Is(err2, errNeedMore) {
-			err2 = ErrMalformed
-		}
+		n2, err2 := feedSplit(p.feed, data, step)
 		if outcome(name, err) != outcome(n2, err2) {
 			t.Fatalf("one-shot %s, incremental %s", outcome(name, err), outcome(n2, err2))
 		}

@@ -57,15 +57,12 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	img, err := sandbox.FindExampleImage()
-	if err != nil {
-		return err
-	}
 	host, err := benchkit.StartHost(ctx, "bootfloor-")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, host.Close()) }()
+	img := host.Image
 	env, dir, hv := host.Env, host.Dir, host.HV
 	spec, err := domain(dir, img, o)
 	if err != nil {

@@ -111,15 +111,12 @@ func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	img, err := sandbox.FindExampleImage()
-	if err != nil {
-		return err
-	}
 	host, err := benchkit.StartHost(ctx, "coldstart-")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, host.Close()) }()
+	img := host.Image
 	b := &bench{env: host.Env, bin: bin, dir: host.Dir, socket: filepath.Join(host.Dir, "control.sock"),
 		hv: host.HV, samples: map[string][]sample{}}
 	if err := b.writeConfigs(selected, img, domainType); err != nil {

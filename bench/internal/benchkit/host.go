@@ -30,13 +30,14 @@ func WorkDir(prefix string) (dir string, remove func(), err error) {
 	return dir, remove, nil
 }
 
-// Host is what a boot benchmark boots on: a sandbox with its own
-// libvirtd, a work directory (WorkDir), and jitsu's hypervisor on that
+// Host is what a boot benchmark boots on: the example image, a sandbox
+// with its own libvirtd, a work directory (WorkDir), and jitsu's hypervisor on that
 // libvirtd, its events drained.
 type Host struct {
-	Env *sandbox.Env
-	Dir string
-	HV  *libvirt.Hypervisor
+	Image sandbox.Image // the example unikernel's
+	Env   *sandbox.Env
+	Dir   string
+	HV    *libvirt.Hypervisor
 
 	removeDir func()
 }
@@ -44,11 +45,15 @@ type Host struct {
 // StartHost starts a Host whose work directory is named after prefix.
 // The caller closes it.
 func StartHost(ctx context.Context, prefix string) (_ *Host, err error) {
+	img, err := sandbox.FindExampleImage()
+	if err != nil {
+		return nil, err
+	}
 	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
-	h := &Host{Env: env}
+	h := &Host{Image: img, Env: env}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, h.Close())
