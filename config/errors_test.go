@@ -316,21 +316,28 @@ func TestParseErrors(t *testing.T) {
 			if cfg != nil {
 				t.Errorf("a configuration was returned with the error")
 			}
-			var es *Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error is %T, not *Errors: %v", err, err)
-			}
-			if len(es.List) != len(tc.want) {
-				t.Fatalf("got %d errors, want %d:\n%v\nin:\n%s", len(es.List), len(tc.want), err, numbered(text))
-			}
-			for i, w := range tc.want {
-				got := es.List[i]
-				line := lineOf(t, text, w.mark)
-				if got.File != "test.toml" || got.Line != line || got.Key != w.key || !strings.Contains(got.Msg, w.msg) {
-					t.Errorf("error %d is\n  %v\nwant test.toml:%d: %s: ...%s...\nin:\n%s", i, got, line, w.key, w.msg, numbered(text))
-				}
-			}
+			checkErrors(t, text, err, tc.want)
 		})
+	}
+}
+
+// checkErrors checks that err, from parsing text as test.toml, is an
+// *Errors listing want, in order.
+func checkErrors(t *testing.T, text string, err error, want []wantErr) {
+	t.Helper()
+	var es *Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("error is %T, not *Errors: %v", err, err)
+	}
+	if len(es.List) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v\nin:\n%s", len(es.List), len(want), err, numbered(text))
+	}
+	for i, w := range want {
+		got := es.List[i]
+		line := lineOf(t, text, w.mark)
+		if got.File != "test.toml" || got.Line != line || got.Key != w.key || !strings.Contains(got.Msg, w.msg) {
+			t.Errorf("error %d is\n  %v\nwant test.toml:%d: %s: ...%s...\nin:\n%s", i, got, line, w.key, w.msg, numbered(text))
+		}
 	}
 }
 

@@ -123,6 +123,87 @@ var (
 	noActs     []action
 )
 
+// edge is one transition: the next state and the side effects to perform,
+// in order.
+type edge struct {
+	to   State
+	acts []action
+}
+
+// edges are a state's transitions, by event.
+type edges map[evKind]edge
+
+// Edges shared by several states.
+var (
+	// booting: a summon boots a unikernel that has no domain (or a saved
+	// one, which actStart restores).
+	booting = edges{evSummon: {StateStarting, bootActs}}
+	// stopping: a stop of a domain that is not booting.
+	stopping = edges{evStop: {StateStopping, stopActs}}
+	// adopted: the hypervisor says the domain runs, is paused or is saved
+	// (at Run or on reconcile).
+	adopted = edges{
+		evAdoptRunning: {StateStarting, adoptActs},
+		evAdoptPaused:  {StateSuspended, noActs},
+		evAdoptSaved:   {StateSaved, noActs},
+	}
+	// gone: a domain that was up crashed or stopped on its own.
+	gone = edges{
+		evCrashed:       {StateStopped, tailActs},
+		evDomainStopped: {StateStopped, noActs},
+	}
+)
+
+// machine is the state machine of transition; each state's edges are
+// joined from the shared ones and its own.
+var machine = [numStates]edges{
+	StateStopped: join(booting, adopted),
+	StateStarting: {
+		evReady:         {StateReady, readyActs},
+		evBootFailed:    {StateFailed, failActs},
+		evBootTimeout:   {StateFailed, failActs},
+		evStop:          {StateStopping, abortBoot},
+		evCrashed:       {StateFailed, crashBoot},
+		evDomainStopped: {StateFailed, lostBoot},
+	},
+	StateReady: join(stopping, gone, edges{evIdle: {StateStopping, stopActs}}),
+	StateStopping: {
+		evStoppedOff:    {StateStopped, noActs},
+		evSuspendedDone: {StateSuspended, noActs},
+		evSavedDone:     {StateSaved, noActs},
+		// Still running: release what the gate held for the next boot.
+		evStopFailed:  {StateReady, readyActs},
+		evStopUnknown: {StateUnknown, unknownAct},
+		evCrashed:     {StateStopped, tailActs},
+	},
+	StateSuspended: join(stopping, gone, edges{
+		evSummon:       {StateStarting, resumeActs},
+		evAdoptRunning: adopted[evAdoptRunning],
+	}),
+	// Stopping a saved unikernel only discards its save image (when the
+	// stop asks for it); actStop knows.
+	StateSaved: join(booting, stopping, adopted, edges{evDomainStopped: {StateStopped, noActs}}),
+	StateFailed: join(booting, edges{
+		evAdoptRunning: adopted[evAdoptRunning],
+		evAdoptPaused:  adopted[evAdoptPaused],
+	}),
+	StateUnknown: join(stopping, adopted, gone),
+}
+
+// join returns the union of sets of edges, which must not overlap.
+func join(sets ...edges) edges {
+	all := edges{}
+	for _, set := range sets {
+		for ev, e := range set {
+			if _, dup := all[ev]; dup {
+				panic(fmt.Sprintf("summoner: two transitions on %s", ev))
+			}
+			all[ev] = e
+		}
+	}
+	return all
+}
+
 // transition is the summoner's state machine: given a unikernel's state and
 // what happened, it returns the next state and the side effects to perform,
 // in order. It is pure. Pairs that make no sense (a stale probe result, a
@@ -135,128 +216,10 @@ var (
 // the idle re-check, and the check with the hypervisor that a crash or stop
 // event is not about an earlier incarnation of the domain.
 func transition(st State, ev evKind) (State, []action) {
-	switch st {
-	case StateStopped:
-		return fromStopped(ev)
-	case StateStarting:
-		switch ev {
-		case evReady:
-			return StateReady, readyActs
-		case evBootFailed, evBootTimeout:
-			return StateFailed, failActs
-		case evStop:
-			return StateStopping, abortBoot
-		case evCrashed:
-			return StateFailed, crashBoot
-		case evDomainStopped:
-			return StateFailed, lostBoot
+	if st >= 0 && st < numStates {
+		if e, ok := machine[st][ev]; ok {
+			return e.to, e.acts
 		}
-	case StateReady:
-		switch ev {
-		case evIdle, evStop:
-			return StateStopping, stopActs
-		case evCrashed:
-			return StateStopped, tailActs
-		case evDomainStopped:
-			return StateStopped, noActs
-		}
-	case StateStopping:
-		return fromStopping(ev)
-	case StateSuspended:
-		switch ev {
-		case evSummon:
-			return StateStarting, resumeActs
-		case evStop:
-			return StateStopping, stopActs
-		case evCrashed:
-			return StateStopped, tailActs
-		case evDomainStopped:
-			return StateStopped, noActs
-		case evAdoptRunning:
-			return StateStarting, adoptActs
-		}
-	case StateSaved:
-		return fromSaved(ev)
-	case StateFailed:
-		switch ev {
-		case evSummon:
-			return StateStarting, bootActs
-		case evAdoptRunning:
-			return StateStarting, adoptActs
-		case evAdoptPaused:
-			return StateSuspended, noActs
-		}
-	case StateUnknown:
-		return fromUnknown(ev)
 	}
 	return st, noActs
-}
-
-func fromStopped(ev evKind) (State, []action) {
-	switch ev {
-	case evSummon:
-		return StateStarting, bootActs
-	case evAdoptRunning:
-		return StateStarting, adoptActs
-	case evAdoptPaused:
-		return StateSuspended, noActs
-	case evAdoptSaved:
-		return StateSaved, noActs
-	}
-	return StateStopped, noActs
-}
-
-func fromStopping(ev evKind) (State, []action) {
-	switch ev {
-	case evStoppedOff:
-		return StateStopped, noActs
-	case evSuspendedDone:
-		return StateSuspended, noActs
-	case evSavedDone:
-		return StateSaved, noActs
-	case evStopFailed:
-		// Still running: release what the gate held for the next boot.
-		return StateReady, readyActs
-	case evStopUnknown:
-		return StateUnknown, unknownAct
-	case evCrashed:
-		return StateStopped, tailActs
-	}
-	return StateStopping, noActs
-}
-
-func fromSaved(ev evKind) (State, []action) {
-	switch ev {
-	case evSummon:
-		return StateStarting, bootActs
-	case evStop:
-		// Stopping a saved unikernel only discards its save image (when
-		// the stop asks for it); actStop knows.
-		return StateStopping, stopActs
-	case evDomainStopped:
-		return StateStopped, noActs
-	case evAdoptRunning:
-		return StateStarting, adoptActs
-	case evAdoptPaused:
-		return StateSuspended, noActs
-	}
-	return StateSaved, noActs
-}
-
-func fromUnknown(ev evKind) (State, []action) {
-	switch ev {
-	case evAdoptRunning:
-		return StateStarting, adoptActs
-	case evAdoptPaused:
-		return StateSuspended, noActs
-	case evAdoptSaved:
-		return StateSaved, noActs
-	case evDomainStopped:
-		return StateStopped, noActs
-	case evCrashed:
-		return StateStopped, tailActs
-	case evStop:
-		return StateStopping, stopActs
-	}
-	return StateUnknown, noActs
 }

@@ -172,6 +172,34 @@ func (f *Fake) checkLocked(name string) error {
 	return nil
 }
 
+// domainLocked returns name's domain, or checkLocked's error, or
+// ErrNotFound.
+func (f *Fake) domainLocked(name string) (*domain, error) {
+	if err := f.checkLocked(name); err != nil {
+		return nil, err
+	}
+	d := f.domains[name]
+	if d == nil {
+		return nil, hypervisor.ErrNotFound
+	}
+	return d, nil
+}
+
+// withDomain runs fn on name's domain with f locked, unless ctx is done
+// or domainLocked fails.
+func (f *Fake) withDomain(ctx context.Context, name string, fn func(d *domain) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, err := f.domainLocked(name)
+	if err != nil {
+		return err
+	}
+	return fn(d)
+}
+
 func (f *Fake) record(c Call) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
@@ -261,39 +289,32 @@ func (f *Fake) stop(ctx context.Context, name string, mode hypervisor.StopMode) 
 	if _, err := hypervisor.ParseStopMode(string(mode)); err != nil {
 		return err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
-		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
-	}
-	if d.state != hypervisor.StateRunning && d.state != hypervisor.StatePaused {
-		return hypervisor.ErrNotRunning
-	}
-	if err, ok := f.failStop[name]; ok {
-		delete(f.failStop, name)
-		return err
-	}
-	switch mode {
-	case hypervisor.StopDestroy, hypervisor.StopShutdown:
-		d.state = hypervisor.StateShutoff
-		d.ready = false
-		f.emitLocked(name, hypervisor.EventStopped, string(mode))
-	case hypervisor.StopSuspend:
-		if d.state == hypervisor.StatePaused {
-			return nil
+	return f.withDomain(ctx, name, func(d *domain) error {
+		if d.state != hypervisor.StateRunning && d.state != hypervisor.StatePaused {
+			return hypervisor.ErrNotRunning
 		}
-		d.state = hypervisor.StatePaused
-		f.emitLocked(name, hypervisor.EventSuspended, "paused")
-	case hypervisor.StopSave:
-		d.state = hypervisor.StateSaved
-		f.emitLocked(name, hypervisor.EventStopped, "saved")
-	}
-	f.changedLocked()
-	return nil
+		if err, ok := f.failStop[name]; ok {
+			delete(f.failStop, name)
+			return err
+		}
+		switch mode {
+		case hypervisor.StopDestroy, hypervisor.StopShutdown:
+			d.state = hypervisor.StateShutoff
+			d.ready = false
+			f.emitLocked(name, hypervisor.EventStopped, string(mode))
+		case hypervisor.StopSuspend:
+			if d.state == hypervisor.StatePaused {
+				return nil
+			}
+			d.state = hypervisor.StatePaused
+			f.emitLocked(name, hypervisor.EventSuspended, "paused")
+		case hypervisor.StopSave:
+			d.state = hypervisor.StateSaved
+			f.emitLocked(name, hypervisor.EventStopped, "saved")
+		}
+		f.changedLocked()
+		return nil
+	})
 }
 
 // Resume implements hypervisor.Hypervisor.
@@ -307,25 +328,15 @@ func (f *Fake) Resume(ctx context.Context, name string) error {
 }
 
 func (f *Fake) resume(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
-		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
-	}
-	if d.state != hypervisor.StatePaused {
-		return hypervisor.ErrNotRunning
-	}
-	d.state = hypervisor.StateRunning
-	f.emitLocked(name, hypervisor.EventResumed, "unpaused")
-	f.changedLocked()
-	return nil
+	return f.withDomain(ctx, name, func(d *domain) error {
+		if d.state != hypervisor.StatePaused {
+			return hypervisor.ErrNotRunning
+		}
+		d.state = hypervisor.StateRunning
+		f.emitLocked(name, hypervisor.EventResumed, "unpaused")
+		f.changedLocked()
+		return nil
+	})
 }
 
 // State implements hypervisor.Hypervisor.
@@ -335,12 +346,9 @@ func (f *Fake) State(ctx context.Context, name string) (hypervisor.State, error)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, err)
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.state, nil
 }
@@ -371,12 +379,9 @@ func (f *Fake) InterfaceStats(ctx context.Context, name string) (hypervisor.Inte
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, err)
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.stats, nil
 }
@@ -393,24 +398,14 @@ func (f *Fake) DiscardSave(ctx context.Context, name string) error {
 }
 
 func (f *Fake) discardSave(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
-		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
-	}
-	if d.state == hypervisor.StateSaved {
-		d.state = hypervisor.StateShutoff
-		d.ready = false
-		f.changedLocked()
-	}
-	return nil
+	return f.withDomain(ctx, name, func(d *domain) error {
+		if d.state == hypervisor.StateSaved {
+			d.state = hypervisor.StateShutoff
+			d.ready = false
+			f.changedLocked()
+		}
+		return nil
+	})
 }
 
 // Events implements hypervisor.Hypervisor. The channel is closed by Close.
