@@ -26,11 +26,15 @@ const (
 	// state; the reconciler asks the hypervisor again, with backoff, and
 	// settles it. It counts as running against the budget.
 	StateUnknown
+	// StateWarm: a domain was created paused before its guest ran (the
+	// warm pool); the next Summon resumes it. It counts against the warm
+	// budget only.
+	StateWarm
 
 	numStates
 )
 
-var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown"}
+var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown", "warm"}
 
 func (s State) String() string {
 	if s >= 0 && s < numStates {
@@ -59,13 +63,16 @@ const (
 	evCrashed                     // the hypervisor reports a crash
 	evDomainStopped               // the hypervisor reports a stop we did not ask for, or the reconciler finds the domain gone
 	evStopUnknown                 // a stop failed and the domain's state could not be read
+	evPrepare                     // the warm pool wants a paused domain ready (warm budget reserved)
+	evPrepareFailed               // creating the paused domain failed
+	evAdoptWarm                   // at Run or on reconcile: the domain of a warm unikernel is paused
 
 	numEvKinds
 )
 
 var evNames = [...]string{"summon", "adopt-running", "adopt-paused", "adopt-saved", "ready", "boot-failed",
 	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped",
-	"stop-unknown"}
+	"stop-unknown", "prepare", "prepare-failed", "adopt-warm"}
 
 func (e evKind) String() string {
 	if e < numEvKinds {
@@ -93,12 +100,13 @@ const (
 	actStop                        // hypervisor Stop with the event's mode
 	actTail                        // log the console tail
 	actReconcile                   // ask the reconciler to settle the domain's state
+	actPrepare                     // hypervisor Prepare: create the domain paused (warm pool)
 
 	numActions
 )
 
 var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
-	"drop", "destroy", "backoff", "stop", "tail", "reconcile"}
+	"drop", "destroy", "backoff", "stop", "tail", "reconcile", "prepare"}
 
 func (a action) String() string {
 	if int(a) < len(actNames) {
@@ -120,6 +128,7 @@ var (
 	stopActs   = []action{actStop}
 	tailActs   = []action{actTail}
 	unknownAct = []action{actReconcile}
+	prepareAct = []action{actPrepare}
 	noActs     []action
 )
 
@@ -185,11 +194,33 @@ func transition(st State, ev evKind) (State, []action) {
 			return StateStarting, adoptActs
 		case evAdoptPaused:
 			return StateSuspended, noActs
+		case evAdoptWarm:
+			return StateWarm, noActs
 		}
 	case StateUnknown:
 		return fromUnknown(ev)
+	case StateWarm:
+		return fromWarm(ev)
 	}
 	return st, noActs
+}
+
+// fromWarm: a warm domain is resumed by a summon (the boot timeline's
+// mode "warm"), destroyed by a stop, and lost like a suspended one.
+func fromWarm(ev evKind) (State, []action) {
+	switch ev {
+	case evSummon:
+		return StateStarting, resumeActs
+	case evStop:
+		return StateStopping, stopActs
+	case evPrepareFailed, evDomainStopped:
+		return StateStopped, noActs
+	case evCrashed:
+		return StateStopped, tailActs
+	case evAdoptRunning:
+		return StateStarting, adoptActs
+	}
+	return StateWarm, noActs
 }
 
 func fromStopped(ev evKind) (State, []action) {
@@ -202,6 +233,10 @@ func fromStopped(ev evKind) (State, []action) {
 		return StateSuspended, noActs
 	case evAdoptSaved:
 		return StateSaved, noActs
+	case evPrepare:
+		return StateWarm, prepareAct
+	case evAdoptWarm:
+		return StateWarm, noActs
 	}
 	return StateStopped, noActs
 }
@@ -239,6 +274,8 @@ func fromSaved(ev evKind) (State, []action) {
 		return StateStarting, adoptActs
 	case evAdoptPaused:
 		return StateSuspended, noActs
+	case evAdoptWarm:
+		return StateWarm, noActs
 	}
 	return StateSaved, noActs
 }
@@ -251,6 +288,8 @@ func fromUnknown(ev evKind) (State, []action) {
 		return StateSuspended, noActs
 	case evAdoptSaved:
 		return StateSaved, noActs
+	case evAdoptWarm:
+		return StateWarm, noActs
 	case evDomainStopped:
 		return StateStopped, noActs
 	case evCrashed:

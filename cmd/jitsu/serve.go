@@ -167,6 +167,8 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
 		MinUp:         cfg.Budget.MinUp,
+		WarmMax:       cfg.Budget.WarmMax,
+		WarmMemory:    cfg.Budget.WarmMemory,
 		Admit:         admit,
 		LowMemory:     lowMemory,
 		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
