@@ -364,12 +364,12 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 		return nil, err
 	}
 	s := &Summoner{
-		opts:          opts,
-		hv:            opts.Hypervisor,
-		gate:          opts.Gate,
-		log:           opts.Logger,
-		clock:         opts.Clock,
-		m:             m,
+		opts:  opts,
+		hv:    opts.Hypervisor,
+		gate:  opts.Gate,
+		log:   opts.Logger,
+		clock: opts.Clock,
+		m:     m,
 		limits: budget{maxRunning: opts.MaxRunning, maxBooting: opts.MaxBooting, memory: opts.MemoryBudget,
 			warmMax: opts.WarmMax, warmMemory: opts.WarmMemory},
 		done:          make(chan struct{}),
