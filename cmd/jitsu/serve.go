@@ -381,7 +381,7 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 		}
 		if !s.LastBoot.Start.IsZero() {
 			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
-				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
+				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay, Mode: s.LastBoot.Mode}
 		}
 		out = append(out, us)
 	}
