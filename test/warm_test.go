@@ -44,7 +44,7 @@ func TestWarmPool(t *testing.T) {
 	if s.LastBoot == nil || s.LastBoot.Mode != "warm" || s.LastBoot.Trigger != "dns" {
 		t.Errorf("warm's boot timeline %+v: want mode warm, trigger dns", s.LastBoot)
 	}
-	if !w.logged("booting unikernel", `"unikernel": "warm"`, `"mode": "warm"`) {
+	if !w.logged(`"msg":"booting unikernel"`, `"unikernel":"warm"`, `"mode":"warm"`) {
 		t.Errorf("no log line says warm started from the warm pool:\n%s", w.last.log)
 	}
 	runningRSS := qemuRSS(t, dom)
