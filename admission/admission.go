@@ -48,8 +48,9 @@ type Config struct {
 	RepeatWindow time.Duration
 }
 
-// DefaultConfig returns the default policy for a host with the given
-// number of cores: one boot per second per two cores (at least one), a
+// DefaultConfig returns the package's policy for a host with the given
+// number of cores (jitsu's user-facing defaults of the rates are
+// config's, [admission], which cmd/jitsu copies over these): one boot per second per two cores (at least one), a
 // burst of two per core; per source prefix a burst of 8 boots and one more
 // every 5 seconds.
 func DefaultConfig(cores int) Config {

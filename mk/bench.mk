@@ -8,17 +8,19 @@
 # /run/jitsu-libvirtd.lock. DOMAIN_TYPE (Makefile) sets their libvirt
 # domain type.
 
-BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart
+BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor
 
 COLDSTART_RUNS  ?= 10
+FRONTDOOR_ROUNDS ?= 3
 BOOTFLOOR_RUNS  ?= 10
 BOOTFLOOR_MB    ?= /var/lib/jitsu/images/multiboot/hello.elf
 BENCH_DNS_SECONDS ?= 10
 # Flags of bench/bootbench, e.g.
 #   make bench-bootbench BOOTBENCH_ARGS='-runs 10 -kernel /var/lib/jitsu/images/example/bzImage'
 BOOTBENCH_ARGS  ?= -runs 10
+FRONTDOOR_ROUNDS ?= 3
 
-.PHONY: bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+.PHONY: bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
 
 # bench-dns runs dnsperf against jitsu's dnsserver (bench/dns, fake instant
 # summoner) and against knotd on the same zone, one core each, and prints
@@ -55,3 +57,6 @@ bench-bootbench: bin/jitsu-sandbox ## as root: boot phases of the example image 
 
 bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds)
 	$(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
+
+bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
+	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)

@@ -248,10 +248,18 @@ func (w *world) query(name string) (*dns.Msg, time.Duration, error) {
 		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
 		c := &dns.Client{Timeout: 5 * time.Second}
 		var err error
-		resp, rtt, err = c.Exchange(m, "127.0.0.1:5353")
+		resp, rtt, err = c.Exchange(m, w.dnsAddr())
 		return err
 	})
 	return resp, rtt, err
+}
+
+// dnsAddr is the address jitsu's DNS server listens on.
+func (w *world) dnsAddr() string {
+	if len(w.data.DNSListen) > 0 {
+		return w.data.DNSListen[0]
+	}
+	return "127.0.0.1:5353"
 }
 
 // resolve queries name and returns its single A address.
@@ -440,8 +448,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// heldInTable reports whether ip is in the SYN proxy's nft set of held
-// IPv4 addresses (false when the table does not exist).
+// heldInTable reports whether ip is in the nft set of held IPv4 addresses
+// of the world's jitsu (false when the table does not exist).
 func (w *world) heldInTable(ip string) bool {
 	w.t.Helper()
 	out, err := w.env.Command(context.Background(), "nft", "list", "set", "inet", w.nftTable(), "held4").CombinedOutput()

@@ -101,6 +101,7 @@ func TestSYNDuringStop(t *testing.T) {
 	w.waitState("www", 60*time.Second, "stopping")
 	held := w.metric("jitsu_synproxy_syns_held_total")
 
+	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	type result struct {
 		body string
@@ -133,6 +134,7 @@ func TestSYNDuringStop(t *testing.T) {
 	if !strings.Contains(res.body, page) {
 		t.Fatalf("GET: unexpected page %q", res.body)
 	}
+	t.Logf("served %v after the SYN sent during the stop", time.Since(start))
 	s := w.status("www")
 	if s.Boots != 2 || s.LastBoot == nil || s.LastBoot.Trigger != "tcp" || s.LastBoot.FirstReplay.IsZero() {
 		t.Errorf("status %+v (last boot %+v): want 2 boots, the second triggered by tcp with a replayed SYN", s, s.LastBoot)

@@ -78,12 +78,9 @@ var cases = []*benchCase{
 	{key: "delay", label: "jitsu, no SYN proxy, DNS answer held until ready (response delay)",
 		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = false, "10s" },
 		sample: jitsuSample(queryThenGet)},
-	// Slot: "cached", connect with a cached address, no DNS query: needs
-	// connection-triggered summon (a SYN to a stopped unikernel's address
-	// summons it). Once jitsu has it:
-	//	{key: "cached", label: "jitsu, SYN proxy: GET a cached address, no DNS",
-	//		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = true, "0s" },
-	//		sample: jitsuSample(getCached)},
+	{key: "cached", label: "jitsu, SYN proxy: GET a cached address, no DNS (the SYN summons)",
+		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = true, "0s" },
+		sample: jitsuSample(getCached)},
 }
 
 // References of the paired differences.

@@ -39,7 +39,7 @@ func TestSelectCases(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"", []string{"floor", "proxy", "noproxy", "delay"}, false},
+		{"", []string{"floor", "proxy", "noproxy", "delay", "cached"}, false},
 		{"proxy,floor", []string{"proxy", "floor"}, false},
 		{"floor,bogus", nil, true},
 	}

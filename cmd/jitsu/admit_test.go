@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jitsu-unikernel/jitsu/config"
@@ -75,5 +76,19 @@ func TestMeminfo(t *testing.T) {
 	}
 	if total, avail := meminfo(p); total != 1000<<10 || avail != 50<<10 {
 		t.Fatalf("meminfo = %d, %d", total, avail)
+	}
+}
+
+// TestCheckWarnsFit: `jitsu check` accepts a config whose unikernels cannot
+// all run at once, with a warning on stderr.
+func TestCheckWarnsFit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jitsu.toml")
+	text := frontdoorTOML + "\n[budget]\nmax_running = 1\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "check", "--config", path)
+	if code != exitOK || !strings.Contains(out, "ok") || !strings.Contains(errs, "warning: 2 unikernels are configured and budget.max_running is 1") {
+		t.Fatalf("check: code %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

@@ -7,10 +7,10 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/dnsserver"
@@ -24,7 +24,7 @@ import (
 // frontdoor = true unikernels to the front door's IPv4 address.
 type frontDoor struct {
 	srv *frontdoor.Server // nil when [frontdoor] listen is empty
-	sum func() (*summoner.Summoner, error)
+	sum *summoner.Summoner
 	// public maps frontdoor = true unikernels to the front door's IPv4;
 	// guest maps every unikernel to its own IPv4 (for Touch).
 	public atomic.Pointer[map[string]netip.Addr]
@@ -32,7 +32,7 @@ type frontDoor struct {
 }
 
 // newFrontDoor builds the front door of cfg (not yet listening).
-func newFrontDoor(cfg *config.Config, sum func() (*summoner.Summoner, error), log *zap.Logger, reg prometheus.Registerer) (*frontDoor, error) {
+func newFrontDoor(cfg *config.Config, sum *summoner.Summoner, log *zap.Logger, reg prometheus.Registerer) (*frontDoor, error) {
 	f := &frontDoor{sum: sum}
 	f.update(cfg)
 	fc := cfg.Frontdoor
@@ -100,42 +100,34 @@ func (f *frontDoor) update(cfg *config.Config) {
 	}
 }
 
-// start runs the front door in g and returns once it listens (or failed
-// to). Nothing to do without one.
-func (f *frontDoor) start(ctx context.Context, g *errgroup.Group, log *zap.Logger) error {
-	if f.srv == nil {
-		return nil
-	}
-	failed := make(chan error, 1)
-	g.Go(func() error {
-		err := f.srv.Run(ctx)
-		failed <- err
-		return err
-	})
-	select {
-	case <-f.srv.Ready():
-		log.Info("front door listening", zap.Stringers("addrs", f.srv.Addrs()))
-		return nil
-	case err := <-failed:
-		if err == nil {
-			err = ctx.Err()
-		}
-		return err
-	}
-}
+// settleGrace is how long SummonWait lets the summoner finish entering
+// Ready (releasing the gate) once the boot has settled.
+const settleGrace = time.Second
 
-// SummonWait implements frontdoor.Summoner: summon, then wait for Ready.
-// A boot it starts goes through admission control, charged to client.
+// SummonWait implements frontdoor.Summoner: summon by the front-door
+// trigger (after the summoner adopted what runs), wait until the boot
+// settles, and return the guest's IPv4 address if it is ready. A boot it
+// starts goes through admission control, charged to client.
 func (f *frontDoor) SummonWait(ctx context.Context, name string, client netip.Addr) (netip.Addr, error) {
-	s, err := f.sum()
+	select {
+	case <-f.sum.Running():
+	case <-ctx.Done():
+		return netip.Addr{}, fmt.Errorf("wait for the summoner: %w", ctx.Err())
+	}
+	addrs, err := f.sum.SummonByFrom(ctx, client, name, summoner.TriggerFrontDoor)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	addrs, err := s.SummonFrom(ctx, client, name)
-	if err != nil {
-		return netip.Addr{}, err
+	if ch := f.sum.WaitReady(name); ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return netip.Addr{}, fmt.Errorf("wait for %q: %w", name, ctx.Err())
+		}
 	}
-	if err := s.WaitState(ctx, name, summoner.StateReady); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, settleGrace)
+	defer cancel()
+	if err := f.sum.WaitState(wctx, name, summoner.StateReady); err != nil {
 		return netip.Addr{}, err
 	}
 	for _, a := range addrs {
@@ -149,12 +141,8 @@ func (f *frontDoor) SummonWait(ctx context.Context, name string, client netip.Ad
 // Active implements frontdoor.Summoner: traffic through the front door is
 // activity of the unikernel, like a SYN to its own address.
 func (f *frontDoor) Active(name string) {
-	s, err := f.sum()
-	if err != nil {
-		return
-	}
 	if a, ok := (*f.guest.Load())[name]; ok {
-		s.Touch(a)
+		f.sum.Touch(a)
 	}
 }
 
@@ -172,6 +160,11 @@ type frontdoorDNS struct {
 
 func (d frontdoorDNS) Summon(ctx context.Context, name string) ([]netip.Addr, error) {
 	addrs, err := d.inner.Summon(ctx, name)
+	return d.public(name, addrs, err)
+}
+
+// public rewrites the IPv4 answer of a frontdoor = true unikernel.
+func (d frontdoorDNS) public(name string, addrs []netip.Addr, err error) ([]netip.Addr, error) {
 	pub, ok := (*d.f.public.Load())[name]
 	if err != nil || !ok {
 		return addrs, err
@@ -179,20 +172,17 @@ func (d frontdoorDNS) Summon(ctx context.Context, name string) ([]netip.Addr, er
 	return publicAddrs(addrs, pub), nil
 }
 
-// SummonFrom forwards dnsserver.SourceSummoner (admission control by
-// source) to the wrapped Summoner, rewriting like Summon; Summon when it
-// has none.
+// SummonFrom forwards dnsserver.SourceSummoner (admission by source) to
+// the wrapped Summoner, or calls its Summon.
 func (d frontdoorDNS) SummonFrom(ctx context.Context, src netip.Addr, name string) ([]netip.Addr, error) {
-	ss, ok := d.inner.(dnsserver.SourceSummoner)
-	if !ok {
-		return d.Summon(ctx, name)
+	var addrs []netip.Addr
+	var err error
+	if ss, ok := d.inner.(dnsserver.SourceSummoner); ok {
+		addrs, err = ss.SummonFrom(ctx, src, name)
+	} else {
+		addrs, err = d.inner.Summon(ctx, name)
 	}
-	addrs, err := ss.SummonFrom(ctx, src, name)
-	pub, ok := (*d.f.public.Load())[name]
-	if err != nil || !ok {
-		return addrs, err
-	}
-	return publicAddrs(addrs, pub), nil
+	return d.public(name, addrs, err)
 }
 
 // WaitReady forwards dnsserver.Waiter (response delay) to the wrapped

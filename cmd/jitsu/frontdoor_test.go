@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,8 +60,7 @@ func TestFrontdoorWiring(t *testing.T) {
 	if len(routes) != 2 || routes["blog.example.test"] != want || routes["example.test"] != want {
 		t.Errorf("routes %v", routes)
 	}
-	noSum := func() (*summoner.Summoner, error) { return nil, errTestNotConnected }
-	fd, err := newFrontDoor(cfg, noSum, nil, nil)
+	fd, err := newFrontDoor(cfg, nil, nil, nil) // no summoner: only the wiring is looked at
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +78,14 @@ func TestFrontdoorWiring(t *testing.T) {
 	if !slices.Equal(got, guest) {
 		t.Errorf("www answers %v, want its own %v", got, guest)
 	}
+	// The query's source is passed on (admission control), rewritten the
+	// same way.
+	src := netip.MustParseAddr("198.51.100.7")
+	inner := &refusingSummoner{err: summoner.ErrAdmission}
+	got, err = fd.dnsSummoner(newAdmissionDNS(inner, cfg)).(dnsserver.SourceSummoner).SummonFrom(context.Background(), src, "blog")
+	if err != nil || inner.from != src || len(got) != 1 || got[0] != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("SummonFrom through the front door's wrapper: %v %v (source seen %v)", got, err, inner.from)
+	}
 	// Zone transfers carry the same addresses.
 	if a := dnsConfig(cfg).Addrs["blog"]; len(a) != 2 || a[0] != netip.MustParseAddr("203.0.113.10") {
 		t.Errorf("transferred addresses of blog: %v", a)
@@ -91,10 +98,36 @@ func TestFrontdoorWiring(t *testing.T) {
 	if d := uks[1].Spec.ReadOnlyDisks; d != nil {
 		t.Errorf("www read-only disks %v", d)
 	}
-	// Before the summoner runs the front door refuses with its error.
-	if _, err := fd.SummonWait(context.Background(), "blog", netip.Addr{}); err != errTestNotConnected {
-		t.Errorf("SummonWait before the summoner = %v", err)
+	if _, ok := ds.(dnsserver.SourceSummoner); !ok {
+		t.Error("the DNS wrapper hides dnsserver.SourceSummoner (admission by source)")
+	}
+	got, _ = ds.(dnsserver.SourceSummoner).SummonFrom(context.Background(), netip.MustParseAddr("192.0.2.1"), "blog")
+	if len(got) != 2 || got[0] != netip.MustParseAddr("203.0.113.10") {
+		t.Errorf("blog answers by source %v", got)
+	}
+	if tr := uks[0].Triggers; !slices.Contains(tr, summoner.TriggerFrontDoor) || !slices.Contains(tr, summoner.TriggerDNS) {
+		t.Errorf("blog's triggers %v: want the defaults and the front door", tr)
+	}
+	if tr := uks[1].Triggers; slices.Contains(tr, summoner.TriggerFrontDoor) {
+		t.Errorf("www's triggers %v: no front door", tr)
 	}
 }
 
-var errTestNotConnected = errors.New("not connected")
+// TestFrontdoorRestartOnly: a change of [frontdoor] is reported as taking
+// effect at the next start.
+func TestFrontdoorRestartOnly(t *testing.T) {
+	a, err := config.Parse("same.toml", []byte(frontdoorTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := config.Parse("same.toml", []byte(strings.Replace(frontdoorTOML, `"203.0.113.10:443"]`, `"203.0.113.10:8443"]`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restartOnly(a, a); len(got) != 0 {
+		t.Errorf("restartOnly(a, a) = %v", got)
+	}
+	if got := restartOnly(a, b); len(got) != 1 || !strings.HasPrefix(got[0], "frontdoor") {
+		t.Errorf("restartOnly = %v, want frontdoor", got)
+	}
+}

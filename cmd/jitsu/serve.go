@@ -65,6 +65,7 @@ type daemon struct {
 	sum   *summoner.Summoner
 	dns   *dnsserver.Server
 	proxy *synproxy.Proxy // nil when the SYN proxy is off
+	fd    *frontDoor
 	// serving are closed once unikernels are served (the SYN proxy
 	// intercepts, the summoner has adopted what runs): until then the
 	// control socket answers errStarting.
@@ -84,6 +85,7 @@ type parts struct {
 	dns   *dnsserver.Server
 	ctl   *control.Server // nil without a control socket
 	web   *web.Server     // nil without a metrics address
+	fd    *frontDoor      // its srv is nil without [frontdoor] listen
 }
 
 // serve runs jitsu until ctx is done. hup delivers reload requests.
@@ -103,6 +105,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	}
 	if err := os.MkdirAll(cfg.Hypervisor.ConsoleDir, 0o755); err != nil {
 		return fmt.Errorf("console dir: %w", err)
+	}
+	if err := writeSeedDisks(cfg); err != nil {
+		return fmt.Errorf("seed disks: %w", err)
 	}
 	p, err := build(cfg, log)
 	if err != nil {
@@ -181,6 +186,10 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	d.sum = p.sum
 	summonAfter = append(summonAfter, p.sum.Running())
 	d.serving = summonAfter
+	if p.fd, err = newFrontDoor(cfg, p.sum, log.Named("frontdoor"), reg); err != nil {
+		return fail(err)
+	}
+	d.fd = p.fd
 	if err := p.buildServers(cfg, log, reg, summonAfter); err != nil {
 		return fail(err)
 	}
@@ -223,8 +232,9 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 	p.dns, err = dnsserver.New(dnsConfig(cfg), dnsserver.Options{
 		Listen: cfg.DNS.Listen,
 		// Also the Waiter of the response delay; answers per
-		// admission.on_refuse.
-		Summoner:      newAdmissionDNS(p.sum, cfg),
+		// admission.on_refuse; A records of frontdoor = true unikernels
+		// are the front door's.
+		Summoner:      p.fd.dnsSummoner(newAdmissionDNS(p.sum, cfg)),
 		SummonAfter:   summonAfter,
 		Logger:        log.Named("dns"),
 		Registerer:    reg,
@@ -274,6 +284,10 @@ func (p *parts) run(ctx context.Context, hup <-chan os.Signal) error {
 	})
 	if p.ctl != nil {
 		goRun(g, gctx, "control socket", p.ctl.Run)
+	}
+	if p.fd.srv != nil {
+		goRun(g, gctx, "front door", p.fd.srv.Run)
+		ready = append(ready, p.fd.srv.Ready())
 	}
 	if p.web != nil {
 		goRun(g, gctx, "metrics and status page", p.web.Run)
@@ -435,6 +449,9 @@ func (d *daemon) Reload(context.Context) error {
 	for _, w := range restartOnly(old, cfg) {
 		d.log.Warn("config change needs a restart to take effect", zap.String("key", w))
 	}
+	if err := writeSeedDisks(cfg); err != nil {
+		return fmt.Errorf("reload seed disks: %w", err)
+	}
 	if err := d.sum.Update(unikernels(cfg)); err != nil {
 		return fmt.Errorf("reload unikernels: %w", err)
 	}
@@ -446,6 +463,7 @@ func (d *daemon) Reload(context.Context) error {
 	if err := d.dns.Update(dnsConfig(cfg)); err != nil {
 		return fmt.Errorf("reload zones: %w", err)
 	}
+	d.fd.update(cfg)
 	d.cfgMu.Lock()
 	d.cfg = cfg
 	d.cfgMu.Unlock()
@@ -488,6 +506,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Control != b.Control {
 		out = append(out, "control")
+	}
+	if fmt.Sprint(a.Frontdoor) != fmt.Sprint(b.Frontdoor) {
+		out = append(out, "frontdoor (its routes, from the unikernels, are live)")
 	}
 	return out
 }

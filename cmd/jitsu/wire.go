@@ -92,7 +92,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				Regexp: u.Ready.Regexp,
 				Delay:  u.Ready.Delay,
 			},
-			Triggers:  triggers(u.Trigger),
+			Triggers:  triggers(u.Trigger, u.Frontdoor),
 			Memory:    u.Memory,
 			DropAfter: u.DropAfter,
 			Warm:      u.Warm,
@@ -109,11 +109,15 @@ var readyKinds = map[string]summoner.ReadyKind{
 	config.ReadyDelay:   summoner.ReadyDelay,
 }
 
-// triggers maps the config's trigger words to the summoner's.
-func triggers(words []string) []summoner.Trigger {
-	out := make([]summoner.Trigger, len(words))
+// triggers maps the config's trigger words to the summoner's; a
+// frontdoor = true unikernel is also summoned by the front door.
+func triggers(words []string, frontdoor bool) []summoner.Trigger {
+	out := make([]summoner.Trigger, len(words), len(words)+1)
 	for i, w := range words {
 		out[i] = summoner.Trigger(w)
+	}
+	if frontdoor {
+		out = append(out, summoner.TriggerFrontDoor)
 	}
 	return out
 }

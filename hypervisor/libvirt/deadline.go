@@ -50,6 +50,27 @@ func (h *Hypervisor) call(ctx context.Context, op, name string, fn func() error)
 	}
 }
 
+// callValue is call for an fn that returns a value. The value is handed
+// over through a channel, only once fn has returned: when the deadline
+// passes first, fn goes on in the background and its late result is
+// dropped (the caller gets the zero value and the error), without a data
+// race on a variable the caller has moved on from.
+func callValue[T any](h *Hypervisor, ctx context.Context, op, name string, fn func() (T, error)) (T, error) {
+	res := make(chan T, 1)
+	err := h.call(ctx, op, name, func() error {
+		v, err := fn()
+		res <- v
+		return err
+	})
+	select {
+	case v := <-res:
+		return v, err
+	default: // the deadline passed first
+		var zero T
+		return zero, err
+	}
+}
+
 // waitCalls waits up to closeWait for the calls in flight.
 func (h *Hypervisor) waitCalls() {
 	done := make(chan struct{})

@@ -59,8 +59,15 @@ type Options struct {
 	// Persistent defines domains persistently before starting them
 	// (define + create) instead of creating them transient.
 	Persistent bool
-	// KeepAliveInterval and KeepAliveCount configure libvirt keepalives
-	// (remote connections only); 0 means 5 s and 3.
+	// KeepAliveInterval and KeepAliveCount turn on libvirt client
+	// keepalives (remote connections only); 0 leaves them off, the
+	// default: when a keepalive timeout closes a connection with several
+	// calls waiting on it (a libvirtd stopped for longer than
+	// interval × count), libvirt's client wakes the waiting calls on freed
+	// memory and the process crashes once libvirtd answers again (libvirt
+	// 9.x; reproduced with ListAllDomains alone). Without them, a hung
+	// call only outlives its deadline, and a libvirtd that exits closes
+	// the socket, which the close callback reports.
 	KeepAliveInterval time.Duration
 	KeepAliveCount    uint
 	// ReconnectMin and ReconnectMax bound the reconnect backoff; 0 means
@@ -81,10 +88,7 @@ func (o *Options) check() error {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if o.KeepAliveInterval <= 0 {
-		o.KeepAliveInterval = 5 * time.Second
-	}
-	if o.KeepAliveCount == 0 {
+	if o.KeepAliveInterval > 0 && o.KeepAliveCount == 0 {
 		o.KeepAliveCount = 3
 	}
 	if o.ReconnectMin <= 0 {
@@ -242,9 +246,11 @@ func (h *Hypervisor) connect() error {
 	if err := conn.RegisterCloseCallback(h.onClose); err != nil {
 		h.log.Debug("no close callback on this connection", zap.Error(err))
 	}
-	if err := conn.SetKeepAlive(max(1, int(h.opts.KeepAliveInterval/time.Second)), h.opts.KeepAliveCount); err != nil {
-		// The in-process drivers (test://) have no keepalive.
-		h.log.Debug("no keepalive on this connection", zap.Error(err))
+	if h.opts.KeepAliveInterval > 0 {
+		if err := conn.SetKeepAlive(max(1, int(h.opts.KeepAliveInterval/time.Second)), h.opts.KeepAliveCount); err != nil {
+			// The in-process drivers (test://) have no keepalive.
+			h.log.Debug("no keepalive on this connection", zap.Error(err))
+		}
 	}
 	h.mu.Lock()
 	h.conn, h.lifecycleID = conn, id
@@ -990,9 +996,8 @@ func domainState(d *lv.Domain) (hypervisor.State, error) {
 }
 
 // State reports a domain's state. See hypervisor.Hypervisor.
-func (h *Hypervisor) State(ctx context.Context, name string) (st hypervisor.State, err error) {
-	err = h.call(ctx, "state of", name, func() (err error) { st, err = h.state(ctx, name); return err })
-	return st, err
+func (h *Hypervisor) State(ctx context.Context, name string) (hypervisor.State, error) {
+	return callValue(h, ctx, "state of", name, func() (hypervisor.State, error) { return h.state(ctx, name) })
 }
 
 // state is State without its deadline.
@@ -1018,9 +1023,8 @@ func (h *Hypervisor) state(ctx context.Context, name string) (hypervisor.State, 
 }
 
 // List returns jitsu's domains, running or not. See hypervisor.Hypervisor.
-func (h *Hypervisor) List(ctx context.Context) (doms []hypervisor.Domain, err error) {
-	err = h.call(ctx, "list", "domains", func() (err error) { doms, err = h.list(ctx); return err })
-	return doms, err
+func (h *Hypervisor) List(ctx context.Context) ([]hypervisor.Domain, error) {
+	return callValue(h, ctx, "list", "domains", func() ([]hypervisor.Domain, error) { return h.list(ctx) })
 }
 
 // list is List without its deadline.
@@ -1059,9 +1063,8 @@ func (h *Hypervisor) list(ctx context.Context) ([]hypervisor.Domain, error) {
 
 // InterfaceStats returns the traffic counters of the domain's NIC as seen
 // from the host.
-func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (st hypervisor.InterfaceStats, err error) {
-	err = h.call(ctx, "interface stats of", name, func() (err error) { st, err = h.interfaceStats(ctx, name); return err })
-	return st, err
+func (h *Hypervisor) InterfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
+	return callValue(h, ctx, "interface stats of", name, func() (hypervisor.InterfaceStats, error) { return h.interfaceStats(ctx, name) })
 }
 
 // interfaceStats is InterfaceStats without its deadline.

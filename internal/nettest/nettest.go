@@ -105,10 +105,10 @@ func (n *NS) Sysctl(key, value string) {
 	Run(n.t, "ip", "netns", "exec", n.Name, "sysctl", "-qw", key+"="+value)
 }
 
-// Do runs fn on a fresh OS thread inside the namespace and returns its
-// error, with the thread semantics of sandbox.InNamespace (the one
+// Do runs fn on an OS thread inside the namespace and returns its error,
+// with the thread semantics of sandbox.InNamespace (the one
 // implementation): sockets fn creates stay in the namespace and may be used
-// from any goroutine afterwards; the thread exits with its goroutine.
+// from any goroutine afterwards; the thread is switched back afterwards.
 func (n *NS) Do(fn func() error) error { return sandbox.InNamespace(n.Name, fn) }
 
 // Bridge creates a bridge in n and brings it up.

@@ -347,6 +347,7 @@ func killNamespaceProcesses(ns string, logf func(string, ...any)) {
 			if pid == os.Getpid() {
 				// A thread of ours entered the namespace (a test that ran
 				// code in it): never kill the caller.
+				logf("this process (%d) is listed in %s: not killed", pid, ns)
 				continue
 			}
 			logf("killing leftover process %d (%s) in %s", pid, comm(pid), ns)
@@ -565,12 +566,12 @@ func (e *Env) Command(ctx context.Context, name string, args ...string) *exec.Cm
 // Do runs fn inside the host namespace (see InNamespace).
 func (e *Env) Do(fn func() error) error { return InNamespace(e.NS, fn) }
 
-// InNamespace runs fn on a fresh OS thread switched into the named network
+// InNamespace runs fn on an OS thread switched into the named network
 // namespace and returns its error. Sockets fn creates belong to the
 // namespace and stay usable from any goroutine afterwards. The thread is
-// never switched back nor unlocked: it exits with its goroutine, so no
-// other code ever runs in the namespace by accident, and a failed switch
-// back cannot leak the namespace into the rest of the program.
+// locked to fn's goroutine and switched back when fn returns; only if the
+// switch back fails does it stay locked, so that it ends with its
+// goroutine and no other code runs in the namespace by accident.
 //
 // The main thread is never switched: Go parks it instead of ending it when
 // its locked goroutine exits, and the process, whose /proc/PID/ns/net is
@@ -588,17 +589,31 @@ func InNamespace(name string, fn func() error) error {
 			errc <- err
 			return
 		}
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
 		target, err := netns.GetFromName(name)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open netns %s: %w", name, err)
 			return
 		}
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
+			// setns failed: the thread is where it was.
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("enter netns %s: %w", name, err)
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
 	}()
 	return <-errc
 }

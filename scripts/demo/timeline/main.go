@@ -107,6 +107,13 @@ func parseLine(line []byte) (entry, bool) {
 		case float64:
 			e.fields[k] = strconv.FormatFloat(x, 'f', -1, 64)
 		case nil:
+		case []any:
+			// A list of addresses and the like: "a, b".
+			parts := make([]string, len(x))
+			for i, el := range x {
+				parts[i] = fmt.Sprint(el)
+			}
+			e.fields[k] = strings.Join(parts, ", ")
 		default:
 			b, _ := json.Marshal(x)
 			e.fields[k] = string(b)

@@ -23,7 +23,10 @@ var rules = []rule{
 	// hypervisor / summoner: the domain itself.
 	{Msg: `domain.*(start|creat|boot)|(start|creat|boot).*domain`, Label: "domain started ({duration})"},
 	{Msg: `ready|probe ok|probe succeeded`, Label: "ready ({duration})"},
-	// synproxy: SYNs held while booting, replayed once ready.
+	// summoner: what summoned the boot.
+	{Msg: `^booting unikernel$`, Label: "{unikernel}: booting (trigger: {trigger})"},
+	// synproxy / summoner: SYNs held while booting, replayed once ready.
+	{Msg: `^held SYNs replayed$`, Label: "held SYNs replayed ({packets}) to {addrs}"},
 	{Msg: `replay`, Label: "SYNs replayed ({count}) to {ip}"},
 	{Msg: `hold|held|syn`, Label: "SYN held from {src}"},
 	{Msg: `idle`, Label: "{unikernel}: idle, stopping ({reason})", Kind: kindStop},

@@ -1,4 +1,4 @@
-// Command fdbench measures jitsu's front door on the path a client on the
+// Command frontdoor (make bench-frontdoor) measures jitsu's front door on the path a client on the
 // internet takes: a client namespace, a veth link to the server namespace
 // (jitsu, libvirtd, the bridge) and the example unikernel serving HTTPS
 // with the certificate of its seed-file disk. Three ways in, measured in
@@ -16,7 +16,7 @@
 //
 // It needs root, `make build image` and haproxy. Usage:
 //
-//	fdbench [-rounds 3] [-size 104857600] [-jitsu bin/jitsu] [-domain-type qemu|kvm]
+//	go run ./bench/frontdoor [-rounds 3] [-size 104857600] [-jitsu bin/jitsu] [-domain-type qemu|kvm]
 package main
 
 import (
@@ -49,7 +49,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/jitsu-unikernel/jitsu/control"
-	"github.com/jitsu-unikernel/jitsu/internal/testenv"
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
 
 const (
@@ -82,7 +82,7 @@ func main() {
 	err := run(ctx, o)
 	stop()
 	if err != nil {
-		log.Printf("fdbench: %v", err)
+		log.Printf("bench-frontdoor: %v", err)
 		os.Exit(1)
 	}
 }
@@ -103,11 +103,11 @@ func run(ctx context.Context, o options) (err error) {
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		return fmt.Errorf("haproxy not installed (scripts/install-deps.sh): %w", err)
 	}
-	img, err := testenv.FindExampleImage()
+	img, err := sandbox.FindExampleImage()
 	if err != nil {
 		return err
 	}
-	env, err := testenv.StartLibvirt(ctx, func(f string, a ...any) { log.Printf("env: "+f, a...) })
+	env, err := sandbox.StartLibvirt(ctx, func(f string, a ...any) { log.Printf("env: "+f, a...) })
 	if err != nil {
 		return fmt.Errorf("start environment: %w", err)
 	}
@@ -275,7 +275,7 @@ type clientNS struct{ h netns.NsHandle }
 // clientNamespace creates the client namespace, linked to the server's by
 // a veth pair (192.168.77.2 -> .1), routed to the guests' subnet through
 // the server. cleanup deletes it (and the pair).
-func clientNamespace(ctx context.Context, env *testenv.Env) (*clientNS, func(), error) {
+func clientNamespace(ctx context.Context, env *sandbox.Env) (*clientNS, func(), error) {
 	name := fmt.Sprintf("fdb-client-%d", os.Getpid())
 	if err := sh(ctx, "ip", "netns", "add", name); err != nil {
 		return nil, nil, err
@@ -381,11 +381,11 @@ func writeCert(dir string) (*x509.CertPool, map[string]string, error) {
 
 // startJitsu runs jitsu with the front door on serverIP:443 and the
 // unikernel "blog" (never idled out); stop ends it.
-func startJitsu(ctx context.Context, env *testenv.Env, bin, dir string, img testenv.Image, domainType string, files map[string]string) (stop func(), err error) {
-	data := testenv.JitsuConfig{
+func startJitsu(ctx context.Context, env *sandbox.Env, bin, dir string, img sandbox.Image, domainType string, files map[string]string) (stop func(), err error) {
+	data := sandbox.JitsuConfig{
 		ConsoleDir: dir, Socket: filepath.Join(dir, "control.sock"), Image: img, DomainType: domainType,
 		Frontdoor: []string{serverIP + ":443"},
-		Unikernels: []testenv.JitsuUnikernel{{Name: "blog", IP: guestIP, IdleTimeout: "0s", Ready: "tcp:443",
+		Unikernels: []sandbox.JitsuUnikernel{{Name: "blog", IP: guestIP, IdleTimeout: "0s", Ready: "tcp:443",
 			Frontdoor: true, Files: files}},
 	}
 	conf := filepath.Join(dir, "jitsu.toml")
@@ -445,7 +445,7 @@ backend blog
 `
 
 // startHAProxy runs haproxy in the server namespace; stop ends it.
-func startHAProxy(ctx context.Context, env *testenv.Env, dir string) (func(), error) {
+func startHAProxy(ctx context.Context, env *sandbox.Env, dir string) (func(), error) {
 	conf := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(conf, []byte(haproxyConf), 0o644); err != nil {
 		return nil, err
