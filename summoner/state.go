@@ -26,11 +26,15 @@ const (
 	// state; the reconciler asks the hypervisor again, with backoff, and
 	// settles it. It counts as running against the budget.
 	StateUnknown
+	// StateWarm: a domain was created paused before its guest ran (the
+	// warm pool); the next Summon resumes it. It counts against the warm
+	// budget only.
+	StateWarm
 
 	numStates
 )
 
-var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown"}
+var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown", "warm"}
 
 func (s State) String() string {
 	if s >= 0 && s < numStates {
@@ -59,13 +63,16 @@ const (
 	evCrashed                     // the hypervisor reports a crash
 	evDomainStopped               // the hypervisor reports a stop we did not ask for, or the reconciler finds the domain gone
 	evStopUnknown                 // a stop failed and the domain's state could not be read
+	evPrepare                     // the warm pool wants a paused domain ready (warm budget reserved)
+	evPrepareFailed               // creating the paused domain failed
+	evAdoptWarm                   // at Run or on reconcile: the domain of a warm unikernel is paused
 
 	numEvKinds
 )
 
 var evNames = [...]string{"summon", "adopt-running", "adopt-paused", "adopt-saved", "ready", "boot-failed",
 	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped",
-	"stop-unknown"}
+	"stop-unknown", "prepare", "prepare-failed", "adopt-warm"}
 
 func (e evKind) String() string {
 	if e < numEvKinds {
@@ -93,12 +100,13 @@ const (
 	actStop                        // hypervisor Stop with the event's mode
 	actTail                        // log the console tail
 	actReconcile                   // ask the reconciler to settle the domain's state
+	actPrepare                     // hypervisor Prepare: create the domain paused (warm pool)
 
 	numActions
 )
 
 var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
-	"drop", "destroy", "backoff", "stop", "tail", "reconcile"}
+	"drop", "destroy", "backoff", "stop", "tail", "reconcile", "prepare"}
 
 func (a action) String() string {
 	if int(a) < len(actNames) {
@@ -120,6 +128,7 @@ var (
 	stopActs   = []action{actStop}
 	tailActs   = []action{actTail}
 	unknownAct = []action{actReconcile}
+	prepareAct = []action{actPrepare}
 	noActs     []action
 )
 
@@ -140,12 +149,14 @@ var (
 	booting = edges{evSummon: {StateStarting, bootActs}}
 	// stopping: a stop of a domain that is not booting.
 	stopping = edges{evStop: {StateStopping, stopActs}}
-	// adopted: the hypervisor says the domain runs, is paused or is saved
-	// (at Run or on reconcile).
+	// adopted: the hypervisor says the domain runs, is paused or is saved,
+	// or is the paused domain of a warm unikernel (at Run or on
+	// reconcile).
 	adopted = edges{
 		evAdoptRunning: {StateStarting, adoptActs},
 		evAdoptPaused:  {StateSuspended, noActs},
 		evAdoptSaved:   {StateSaved, noActs},
+		evAdoptWarm:    {StateWarm, noActs},
 	}
 	// gone: a domain that was up crashed or stopped on its own.
 	gone = edges{
@@ -157,7 +168,7 @@ var (
 // machine is the state machine of transition; each state's edges are
 // joined from the shared ones and its own.
 var machine = [numStates]edges{
-	StateStopped: join(booting, adopted),
+	StateStopped: join(booting, adopted, edges{evPrepare: {StateWarm, prepareAct}}),
 	StateStarting: {
 		evReady:         {StateReady, readyActs},
 		evBootFailed:    {StateFailed, failActs},
@@ -186,8 +197,16 @@ var machine = [numStates]edges{
 	StateFailed: join(booting, edges{
 		evAdoptRunning: adopted[evAdoptRunning],
 		evAdoptPaused:  adopted[evAdoptPaused],
+		evAdoptWarm:    adopted[evAdoptWarm],
 	}),
 	StateUnknown: join(stopping, adopted, gone),
+	// A warm domain is resumed by a summon (the boot timeline's mode
+	// "warm"), destroyed by a stop, and lost like a suspended one.
+	StateWarm: join(stopping, gone, edges{
+		evSummon:        {StateStarting, resumeActs},
+		evPrepareFailed: {StateStopped, noActs},
+		evAdoptRunning:  adopted[evAdoptRunning],
+	}),
 }
 
 // join returns the union of sets of edges, which must not overlap.

@@ -15,6 +15,8 @@
 //	         saved  → running, restored (EventStarted, Detail "restored")
 //	         paused → running (EventResumed)
 //	         running → ErrAlreadyRunning
+//	Prepare: like Start, but the domain ends paused (a warm domain);
+//	         running/paused → ErrAlreadyRunning
 //	Stop:    running/paused → shutoff (destroy, shutdown: EventStopped)
 //	         running → paused (suspend: EventSuspended)
 //	         running/paused → saved (save: EventStopped, Detail "saved")
@@ -42,7 +44,7 @@ import (
 // Call is one operation the fake was asked to perform, as recorded for
 // OnCall hooks and Calls.
 type Call struct {
-	Op   string // "start", "stop", "resume", "discard"
+	Op   string // "start", "prepare", "stop", "resume", "discard"
 	Name string
 	Mode hypervisor.StopMode // for "stop"
 	Err  error               // the result
@@ -212,7 +214,7 @@ func (f *Fake) record(c Call) {
 
 // Start implements hypervisor.Hypervisor.
 func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) error {
-	err := f.start(ctx, spec)
+	err := f.start(ctx, spec, false)
 	f.record(Call{Op: "start", Name: spec.Name, Err: err})
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
@@ -220,7 +222,19 @@ func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) error {
 	return nil
 }
 
-func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
+// Prepare implements hypervisor.Hypervisor: the domain is created paused
+// (EventStarted, Detail "paused"); its guest becomes ready (per
+// SetAutoReady) only once it is resumed or started.
+func (f *Fake) Prepare(ctx context.Context, spec hypervisor.Spec) error {
+	err := f.start(ctx, spec, true)
+	f.record(Call{Op: "prepare", Name: spec.Name, Err: err})
+	if err != nil {
+		return fmt.Errorf("prepare %q: %w", spec.Name, err)
+	}
+	return nil
+}
+
+func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -252,6 +266,9 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
 	case hypervisor.StateRunning:
 		return hypervisor.ErrAlreadyRunning
 	case hypervisor.StatePaused:
+		if paused {
+			return hypervisor.ErrAlreadyRunning
+		}
 		d.state = hypervisor.StateRunning
 		f.emitLocked(spec.Name, hypervisor.EventResumed, "unpaused")
 	case hypervisor.StateSaved:
@@ -267,6 +284,10 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
 		d.starts++
 		d.ready = f.autoReady
 		f.emitLocked(spec.Name, hypervisor.EventStarted, "booted")
+	}
+	if paused {
+		d.state = hypervisor.StatePaused
+		f.emitLocked(spec.Name, hypervisor.EventSuspended, "paused")
 	}
 	f.changedLocked()
 	return nil
