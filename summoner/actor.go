@@ -301,10 +301,11 @@ func (s *Summoner) setState(u *unit, from, to State, ev event) {
 	u.evicting = false
 	s.budgetMu.Unlock()
 	u.mu.Unlock()
-	if to == StateStopping {
-		// The stop is the transition's only action and may take the
-		// hypervisor's shutdown_timeout: show it while it runs, not
-		// "ready" until it is over.
+	if to == StateStopping || to == StateStarting {
+		// Shown at once: the stop is the transition's only action and may
+		// take the hypervisor's shutdown_timeout; a boot's create call
+		// (beside the actor) may take seconds under load. Neither shows
+		// the state it leaves while it runs.
 		u.shown.Store(int32(to))
 		s.notifyChanged()
 	}

@@ -188,6 +188,7 @@ func (s *Summoner) request(u *unit, now time.Time, force bool, t Trigger, ar adm
 		u.waitCh = make(chan struct{})
 	}
 	u.mu.Unlock()
+	s.notifyChanged() // reported starting from now (reportedLocked)
 	s.hold(u, cfg, cfg.bootProtos())
 	s.evict(u, victims)
 	if !s.post(u, event{kind: evSummon, reason: string(t)}) {
@@ -270,7 +271,9 @@ func (s *Summoner) Status() []Status {
 
 // WaitState blocks until the unikernel name is in state st, with the side
 // effects of entering it done (e.g. the gate released for StateReady), or
-// ctx is done.
+// ctx is done. Starting and stopping are reported as soon as they begin:
+// starting from the moment a boot is requested, stopping from the moment
+// a stop begins.
 func (s *Summoner) WaitState(ctx context.Context, name string, st State) error {
 	for {
 		s.changedMu.Lock()
@@ -280,13 +283,13 @@ func (s *Summoner) WaitState(ctx context.Context, name string, st State) error {
 		if u == nil {
 			return fmt.Errorf("wait for %q: %w", name, ErrUnknown)
 		}
-		if State(u.shown.Load()) == st {
+		if u.reported() == st {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %q to be %s (is %s): %w", name, st, State(u.shown.Load()), ctx.Err())
+			return fmt.Errorf("wait for %q to be %s (is %s): %w", name, st, u.reported(), ctx.Err())
 		}
 	}
 }

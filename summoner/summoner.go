@@ -276,10 +276,13 @@ type BootTimeline struct {
 
 // Status is a snapshot of one unikernel.
 type Status struct {
-	Name         string
+	Name string
+	// State is the reported state: starting from the moment a boot is
+	// requested, stopping from the moment a stop begins, any other once
+	// the actions of entering it are done.
 	State        State
 	Addrs        []netip.Addr
-	Since        time.Time // entered State
+	Since        time.Time // the last transition of the actor's state
 	LastActivity time.Time
 	// Boots counts boots, resumes and restores.
 	Boots            int

@@ -42,7 +42,7 @@ type unit struct {
 	cfg    atomic.Pointer[Unikernel]
 
 	state        atomic.Int32  // the live state, set before a transition's actions
-	shown        atomic.Int32  // the state once its actions are done, stopping at once (Status, WaitState)
+	shown        atomic.Int32  // the state once its actions are done, starting and stopping at once (see reported)
 	epoch        atomic.Uint64 // twice the transitions, odd during one: tells stale reconciliations
 	activity     atomic.Int64  // unix ns of the last DNS query or traffic
 	backoffUntil atomic.Int64  // unix ns
@@ -103,13 +103,32 @@ func (s *Summoner) newUnit(c *Unikernel) *unit {
 // State returns the unit's state.
 func (u *unit) State() State { return State(u.state.Load()) }
 
+// reportedLocked is the state Status and WaitState report (u.mu held):
+// the shown state, but starting from the moment a boot is requested,
+// while the summon waits in the actor's queue (behind a prepare of the
+// warm pool, say).
+func (u *unit) reportedLocked() State {
+	st := State(u.shown.Load())
+	if u.pending && (resting(st) || st == StateFailed) {
+		return StateStarting
+	}
+	return st
+}
+
+// reported is reportedLocked for a caller that does not hold u.mu.
+func (u *unit) reported() State {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.reportedLocked()
+}
+
 func (u *unit) status() Status {
 	cfg := u.cfg.Load()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	st := Status{
 		Name:             u.name,
-		State:            State(u.shown.Load()),
+		State:            u.reportedLocked(),
 		Addrs:            cfg.Addrs,
 		Since:            u.since,
 		LastActivity:     time.Unix(0, u.activity.Load()),

@@ -78,6 +78,7 @@ type Fake struct {
 	failStart   map[string]error
 	failStop    map[string]error
 	hang        map[string]chan struct{} // Start of name blocks until closed
+	hanging     map[string]int           // Start/Prepare calls of name blocked on hang now
 	unavailable bool
 	autoReady   bool
 	closed      bool
@@ -106,6 +107,7 @@ func New() *Fake {
 		failStart: map[string]error{},
 		failStop:  map[string]error{},
 		hang:      map[string]chan struct{}{},
+		hanging:   map[string]int{},
 		changed:   make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		events:    make(chan hypervisor.Event),
@@ -238,15 +240,8 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f.mu.Lock()
-	hang := f.hang[spec.Name]
-	f.mu.Unlock()
-	if hang != nil {
-		select {
-		case <-hang:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := f.waitHang(ctx, spec.Name); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -291,6 +286,32 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) err
 	}
 	f.changedLocked()
 	return nil
+}
+
+// waitHang blocks while HangStart holds the Starts of name, counted in
+// f.hanging, until released or ctx is done (then it returns ctx.Err()).
+func (f *Fake) waitHang(ctx context.Context, name string) error {
+	f.mu.Lock()
+	hang := f.hang[name]
+	if hang == nil {
+		f.mu.Unlock()
+		return nil
+	}
+	f.hanging[name]++
+	f.changedLocked()
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.hanging[name]--
+		f.changedLocked()
+		f.mu.Unlock()
+	}()
+	select {
+	case <-hang:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stop implements hypervisor.Hypervisor.
@@ -666,6 +687,13 @@ func (f *Fake) WaitStarts(ctx context.Context, name string, n int) error {
 		d := f.domains[name]
 		return d != nil && d.starts >= n
 	}, func() error { return fmt.Errorf("wait for %d starts of %q: %w", n, name, ctx.Err()) })
+}
+
+// WaitHanging blocks until at least n Start (or Prepare) calls of name
+// are held by HangStart at once, or ctx is done: the calls are in flight.
+func (f *Fake) WaitHanging(ctx context.Context, name string, n int) error {
+	return f.wait(ctx, func() bool { return f.hanging[name] >= n },
+		func() error { return fmt.Errorf("wait for %d hung starts of %q: %w", n, name, ctx.Err()) })
 }
 
 // WaitState blocks until domain name is in state st or ctx is done.

@@ -199,3 +199,41 @@ func TestCloseClosesEvents(t *testing.T) {
 		t.Fatalf("Start after Close: %v", err)
 	}
 }
+
+// TestHangStart: a Start held by HangStart is in flight (WaitHanging)
+// until released, or fails with its context's error when that ends first.
+func TestHangStart(t *testing.T) {
+	f := newFake(t)
+	ctx := testCtx(t)
+	release := f.HangStart("w")
+	errc := make(chan error, 1)
+	go func() { errc <- f.Start(ctx, hypervisor.Spec{Name: "w"}) }()
+	if err := f.WaitHanging(ctx, "w", 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.StateOf("w"); st == hypervisor.StateRunning {
+		t.Fatalf("a hung start's domain is %s", st)
+	}
+	release()
+	if err := <-errc; err != nil {
+		t.Fatalf("released Start: %v", err)
+	}
+	if st := f.StateOf("w"); st != hypervisor.StateRunning {
+		t.Fatalf("released start's domain is %s, want running", st)
+	}
+
+	release = f.HangStart("x")
+	defer release()
+	short, cancel := context.WithCancel(ctx)
+	go func() { errc <- f.Start(short, hypervisor.Spec{Name: "x"}) }()
+	if err := f.WaitHanging(ctx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled hung Start: %v, want context.Canceled", err)
+	}
+	if err := f.WaitHanging(short, "x", 1); err == nil {
+		t.Fatal("WaitHanging reported a start that returned")
+	}
+}
