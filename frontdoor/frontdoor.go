@@ -51,7 +51,9 @@ type Route struct {
 	// ProxyProtocol sends a PROXY protocol v2 header before the client's
 	// bytes, so that the guest learns the client's address.
 	ProxyProtocol bool
-	// BootTimeout bounds the wait for the unikernel to be ready.
+	// BootTimeout bounds the wait for the unikernel to be ready (jitsu
+	// serve: the summoner's create deadline plus the unikernel's
+	// boot_timeout, which starts only once its domain is created).
 	BootTimeout time.Duration
 }
 

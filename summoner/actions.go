@@ -38,14 +38,13 @@ func init() {
 	}
 }
 
-// doArm starts a new boot generation and arms its boot timeout.
+// doArm starts a new boot generation. Its boot timeout is armed by the
+// probe (doProbe), once the domain exists: the time a Start or Resume
+// call takes (libvirt's create, seconds under load) is bounded by the
+// create deadline instead (startAsync).
 func (s *Summoner) doArm(u *unit, _ event, _ State) (*event, error) {
 	u.cancelBoot()
 	u.gen++
-	gen := u.gen
-	u.timer = s.clock.AfterFunc(u.cfg.Load().BootTimeout, func() {
-		s.post(u, event{kind: evBootTimeout, gen: gen, reason: "boot timeout"})
-	})
 	return nil, nil
 }
 
@@ -101,14 +100,19 @@ func (s *Summoner) doResume(u *unit, _ event, _ State) (*event, error) {
 }
 
 // startAsync runs call for u's current boot generation in its own
-// goroutine, under a context that cancelBoot cancels. A failure is posted
-// as evBootFailed; a call that succeeds after its boot was given up
-// destroys what it started.
+// goroutine, under a context that cancelBoot cancels, and arms the create
+// deadline (Options.CreateTimeout): a call not returned by then times the
+// boot out. A failure is posted as evBootFailed; a call that succeeds
+// after its boot was given up destroys what it started.
 func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hypervisor.Spec) error) {
 	ctx, cancel := context.WithCancel(s.runCtx)
 	started := make(chan struct{})
 	u.startCancel, u.started = cancel, started
 	gen, spec := u.gen, u.cfg.Load().Spec
+	deadline := s.clock.AfterFunc(s.opts.CreateTimeout, func() {
+		s.post(u, event{kind: evBootTimeout, gen: gen, reason: "create timeout"})
+	})
+	u.timer = deadline
 	u.startCalls.Add(1)
 	s.wg.Add(1)
 	go func() {
@@ -116,6 +120,7 @@ func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hy
 		defer cancel()
 		defer close(started) // after a failure is posted: the probe never beats it
 		err := call(ctx, spec)
+		deadline.Stop()
 		u.startCalls.Add(-1)
 		if errors.Is(err, hypervisor.ErrAlreadyRunning) {
 			s.log.Info("domain already running; adopting it", zap.String("unikernel", u.name))
@@ -136,7 +141,9 @@ func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hy
 }
 
 // doProbe starts the readiness probe, which posts evReady or evBootFailed
-// once the Start call under way (if any) has returned.
+// once the Start call under way (if any) has returned. The boot timeout
+// runs from then on, while the probe does: it counts the guest's boot,
+// not the wait for libvirt.
 func (s *Summoner) doProbe(u *unit, ev event, _ State) (*event, error) {
 	pctx, cancel := context.WithCancel(s.runCtx)
 	u.probeCancel = cancel
@@ -154,6 +161,10 @@ func (s *Summoner) doProbe(u *unit, ev event, _ State) (*event, error) {
 				return
 			}
 		}
+		t := s.clock.AfterFunc(cfg.BootTimeout, func() {
+			s.post(u, event{kind: evBootTimeout, gen: gen, reason: "boot timeout"})
+		})
+		defer t.Stop() // a result is posted, or the boot was given up
 		err := s.probe(pctx, cfg, off)
 		if pctx.Err() != nil {
 			return

@@ -105,22 +105,73 @@ func TestReconcile(t *testing.T) {
 }
 
 // TestHungStart: a Start that hangs delays neither DNS nor other
-// unikernels, and the boot timeout still fires (and cancels it).
+// unikernels; the boot timeout does not run while it hangs, but the
+// create deadline fires (and cancels it).
 func TestHungStart(t *testing.T) {
-	h := newHarness(t, Options{}, uk("web", "10.0.0.1"), uk("other", "10.0.0.2")).run()
+	h := newHarness(t, Options{CreateTimeout: 20 * time.Second}, uk("web", "10.0.0.1"), uk("other", "10.0.0.2")).run()
 	release := h.f.HangStart("web")
 	defer release()
 	h.summon("web")
-	h.waitState("web", StateStarting)
+	if err := h.f.WaitHanging(h.ctx, "web", 1); err != nil {
+		t.Fatal(err)
+	}
 	h.summon("web") // DNS answers while the start hangs
 	h.bootReady("other")
-	h.clk.Advance(5 * time.Second)
+	h.clk.Advance(10 * time.Second) // twice the boot timeout
+	h.settle()
+	if st := h.status("web").State; st != StateStarting {
+		t.Fatalf("%s after twice the boot timeout in a hung Start, want starting", st)
+	}
+	h.clk.Advance(10 * time.Second) // the create deadline
 	h.waitState("web", StateFailed)
 	if st := h.status("web"); st.LastError == "" || h.f.StateOf("web") == hypervisor.StateRunning {
 		t.Fatalf("status %+v, domain %s: want a failed boot and no domain", st, h.f.StateOf("web"))
 	}
 	if got := h.metric("jitsu_unikernel_stops_total", "unikernel", "web", "reason", "timeout"); got != 1 {
 		t.Fatalf("timeout stops = %v, want 1", got)
+	}
+}
+
+// TestBootTimeoutAfterCreate: the boot timeout counts from the moment the
+// domain exists (its Start returned), not the wait for libvirt's create
+// call, which the create deadline bounds instead: a Start that takes four
+// boot timeouts is followed by a ready boot, or by a boot timeout one boot
+// timeout later.
+func TestBootTimeoutAfterCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ready bool
+		want  State
+	}{
+		{"ready after a slow create", true, StateReady},
+		{"boot timeout counted from the create", false, StateFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Options{CreateTimeout: time.Minute}, uk("web", "10.0.0.1")).run()
+			release := h.f.HangStart("web")
+			defer release()
+			h.summon("web")
+			if err := h.f.WaitHanging(h.ctx, "web", 1); err != nil {
+				t.Fatal(err)
+			}
+			h.clk.Advance(20 * time.Second) // four boot timeouts, within the create deadline
+			release()
+			h.waitProbes("web", 1)
+			h.clk.Advance(4 * time.Second) // within the boot timeout, counted from the create
+			h.settle()
+			if st := h.status("web").State; st != StateStarting {
+				t.Fatalf("%s 4s after a 20s create (boot timeout 5s), want starting", st)
+			}
+			if tc.ready {
+				h.f.SetReady("web", true)
+			} else {
+				h.clk.Advance(time.Second)
+			}
+			h.waitState("web", tc.want)
+			if n := h.metric("jitsu_unikernel_failures_total", "unikernel", "web"); tc.ready && n != 0 {
+				t.Fatalf("failures = %v after a ready boot", n)
+			}
+		})
 	}
 }
 

@@ -37,8 +37,9 @@ type harness struct {
 	scans chan struct{}
 	gate  *fakeGate // withGate only
 
-	mu  sync.Mutex
-	seq []string // gate and hypervisor calls, in order
+	mu     sync.Mutex
+	seq    []string       // gate and hypervisor calls, in order
+	probes map[string]int // probes begun, by domain
 }
 
 const statsEvery = time.Second
@@ -54,9 +55,10 @@ func newHarness(t *testing.T, opts Options, uks ...Unikernel) *harness {
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := &harness{
 		t: t, ctx: ctx, f: f, logs: logs,
-		clk:   clocktest.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
-		reg:   prometheus.NewRegistry(),
-		scans: make(chan struct{}, 1<<16),
+		clk:    clocktest.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
+		reg:    prometheus.NewRegistry(),
+		scans:  make(chan struct{}, 1<<16),
+		probes: map[string]int{},
 	}
 	f.OnCall(func(c hvtest.Call) {
 		s := c.Op + " " + c.Name
@@ -69,7 +71,12 @@ func newHarness(t *testing.T, opts Options, uks ...Unikernel) *harness {
 	opts.Clock = h.clk
 	opts.Logger = zap.New(core)
 	opts.Registerer = h.reg
-	opts.Probe = f.WaitReady
+	opts.Probe = func(ctx context.Context, name string) error {
+		h.mu.Lock()
+		h.probes[name]++
+		h.mu.Unlock()
+		return f.WaitReady(ctx, name)
+	}
 	opts.StatsInterval = statsEvery
 	h.opts = opts
 	s, err := New(opts, uks)
@@ -148,6 +155,26 @@ func (h *harness) waitCall(call string) {
 		select {
 		case <-h.ctx.Done():
 			h.t.Fatalf("no call %q: %q", call, h.calls())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// waitProbes waits until n probes of domain name have begun: the boot
+// timeout of the nth boot is armed (it is armed once the domain exists,
+// beside the actor), so that the test may advance the clock past it.
+func (h *harness) waitProbes(name string, n int) {
+	h.t.Helper()
+	for {
+		h.mu.Lock()
+		got := h.probes[name]
+		h.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-h.ctx.Done():
+			h.t.Fatalf("%d probes of %q, want %d", got, name, n)
 		case <-time.After(time.Millisecond):
 		}
 	}

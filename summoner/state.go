@@ -53,7 +53,7 @@ const (
 	evAdoptSaved                  // at Run or on reconcile: its domain is saved
 	evReady                       // the readiness probe succeeded
 	evBootFailed                  // Start/Resume or the probe failed
-	evBootTimeout                 // not ready by the boot timeout
+	evBootTimeout                 // not ready by the boot timeout, or the Start/Resume call not returned by the create deadline
 	evIdle                        // no activity for the idle timeout
 	evStop                        // operator, budget eviction or reload wants it stopped
 	evStoppedOff                  // a destroy/shutdown stop completed
@@ -86,14 +86,14 @@ func (e evKind) String() string {
 type action uint8
 
 const (
-	actArm       action = iota + 1 // new boot generation, arm the boot timeout
+	actArm       action = iota + 1 // new boot generation (the probe arms the boot timeout)
 	actCount                       // count a boot (metrics, status timeline)
 	actHold                        // gate.Hold (idempotent: Summon already holds)
-	actStart                       // hypervisor Start (boot or restore)
-	actResume                      // hypervisor Resume
-	actProbe                       // start the readiness probe
+	actStart                       // hypervisor Start (boot or restore), under the create deadline
+	actResume                      // hypervisor Resume, under the create deadline
+	actProbe                       // once Start/Resume returned: arm the boot timeout, start the readiness probe
 	actRelease                     // gate.Release, record the boot duration, reset failures
-	actCancel                      // cancel the boot timeout and the probe
+	actCancel                      // cancel the boot timeout (or create deadline), the probe and a Start under way
 	actDrop                        // gate.Drop
 	actDestroy                     // hypervisor Stop(destroy), errors ignored
 	actBackoff                     // count a failure, set the backoff

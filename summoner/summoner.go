@@ -146,8 +146,10 @@ type Unikernel struct {
 	Spec hypervisor.Spec
 	// IdleTimeout: stopped after this long without activity; 0: never.
 	IdleTimeout time.Duration
-	// BootTimeout: a boot not ready by then is destroyed and counts as a
-	// failure (required).
+	// BootTimeout: a boot not ready this long after its domain was
+	// created (its Start or Resume call returned; that call is bounded
+	// by Options.CreateTimeout) is destroyed and counts as a failure
+	// (required).
 	BootTimeout time.Duration
 	// StopMode is how it is stopped when idle (required).
 	StopMode hypervisor.StopMode
@@ -240,9 +242,15 @@ type Options struct {
 	// StatsInterval is how often the reaper reads the traffic counters and
 	// looks for idle unikernels; default 1s.
 	StatsInterval time.Duration
-	// CallTimeout bounds each hypervisor call but Start (bounded by the
-	// boot timeout) and Stop; default 10s.
+	// CallTimeout bounds each hypervisor call but Start, Resume, Prepare
+	// (CreateTimeout) and Stop (StopTimeout); default 10s.
 	CallTimeout time.Duration
+	// CreateTimeout bounds the Start or Resume call of a boot (libvirt's
+	// create: QEMU's start-up and libvirt's handshake, which take seconds
+	// on a loaded host) and the warm pool's Prepare; a boot whose call has
+	// not returned by then times out. The boot timeout (BootTimeout)
+	// starts once the call returned. Default DefaultCreateTimeout.
+	CreateTimeout time.Duration
 	// StopTimeout bounds each Stop call, which waits for a guest's
 	// shutdown; default 60s.
 	StopTimeout time.Duration
@@ -250,6 +258,11 @@ type Options struct {
 	// summoner's view with the hypervisor's; default 10s.
 	ReconcileInterval time.Duration
 }
+
+// DefaultCreateTimeout is Options.CreateTimeout's default: a boot may
+// take this plus its boot timeout from its summon to ready (the front
+// door waits that long).
+const DefaultCreateTimeout = time.Minute
 
 // Errors returned by Summon and friends; test with errors.Is.
 var (
@@ -357,6 +370,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 	defDur(&opts.StatsInterval, time.Second)
 	defDur(&opts.EvictIdle, 10*time.Second)
 	defDur(&opts.CallTimeout, 10*time.Second)
+	defDur(&opts.CreateTimeout, DefaultCreateTimeout)
 	defDur(&opts.StopTimeout, time.Minute)
 	defDur(&opts.ReconcileInterval, 10*time.Second)
 	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 || opts.ResponseDelay < 0 {

@@ -147,7 +147,7 @@ func TestGateOrder(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		h := withGate(t, Options{}, uk("web", "10.0.0.1")).run()
 		h.summon("web")
-		h.waitStarts("web", 1)
+		h.waitProbes("web", 1)
 		h.clk.Advance(5 * time.Second)
 		h.waitState("web", StateFailed)
 		want := []string{"hold 10.0.0.1", "start web", "drop 10.0.0.1", "stop web destroy"}
@@ -164,7 +164,7 @@ func TestBootTimeoutBackoff(t *testing.T) {
 		t.Helper()
 		h.summon("web")
 		h.waitStarts("web", boots)
-		h.waitState("web", StateStarting)
+		h.waitProbes("web", boots)
 		h.clk.Advance(5 * time.Second)
 		h.waitState("web", StateFailed)
 		if st := h.f.StateOf("web"); st != hypervisor.StateShutoff {

@@ -61,11 +61,12 @@ func (s *Summoner) refill() {
 }
 
 // doPrepare creates the warm domain, paused before its guest runs. It
-// runs in the actor, under the boot timeout: a summon that comes meanwhile
-// is held at the gate and resumes the domain once it exists.
+// runs in the actor, under the create deadline (Options.CreateTimeout): a
+// summon that comes meanwhile is held at the gate and resumes the domain
+// once it exists.
 func (s *Summoner) doPrepare(u *unit, _ event, _ State) (*event, error) {
 	cfg := u.cfg.Load()
-	ctx, cancel := context.WithTimeout(s.runCtx, cfg.BootTimeout)
+	ctx, cancel := context.WithTimeout(s.runCtx, s.opts.CreateTimeout)
 	t0 := time.Now()
 	err := s.hv.Prepare(ctx, cfg.Spec)
 	cancel()

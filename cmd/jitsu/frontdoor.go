@@ -75,7 +75,9 @@ func frontdoorRoutes(cfg *config.Config) map[string]frontdoor.Route {
 		}
 		for _, n := range u.DNS {
 			routes[strings.TrimSuffix(n, ".")] = frontdoor.Route{
-				Unikernel: u.Name, ProxyProtocol: u.ProxyProtocol, BootTimeout: u.BootTimeout,
+				Unikernel: u.Name, ProxyProtocol: u.ProxyProtocol,
+				// the summoner's create deadline, then the boot timeout
+				BootTimeout: summoner.DefaultCreateTimeout + u.BootTimeout,
 			}
 		}
 	}

@@ -56,7 +56,7 @@ func TestFrontdoorWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	routes := frontdoorRoutes(cfg)
-	want := frontdoor.Route{Unikernel: "blog", ProxyProtocol: true, BootTimeout: 7 * time.Second}
+	want := frontdoor.Route{Unikernel: "blog", ProxyProtocol: true, BootTimeout: summoner.DefaultCreateTimeout + 7*time.Second}
 	if len(routes) != 2 || routes["blog.example.test"] != want || routes["example.test"] != want {
 		t.Errorf("routes %v", routes)
 	}
