@@ -115,8 +115,13 @@ func (u *unit) reportedLocked() State {
 	return st
 }
 
-// reported is reportedLocked for a caller that does not hold u.mu.
+// reported is reportedLocked for a caller that does not hold u.mu. A
+// unikernel shown ready (the front door asks on every connection) takes
+// no lock.
 func (u *unit) reported() State {
+	if st := State(u.shown.Load()); !resting(st) && st != StateFailed {
+		return st
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.reportedLocked()
