@@ -1,6 +1,7 @@
 // Package admission decides whether a summon may boot a unikernel, so that
 // nobody on the internet can make the host boot everything: a global
-// boot-rate token bucket (by default sized from the host's cores), and
+// boot-rate token bucket (config's [admission] sizes it from the host's
+// cores by default), and
 // per-source-prefix accounting (/24 for IPv4, /56 for IPv6) in a bounded
 // table of hashed buckets, so that one source's share of boots is bounded
 // too. A source prefix is charged once per distinct unikernel name within
@@ -48,18 +49,17 @@ type Config struct {
 	RepeatWindow time.Duration
 }
 
-// DefaultConfig returns the package's policy for a host with the given
-// number of cores (jitsu's user-facing defaults of the rates are
-// config's, [admission], which cmd/jitsu copies over these): one boot per second per two cores (at least one), a
-// burst of two per core; per source prefix a burst of 8 boots and one more
-// every 5 seconds.
-func DefaultConfig(cores int) Config {
-	cores = max(cores, 1)
+// NewConfig returns the policy with the given rates (boots per second and
+// bursts, globally and per source prefix; their user-facing defaults are
+// config's, [admission]) and the package's own accounting: sources under
+// their /24 or /56, a table of 16384 prefix buckets, and a repeat window of
+// a minute.
+func NewConfig(bootRate float64, bootBurst int, prefixRate float64, prefixBurst int) Config {
 	return Config{
-		BootRate:     max(float64(cores)/2, 1),
-		BootBurst:    2 * cores,
-		PrefixRate:   0.2,
-		PrefixBurst:  8,
+		BootRate:     bootRate,
+		BootBurst:    bootBurst,
+		PrefixRate:   prefixRate,
+		PrefixBurst:  prefixBurst,
 		IPv4Prefix:   24,
 		IPv6Prefix:   56,
 		TableSize:    1 << 14,

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"github.com/jitsu-unikernel/jitsu/config"
 	"net/netip"
 	"strings"
 	"testing"
@@ -105,7 +106,7 @@ func TestAdmit(t *testing.T) {
 // names in a minute gets its burst plus its rate's worth, whatever the
 // global rate allows.
 func TestOneSourceCannotBootEverything(t *testing.T) {
-	cfg := DefaultConfig(64) // a big host: the global rate is not the limit
+	cfg := defaultConfig(64) // a big host: the global rate is not the limit
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +129,7 @@ func TestOneSourceCannotBootEverything(t *testing.T) {
 // TestTableBounded: a million spoofed prefixes never grow the table, and
 // the global rate bounds the boots.
 func TestTableBounded(t *testing.T) {
-	cfg := DefaultConfig(2)
+	cfg := defaultConfig(2)
 	cfg.TableSize = 1024
 	c, err := New(cfg)
 	if err != nil {
@@ -151,6 +152,13 @@ func TestTableBounded(t *testing.T) {
 	t.Logf("1M summons from 1M prefixes in 10 s: %d boots admitted", admitted)
 }
 
+// defaultConfig is the policy jitsu runs with on a host with cores: the
+// rates of config's [admission] defaults.
+func defaultConfig(cores int) Config {
+	a := config.DefaultAdmission(cores)
+	return NewConfig(a.BootRate, a.BootBurst, a.PrefixRate, a.PrefixBurst)
+}
+
 func TestDefaultConfig(t *testing.T) {
 	for _, tc := range []struct {
 		cores     int
@@ -163,7 +171,7 @@ func TestDefaultConfig(t *testing.T) {
 		{2, 1, 4, true},
 		{16, 8, 32, true},
 	} {
-		c := DefaultConfig(tc.cores)
+		c := defaultConfig(tc.cores)
 		if c.BootRate != tc.rate || c.BootBurst != tc.burst {
 			t.Errorf("%d cores: rate %v burst %d, want %v %d", tc.cores, c.BootRate, c.BootBurst, tc.rate, tc.burst)
 		}
@@ -174,7 +182,7 @@ func TestDefaultConfig(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	base := DefaultConfig(2)
+	base := defaultConfig(2)
 	for _, tc := range []struct {
 		name   string
 		mutate func(*Config)
@@ -196,7 +204,7 @@ func TestNewRejects(t *testing.T) {
 }
 
 func BenchmarkAdmit(b *testing.B) {
-	c, err := New(DefaultConfig(2))
+	c, err := New(defaultConfig(2))
 	if err != nil {
 		b.Fatal(err)
 	}

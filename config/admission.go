@@ -100,6 +100,14 @@ func DefaultAdmission(cores int) AdmissionConfig {
 	}
 }
 
+// Defaults of the warm pool ([budget] warm_max and warm_memory).
+const (
+	// DefaultWarmMax is budget.warm_max: warm domains waiting at once.
+	DefaultWarmMax = 4
+	// DefaultWarmMemory is budget.warm_memory: their guest memory in all.
+	DefaultWarmMemory = 1 << 30
+)
+
 // DefaultBudgetMemory is budget.memory on a host with mem bytes of RAM:
 // three quarters of it (the rest is the host's, jitsu's and QEMU's), in
 // whole MiB; 0 (unlimited) when mem is unknown.

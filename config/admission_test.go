@@ -57,10 +57,10 @@ func TestBudgetFromHost(t *testing.T) {
 		text string
 		want BudgetConfig
 	}{
-		{"8 GiB host", Host{Cores: 2, Memory: 8 << 30}, "", BudgetConfig{MaxRunning: 48, Memory: 6 << 30, MinUp: 30 * time.Second}},
-		{"tiny host", Host{Cores: 1, Memory: 100 << 20}, "", BudgetConfig{MaxRunning: 1, Memory: 75 << 20, MinUp: 30 * time.Second}},
-		{"unknown memory: unlimited", Host{Cores: 1}, "", BudgetConfig{MinUp: 30 * time.Second}},
-		{"explicit 0 is unlimited", Host{Cores: 2, Memory: 8 << 30}, "[budget]\nmax_running = 0\nmemory = \"0\"\nmin_up = \"0s\"\n", BudgetConfig{}},
+		{"8 GiB host", Host{Cores: 2, Memory: 8 << 30}, "", BudgetConfig{MaxRunning: 48, Memory: 6 << 30, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
+		{"tiny host", Host{Cores: 1, Memory: 100 << 20}, "", BudgetConfig{MaxRunning: 1, Memory: 75 << 20, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
+		{"unknown memory: unlimited", Host{Cores: 1}, "", BudgetConfig{MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
+		{"explicit 0 is unlimited", Host{Cores: 2, Memory: 8 << 30}, "[budget]\nmax_running = 0\nmemory = \"0\"\nmin_up = \"0s\"\nwarm_max = 0\nwarm_memory = \"0\"\n", BudgetConfig{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			withHost(t, tc.host)

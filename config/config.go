@@ -213,6 +213,13 @@ type BudgetConfig struct {
 	// MinUp: a unikernel stays up this long after its boot started
 	// before the budget may evict it to make room.
 	MinUp time.Duration
+	// WarmMax is how many warm domains (created paused, for the
+	// unikernels with warm = true) may wait at once; 0 = no warm pool.
+	// They count here, not against MaxRunning or Memory.
+	WarmMax int
+	// WarmMemory is the guest memory of the warm domains in all; 0 =
+	// unlimited (bounded by WarmMax).
+	WarmMemory uint64
 }
 
 // MetricsConfig is [metrics].
@@ -277,6 +284,13 @@ type Unikernel struct {
 	// Files maps names in its read-only seed-file disk (a tar image) to
 	// absolute host paths; nil when unset.
 	Files map[string]string
+	// Warm: keep its domain created and paused before its guest runs
+	// (the warm pool, within budget.warm_max and warm_memory), so that a
+	// summon is a resume.
+	Warm bool
+	// With names the unikernels summoned with it (a summon group), one
+	// level only; each is another configured unikernel.
+	With []string
 }
 
 // Ready is a readiness probe: "tcp:PORT", "console:REGEXP" or

@@ -164,7 +164,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("synproxy = %+v", c.SynProxy)
 	}
 	mem := HostResources().Memory
-	if c.Budget != (BudgetConfig{MaxRunning: DefaultMaxRunning(mem), Memory: DefaultBudgetMemory(mem), MinUp: DefaultMinUp}) {
+	if c.Budget != (BudgetConfig{MaxRunning: DefaultMaxRunning(mem), Memory: DefaultBudgetMemory(mem), MinUp: DefaultMinUp,
+		WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}) {
 		t.Errorf("budget = %+v", c.Budget)
 	}
 	if c.Metrics != (MetricsConfig{}) {

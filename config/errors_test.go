@@ -104,6 +104,22 @@ func TestParseErrors(t *testing.T) {
 		{name: "integer range", text: "[synproxy]\nmax_total = 0 # E1\n",
 			want: []wantErr{{"# E1", "synproxy.max_total", "out of range"}}},
 
+		// Warm pool and summon groups.
+		{name: "warm with suspend", text: unikernel("a", "2", "stop_mode = \"suspend\"", "warm = true # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].warm", "stop_mode is suspend"}}},
+		{name: "warm without pool", text: "[budget]\nwarm_max = 0\n" + unikernel("a", "2", "warm = true # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].warm", "warm_max is 0"}}},
+		{name: "warm too big", text: "[budget]\nwarm_memory = \"32MiB\"\n" + unikernel("a", "2", "warm = true # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].warm", "does not fit in budget.warm_memory"}}},
+		{name: "with unknown", text: unikernel("a", "2", "with = [\n  \"b\",\n  \"nope\", # E1\n]") + unikernel("b", "3"),
+			want: []wantErr{{"# E1", "unikernel[0].with[1]", "\"nope\" is not the name of a unikernel"}}},
+		{name: "with itself", text: unikernel("a", "2", "with = [\"a\"] # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].with[0]", "the unikernel itself"}}},
+		{name: "with twice", text: unikernel("a", "2") + unikernel("b", "3", "with = [\n  \"a\",\n  \"a\", # E1\n]"),
+			want: []wantErr{{"# E1", "unikernel[1].with[1]", "given twice"}}},
+		{name: "with empty", text: unikernel("a", "2", "with = [] # E1"),
+			want: []wantErr{{"# E1", "unikernel[0].with", "empty"}}},
+
 		// Durations and sizes.
 		{name: "bad duration", text: unikernel("a", "2", "idle_timeout = \"60\" # E1"),
 			want: []wantErr{{"# E1", "unikernel[0].idle_timeout", "not a duration: \"60\""}}},
@@ -316,21 +332,28 @@ func TestParseErrors(t *testing.T) {
 			if cfg != nil {
 				t.Errorf("a configuration was returned with the error")
 			}
-			var es *Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error is %T, not *Errors: %v", err, err)
-			}
-			if len(es.List) != len(tc.want) {
-				t.Fatalf("got %d errors, want %d:\n%v\nin:\n%s", len(es.List), len(tc.want), err, numbered(text))
-			}
-			for i, w := range tc.want {
-				got := es.List[i]
-				line := lineOf(t, text, w.mark)
-				if got.File != "test.toml" || got.Line != line || got.Key != w.key || !strings.Contains(got.Msg, w.msg) {
-					t.Errorf("error %d is\n  %v\nwant test.toml:%d: %s: ...%s...\nin:\n%s", i, got, line, w.key, w.msg, numbered(text))
-				}
-			}
+			checkErrors(t, text, err, tc.want)
 		})
+	}
+}
+
+// checkErrors checks that err, from parsing text as test.toml, is an
+// *Errors listing want, in order.
+func checkErrors(t *testing.T, text string, err error, want []wantErr) {
+	t.Helper()
+	var es *Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("error is %T, not *Errors: %v", err, err)
+	}
+	if len(es.List) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v\nin:\n%s", len(es.List), len(want), err, numbered(text))
+	}
+	for i, w := range want {
+		got := es.List[i]
+		line := lineOf(t, text, w.mark)
+		if got.File != "test.toml" || got.Line != line || got.Key != w.key || !strings.Contains(got.Msg, w.msg) {
+			t.Errorf("error %d is\n  %v\nwant test.toml:%d: %s: ...%s...\nin:\n%s", i, got, line, w.key, w.msg, numbered(text))
+		}
 	}
 }
 

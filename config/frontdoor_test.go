@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -109,20 +108,7 @@ func TestFrontdoorErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			text := base + tc.text
 			_, err := Parse("test.toml", []byte(text))
-			var es *Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error is %T, not *Errors: %v", err, err)
-			}
-			if len(es.List) != len(tc.want) {
-				t.Fatalf("got %d errors, want %d:\n%v\nin:\n%s", len(es.List), len(tc.want), err, numbered(text))
-			}
-			for i, w := range tc.want {
-				got := es.List[i]
-				line := lineOf(t, text, w.mark)
-				if got.Line != line || got.Key != w.key || !strings.Contains(got.Msg, w.msg) {
-					t.Errorf("error %d is\n  %v\nwant test.toml:%d: %s: ...%s...", i, got, line, w.key, w.msg)
-				}
-			}
+			checkErrors(t, text, err, tc.want)
 		})
 	}
 }

@@ -214,6 +214,13 @@ func (d *decoder) synproxy(t *table, c *SynProxyConfig) {
 func (d *decoder) budget(t *table, c *BudgetConfig) {
 	mem := HostResources().Memory
 	c.MaxRunning, c.Memory, c.MinUp = DefaultMaxRunning(mem), DefaultBudgetMemory(mem), DefaultMinUp
+	c.WarmMax, c.WarmMemory = DefaultWarmMax, DefaultWarmMemory
+	if v, ok := t.integer("warm_max", 0, math.MaxInt32); ok {
+		c.WarmMax = int(v)
+	}
+	if v, ok := t.size("warm_memory"); ok {
+		c.WarmMemory = v
+	}
 	if v, ok := t.duration("min_up"); ok {
 		c.MinUp = v
 	}

@@ -201,6 +201,7 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		macs    = map[string]claim{}
 		dnsName = map[string]claim{}
 		records = d.indexRecords(c)
+		withs   = map[int][]elem{}
 	)
 	for _, t := range ts {
 		u := Unikernel{Line: d.pos.line(t.path)}
@@ -324,6 +325,9 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		}
 
 		d.unikernelExtras(c, t, &u)
+		if l := d.warmKeys(c, t, &u); l != nil {
+			withs[len(c.Unikernels)] = l
+		}
 
 		if c.Budget.Memory > 0 && u.Memory > c.Budget.Memory {
 			t.errorf("memory", "%s does not fit in budget.memory (%s)", FormatSize(u.Memory), FormatSize(c.Budget.Memory))
@@ -341,6 +345,52 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		c.Unikernels = append(c.Unikernels, u)
 	}
 	d.deriveMACs(c, ts, macs)
+	d.groups(c, withs, names)
+}
+
+// warmKeys decodes the warm and with keys into u and returns with's
+// elements (checked by groups once every name is known).
+func (d *decoder) warmKeys(c *Config, t *table, u *Unikernel) []elem {
+	if v, ok := t.boolean("warm"); ok {
+		u.Warm = v
+		switch {
+		case v && (u.StopMode == hypervisor.StopSuspend || u.StopMode == hypervisor.StopSave):
+			t.errorf("warm", "true, but stop_mode is %s: a warm unikernel is stopped with destroy or shutdown (its next domain waits paused in the warm pool)", u.StopMode)
+		case v && c.Budget.WarmMax == 0:
+			t.errorf("warm", "true, but budget.warm_max is 0: no warm domain may wait")
+		case v && c.Budget.WarmMemory > 0 && u.Memory > c.Budget.WarmMemory:
+			t.errorf("warm", "true, but its memory (%s) does not fit in budget.warm_memory (%s)", FormatSize(u.Memory), FormatSize(c.Budget.WarmMemory))
+		}
+	}
+	l, ok := t.strList("with")
+	if !ok {
+		return nil
+	}
+	if len(l) == 0 {
+		t.errorf("with", "empty: give the unikernels summoned with it, or leave the key out")
+	}
+	return l
+}
+
+// groups checks every with key against the unikernels' names: each must
+// name another unikernel, once.
+func (d *decoder) groups(c *Config, withs map[int][]elem, names map[string]claim) {
+	for i, l := range withs {
+		u := &c.Unikernels[i]
+		for _, e := range l {
+			_, known := names[e.s]
+			switch {
+			case !known:
+				d.errorf(e.path, "%q is not the name of a unikernel", e.s)
+			case e.s == u.Name:
+				d.errorf(e.path, "%q is the unikernel itself", e.s)
+			case slices.Contains(u.With, e.s):
+				d.errorf(e.path, "%q given twice", e.s)
+			default:
+				u.With = append(u.With, e.s)
+			}
+		}
+	}
 }
 
 // deriveMACs gives every unikernel without a mac key the MAC derived from

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -111,20 +110,7 @@ tsig = { name = "XFR.example.test", algorithm = "hmac-sha512", secret_file = "`+
 				text = zone + tc.text + "\n"
 			}
 			_, err := Parse("test.toml", []byte(text))
-			var es *Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %v (%T), want *Errors", err, err)
-			}
-			if len(es.List) != len(tc.want) {
-				t.Fatalf("got %d errors, want %d:\n%v", len(es.List), len(tc.want), err)
-			}
-			for i, w := range tc.want {
-				got := es.List[i]
-				line := lineOf(t, text, w.mark)
-				if got.Line != line || got.Key != w.key || !strings.Contains(got.Msg, w.msg) {
-					t.Errorf("error %d is\n  %v\nwant test.toml:%d: %s: ...%s...", i, got, line, w.key, w.msg)
-				}
-			}
+			checkErrors(t, text, err, tc.want)
 		})
 	}
 }

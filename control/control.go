@@ -64,7 +64,7 @@ type UnikernelStatus struct {
 type BootTimeline struct {
 	// Query is when the boot was asked for (by its trigger).
 	Query time.Time `json:"query,omitzero"`
-	// Trigger is what asked for it: dns, tcp, udp, control or frontdoor.
+	// Trigger is what asked for it: dns, tcp, udp, control, frontdoor or group.
 	Trigger string `json:"trigger,omitempty"`
 	// Start is when the hypervisor was asked to start the domain.
 	Start time.Time `json:"start,omitzero"`
@@ -72,6 +72,9 @@ type BootTimeline struct {
 	Ready time.Time `json:"ready,omitzero"`
 	// FirstReplay is when the first held SYN was replayed to the guest.
 	FirstReplay time.Time `json:"first_replay,omitzero"`
+	// Mode is how it started: boot, warm (a warm-pool domain resumed),
+	// resume or restore.
+	Mode string `json:"mode,omitempty"`
 }
 
 // Errors crossing the wire. A Client returns errors wrapping these, so

@@ -43,15 +43,7 @@ func (w *waitSummoner) ready(name string) {
 
 func startDelayServer(t *testing.T, sum Summoner, delay time.Duration) (*Server, string) {
 	t.Helper()
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}, Summoner: sum, ResponseDelay: delay})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s, s.Addrs()[0].String()
+	return startServer(t, testConfig(t), Options{Summoner: sum, ResponseDelay: delay})
 }
 
 // udpClient sends queries on one socket and collects the answers by ID.

@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"context"
 	"math"
 	"net"
 	"testing"
@@ -13,15 +12,7 @@ import (
 // startGuardSocketServer serves the test zone with RRL and cookies on.
 func startGuardSocketServer(t *testing.T, rrl RRLOptions) (*Server, string) {
 	t.Helper()
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(), RRL: rrl, Cookies: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s, s.Addrs()[0].String()
+	return startServer(t, testConfig(t), Options{Summoner: newFakeSummoner(), RRL: rrl, Cookies: true})
 }
 
 // exchangeUDP sends req on c and returns the answer, nil if none came

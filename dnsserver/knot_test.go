@@ -174,10 +174,15 @@ func freePortOn(t *testing.T, ip string) int {
 	return 0
 }
 
-// startTestServer starts our server on a loopback port with the test zone.
-func startTestServer(t *testing.T, fs *fakeSummoner) (*Server, string) {
+// startServer starts a server with cfg and o, listening on o.Listen or
+// else on a loopback port, until the test ends; it returns the server and
+// its first address.
+func startServer(t *testing.T, cfg Config, o Options) (*Server, string) {
 	t.Helper()
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}, Summoner: fs})
+	if len(o.Listen) == 0 {
+		o.Listen = []string{"127.0.0.1:0"}
+	}
+	s, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +191,12 @@ func startTestServer(t *testing.T, fs *fakeSummoner) (*Server, string) {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, s.Addrs()[0].String()
+}
+
+// startTestServer starts our server on a loopback port with the test zone.
+func startTestServer(t *testing.T, fs *fakeSummoner) (*Server, string) {
+	t.Helper()
+	return startServer(t, testConfig(t), Options{Summoner: fs})
 }
 
 // battery is one query of the comparison.

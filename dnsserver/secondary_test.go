@@ -5,13 +5,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/jitsu-unikernel/jitsu/internal/knotconf"
 )
 
 // The knotd tests use loopback addresses only: jitsu listens on 127.0.0.1,
@@ -145,44 +146,11 @@ func firstXFRAnswer(t *testing.T, server, src, netw string, qtype uint16, serial
 func knotSecondary(t *testing.T, ip string, port int, primary, secret string) (string, *knotProc) {
 	t.Helper()
 	dir := t.TempDir()
-	host, pport, err := net.SplitHostPort(primary)
+	conf, err := knotconf.Secondary{Dir: dir, IP: ip, Port: port, Zone: "example.test.", Primary: primary,
+		Via: ip, Key: "xfr.example.test.", Secret: secret}.Conf()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`server:
-    rundir: %q
-    listen: %s@%d
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: info
-database:
-    storage: %q
-key:
-  - id: xfr.example.test.
-    algorithm: hmac-sha256
-    secret: %s
-remote:
-  - id: jitsu
-    address: %s@%s
-    via: %s
-    key: xfr.example.test.
-acl:
-  - id: notify_from_jitsu
-    address: %s
-    key: xfr.example.test.
-    action: notify
-zone:
-  - domain: example.test.
-    master: jitsu
-    acl: notify_from_jitsu
-    file: %q
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: changes
-`, dir, ip, port, dir, secret, host, pport, ip, host, filepath.Join(dir, "example.test.zone"))
 	return net.JoinHostPort(ip, fmt.Sprint(port)), runKnot(t, dir, conf)
 }
 

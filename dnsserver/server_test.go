@@ -34,14 +34,7 @@ func TestServerServesUDPAndTCP(t *testing.T) {
 				}
 				pc.Close()
 			}
-			s, err := New(testConfig(t), Options{Listen: []string{tt.listen}, Summoner: newFakeSummoner()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
+			s, _ := startServer(t, testConfig(t), Options{Listen: []string{tt.listen}, Summoner: newFakeSummoner()})
 			addrs := s.Addrs()
 			if len(addrs) != 2 {
 				t.Fatalf("Addrs() = %v, want UDP and TCP", addrs)
@@ -255,16 +248,7 @@ func TestServerStopsWithStartContext(t *testing.T) {
 // of Options.SummonAfter is closed; static names are answered before.
 func TestServerSummonAfter(t *testing.T) {
 	gate := make(chan struct{})
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(),
-		SummonAfter: []<-chan struct{}{gate}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	addr := s.Addrs()[0].String()
+	_, addr := startServer(t, testConfig(t), Options{Summoner: newFakeSummoner(), SummonAfter: []<-chan struct{}{gate}})
 	for _, tt := range []struct {
 		name  string
 		open  bool
@@ -292,15 +276,7 @@ func TestServerSummonAfter(t *testing.T) {
 
 func TestServerMetricsAndServfail(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s, err := New(testConfig(t), Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner(), Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	addr := s.Addrs()[0].String()
+	s, addr := startServer(t, testConfig(t), Options{Summoner: newFakeSummoner(), Registerer: reg})
 	r, err := query(t, "udp", addr, "broken.example.test.", dns.TypeA)
 	if err != nil || r.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("broken unikernel: %v %v, want SERVFAIL", r, err)

@@ -138,15 +138,7 @@ func TestSerialScheme(t *testing.T) {
 // startXFRServer starts a server with cfg on 127.0.0.1 and returns its address.
 func startXFRServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
-	s, err := New(cfg, Options{Listen: []string{"127.0.0.1:0"}, Summoner: newFakeSummoner()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s, s.Addrs()[0].String()
+	return startServer(t, cfg, Options{Summoner: newFakeSummoner()})
 }
 
 // transfer runs an AXFR (serial 0 and !ixfr) or IXFR from the local

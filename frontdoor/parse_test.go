@@ -106,18 +106,7 @@ func TestParseSNI(t *testing.T) {
 func TestSNIIncremental(t *testing.T) {
 	for _, in := range [][]byte{clientHello(t, "www.example.test"), fragment(clientHello(t, "www.example.test"), 3)} {
 		p := sniParser{max: 16384}
-		for i := 1; i <= len(in); i++ {
-			name, err := p.feed(in[:i])
-			if i < len(in) {
-				if !errors.Is(err, errNeedMore) {
-					t.Fatalf("after %d of %d bytes: %q, %v; want errNeedMore", i, len(in), name, err)
-				}
-				continue
-			}
-			if err != nil || name != "www.example.test" {
-				t.Fatalf("complete: %q, %v", name, err)
-			}
-		}
+		feedIncrementally(t, p.feed, in, "www.example.test")
 	}
 }
 
@@ -160,15 +149,22 @@ func TestParseHost(t *testing.T) {
 func TestHostIncremental(t *testing.T) {
 	in := []byte("GET /index.html HTTP/1.1\r\nHost: www.example.test\r\nAccept: */*\r\n\r\n")
 	p := hostParser{max: 8192}
+	feedIncrementally(t, p.feed, in, "www.example.test")
+}
+
+// feedIncrementally feeds in one more byte at a time: feed must ask for
+// more until the last byte, then answer want.
+func feedIncrementally(t *testing.T, feed func([]byte) (string, error), in []byte, want string) {
+	t.Helper()
 	for i := 1; i <= len(in); i++ {
-		name, err := p.feed(in[:i])
+		name, err := feed(in[:i])
 		if i < len(in) {
 			if !errors.Is(err, errNeedMore) {
 				t.Fatalf("after %d of %d bytes: %q, %v; want errNeedMore", i, len(in), name, err)
 			}
 			continue
 		}
-		if err != nil || name != "www.example.test" {
+		if err != nil || name != want {
 			t.Fatalf("complete: %q, %v", name, err)
 		}
 	}
@@ -217,19 +213,26 @@ func FuzzParseSNI(f *testing.F) {
 		if len(data) > max {
 			data = data[:max]
 		}
-		var n2 string
-		err2 := errNeedMore
-		for i := 0; i < len(data) && errors.Is(err2, errNeedMore); {
-			i = min(i+int(step)+1, len(data))
-			n2, err2 = p.feed(data[:i])
-		}
-		if errors.Is(err2, errNeedMore) {
-			err2 = ErrMalformed
-		}
+		n2, err2 := feedSplit(p.feed, data, step)
 		if outcome(name, err) != outcome(n2, err2) {
 			t.Fatalf("one-shot %s, incremental %s", outcome(name, err), outcome(n2, err2))
 		}
 	})
+}
+
+// feedSplit feeds data step+1 more bytes at a time until feed answers or
+// data ends (then: ErrMalformed, as the one-shot parsers say).
+func feedSplit(feed func([]byte) (string, error), data []byte, step uint8) (string, error) {
+	var name string
+	err := errNeedMore
+	for i := 0; i < len(data) && errors.Is(err, errNeedMore); {
+		i = min(i+int(step)+1, len(data))
+		name, err = feed(data[:i])
+	}
+	if errors.Is(err, errNeedMore) {
+		err = ErrMalformed
+	}
+	return name, err
 }
 
 // FuzzParseHost: no panic, names are valid, and feeding the bytes in any
@@ -245,15 +248,7 @@ func FuzzParseHost(f *testing.F) {
 			}
 		}
 		p := hostParser{max: max}
-		var n2 string
-		err2 := errNeedMore
-		for i := 0; i < len(data) && errors.Is(err2, errNeedMore); {
-			i = min(i+int(step)+1, len(data))
-			n2, err2 = p.feed(data[:i])
-		}
-		if errors.Is(err2, errNeedMore) {
-			err2 = ErrMalformed
-		}
+		n2, err2 := feedSplit(p.feed, data, step)
 		if outcome(name, err) != outcome(n2, err2) {
 			t.Fatalf("one-shot %s, incremental %s", outcome(name, err), outcome(n2, err2))
 		}

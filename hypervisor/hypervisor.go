@@ -169,6 +169,13 @@ type Hypervisor interface {
 	// the hypervisor has started the domain, not when the guest is ready.
 	// A running domain gives ErrAlreadyRunning; a paused one is resumed.
 	Start(ctx context.Context, spec Spec) error
+	// Prepare creates the domain described by spec paused before its
+	// guest runs any instruction (libvirt's start-paused flag: the
+	// hypervisor process started, firmware and kernel loaded): a warm
+	// domain, listed as StatePaused. Start or Resume then runs it. A
+	// domain that runs or is paused already gives ErrAlreadyRunning; one
+	// with a managed save image is restored paused.
+	Prepare(ctx context.Context, spec Spec) error
 	// Stop stops a running or paused domain with mode.
 	Stop(ctx context.Context, name string, mode StopMode) error
 	// Resume continues a paused domain.

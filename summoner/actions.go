@@ -34,6 +34,7 @@ func init() {
 		actStop:      (*Summoner).doStop,
 		actTail:      (*Summoner).doTail,
 		actReconcile: (*Summoner).doReconcile,
+		actPrepare:   (*Summoner).doPrepare,
 	}
 }
 
@@ -48,20 +49,23 @@ func (s *Summoner) doArm(u *unit, _ event, _ State) (*event, error) {
 	return nil, nil
 }
 
-// doCount counts a boot: metrics, status timeline, log of its trigger.
-func (s *Summoner) doCount(u *unit, _ event, _ State) (*event, error) {
+// doCount counts a boot: metrics, status timeline, log of its trigger and
+// start mode.
+func (s *Summoner) doCount(u *unit, _ event, from State) (*event, error) {
 	cfg := u.cfg.Load()
 	now := s.clock.Now()
 	u.bootStart = now
 	u.consoleOff = consoleSize(cfg.Spec.ConsoleLog)
 	u.mu.Lock()
 	u.boots++
-	u.timeline = BootTimeline{Query: u.query, Start: now, Trigger: u.trigger}
+	mode := startMode(from)
+	u.timeline = BootTimeline{Query: u.query, Start: now, Trigger: u.trigger, Mode: mode}
 	t := u.trigger
 	u.mu.Unlock()
 	s.m.boots.WithLabelValues(u.name).Inc()
 	s.m.summons.WithLabelValues(u.name, string(t)).Inc()
-	s.log.Info("booting unikernel", zap.String("unikernel", u.name), zap.String("trigger", string(t)))
+	s.log.Info("booting unikernel", zap.String("unikernel", u.name), zap.String("trigger", string(t)),
+		zap.String("mode", mode))
 	return nil, nil
 }
 

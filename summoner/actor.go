@@ -97,9 +97,17 @@ func (s *Summoner) step(u *unit, first event) {
 			}
 			continue
 		}
+		if ev.kind == evPrepare {
+			u.mu.Lock()
+			u.warming = false
+			u.mu.Unlock()
+		}
 		if !s.accept(u, ev) {
-			if ev.kind == evSummon {
+			switch ev.kind {
+			case evSummon:
 				s.summonHandled(u, ev, false)
+			case evPrepare:
+				s.prepareRefused(u)
 			}
 			continue
 		}
@@ -126,6 +134,9 @@ func (s *Summoner) step(u *unit, first event) {
 		}
 		if to != from {
 			s.entered(u, to)
+			if to == StateStopped || from == StateWarm {
+				s.refill() // after a stop, or a warm slot freed
+			}
 		}
 	}
 	u.mu.Lock()
@@ -142,7 +153,7 @@ func (s *Summoner) step(u *unit, first event) {
 // resting reports whether st is a state in which the domain does not run
 // and the unikernel waits for a trigger.
 func resting(st State) bool {
-	return st == StateStopped || st == StateSuspended || st == StateSaved
+	return st == StateStopped || st == StateSuspended || st == StateSaved || st == StateWarm
 }
 
 // entered finishes a transition once its actions are done: a unikernel at
@@ -191,6 +202,10 @@ func (s *Summoner) accept(u *unit, ev event) bool {
 		// a saved unikernel is stopped already; only discarding its save
 		// image is left to do
 		return u.State() != StateSaved || ev.discard
+	case evPrepare:
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.State() == StateStopped && !u.pending && !u.removed && u.cfg.Load().Warm
 	case evIdle:
 		idle := u.cfg.Load().IdleTimeout
 		return idle > 0 && s.clock.Now().UnixNano()-u.activity.Load() >= int64(idle)
@@ -230,6 +245,22 @@ func (s *Summoner) summonHandled(u *unit, ev event, booted bool) {
 	s.setClaimLocked(u, claimFor(u.State(), u.cfg.Load().Memory))
 	s.budgetMu.Unlock()
 	u.mu.Unlock()
+}
+
+// prepareRefused releases the warm slot reserved for an evPrepare the
+// unikernel could not take (it was summoned, removed or adopted meanwhile)
+// and gives the slot to another.
+func (s *Summoner) prepareRefused(u *unit) {
+	u.mu.Lock()
+	c := claimFor(u.State(), u.cfg.Load().Memory)
+	if u.pending {
+		c = c.max(claimFor(StateStarting, u.cfg.Load().Memory))
+	}
+	s.budgetMu.Lock()
+	s.setClaimLocked(u, c)
+	s.budgetMu.Unlock()
+	u.mu.Unlock()
+	s.refill()
 }
 
 func (s *Summoner) countStop(u *unit, from State, ev event) {

@@ -193,7 +193,27 @@ func (s *Summoner) request(u *unit, now time.Time, force bool, t Trigger, ar adm
 	if !s.post(u, event{kind: evSummon, reason: string(t)}) {
 		return fmt.Errorf("summon %q: %w", u.name, ErrClosed)
 	}
+	if t != TriggerGroup {
+		s.summonGroup(u, cfg, now, ar)
+	}
 	return nil
+}
+
+// summonGroup summons the unikernels of u's group (Unikernel.With) with
+// TriggerGroup, each within the budget and through admission control like
+// u; theirs are not followed. A refusal is logged, not returned.
+func (s *Summoner) summonGroup(u *unit, cfg *Unikernel, now time.Time, ar admitReq) {
+	um := s.units.Load()
+	for _, name := range cfg.With {
+		m := um.byName[name]
+		if m == nil {
+			continue
+		}
+		m.activity.Store(now.UnixNano())
+		if err := s.request(m, now, false, TriggerGroup, ar); err != nil {
+			s.log.Info("group summon refused", zap.String("unikernel", name), zap.String("with", u.name), zap.Error(err))
+		}
+	}
 }
 
 // evict stops the victims the budget chose to make room for u.
@@ -305,7 +325,7 @@ func (s *Summoner) Update(uks []Unikernel) error {
 			continue
 		}
 		keep[u] = true
-		if u.cfg.Load().changed(c) {
+		if u.cfg.Load().changed(c) || !c.Warm && u.State() == StateWarm {
 			restarted = append(restarted, u)
 		}
 		u.cfg.Store(c)
@@ -342,4 +362,5 @@ func (s *Summoner) applyUpdate(added, restarted, removed []*unit) {
 	for _, u := range added {
 		s.post(u, event{kind: evRearm})
 	}
+	s.refill()
 }

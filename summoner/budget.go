@@ -8,22 +8,27 @@ import (
 	"go.uber.org/zap"
 )
 
-// claim is what a unikernel counts against the budget.
+// claim is what a unikernel counts against the budget: running, booting
+// and memory, or warm and warmMem for a warm domain (the warm pool has
+// its own limits).
 type claim struct {
 	running, booting int
 	memory           uint64
+	warm             int
+	warmMem          uint64
 }
 
 func (c claim) add(d claim) claim {
-	return claim{c.running + d.running, c.booting + d.booting, c.memory + d.memory}
+	return claim{c.running + d.running, c.booting + d.booting, c.memory + d.memory, c.warm + d.warm, c.warmMem + d.warmMem}
 }
 
 func (c claim) sub(d claim) claim {
-	return claim{c.running - d.running, c.booting - d.booting, c.memory - d.memory}
+	return claim{c.running - d.running, c.booting - d.booting, c.memory - d.memory, c.warm - d.warm, c.warmMem - d.warmMem}
 }
 
 func (c claim) max(d claim) claim {
-	return claim{max(c.running, d.running), max(c.booting, d.booting), max(c.memory, d.memory)}
+	return claim{max(c.running, d.running), max(c.booting, d.booting), max(c.memory, d.memory),
+		max(c.warm, d.warm), max(c.warmMem, d.warmMem)}
 }
 
 // claimFor is what a unikernel in state st with mem bytes of memory claims.
@@ -31,26 +36,38 @@ func (c claim) max(d claim) claim {
 func claimFor(st State, mem uint64) claim {
 	switch st {
 	case StateStarting:
-		return claim{1, 1, mem}
+		return claim{running: 1, booting: 1, memory: mem}
 	case StateReady, StateUnknown:
-		return claim{1, 0, mem}
+		return claim{running: 1, memory: mem}
 	case StateSuspended:
-		return claim{0, 0, mem}
+		return claim{memory: mem}
+	case StateWarm:
+		return claim{warm: 1, warmMem: mem}
 	}
 	return claim{}
 }
 
-// budget is the resource limits; 0 is unlimited. It is a pure value: plan
-// decides, the Summoner applies.
+// budget is the resource limits; 0 is unlimited, but for warmMax (0: no
+// warm pool). It is a pure value: plan and fitsWarm decide, the Summoner
+// applies.
 type budget struct {
 	maxRunning, maxBooting int
 	memory                 uint64
+	warmMax                int
+	warmMemory             uint64
 }
 
+// fits reports whether c fits the running, booting and memory limits
+// (warm domains do not count there).
 func (b budget) fits(c claim) bool {
 	return (b.maxRunning == 0 || c.running <= b.maxRunning) &&
 		(b.maxBooting == 0 || c.booting <= b.maxBooting) &&
 		(b.memory == 0 || c.memory <= b.memory)
+}
+
+// fitsWarm reports whether c fits the warm pool's limits.
+func (b budget) fitsWarm(c claim) bool {
+	return c.warm <= b.warmMax && (b.warmMemory == 0 || c.warmMem <= b.warmMemory)
 }
 
 // candidate is a unikernel the budget may stop to make room: an idle ready
@@ -102,6 +119,21 @@ func (s *Summoner) setClaimLocked(u *unit, c claim) {
 	s.m.running.Set(float64(s.used.running))
 	s.m.booting.Set(float64(s.used.booting))
 	s.m.memory.Set(float64(s.used.memory))
+	s.m.warm.Set(float64(s.used.warm))
+	s.m.warmMemory.Set(float64(s.used.warmMem))
+}
+
+// reserveWarm claims a warm pool slot for u (u.mu held, u stopped) if the
+// warm budget has room.
+func (s *Summoner) reserveWarm(u *unit) bool {
+	s.budgetMu.Lock()
+	defer s.budgetMu.Unlock()
+	need := claimFor(StateWarm, u.cfg.Load().Memory)
+	if !s.limits.fitsWarm(s.used.sub(u.claim).add(need)) {
+		return false
+	}
+	s.setClaimLocked(u, need)
+	return true
 }
 
 // reserve claims the budget for booting u (u.mu held), choosing idle
@@ -110,7 +142,7 @@ func (s *Summoner) setClaimLocked(u *unit, c claim) {
 func (s *Summoner) reserve(u *unit, now time.Time) ([]*unit, error) {
 	s.budgetMu.Lock()
 	defer s.budgetMu.Unlock()
-	need := claimFor(StateStarting, u.cfg.Load().Memory).max(u.claim)
+	need := claimFor(StateStarting, u.cfg.Load().Memory).max(u.claim) // a warm one keeps its slot until it starts
 	var units []*unit
 	var cands []candidate
 	for _, c := range s.units.Load().all {

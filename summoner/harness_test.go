@@ -224,6 +224,27 @@ func (h *harness) bootReady(name string) {
 	h.waitState(name, StateReady)
 }
 
+// stopHeld starts a stop of name with mode that the fake hypervisor holds
+// until finish is called; stopHeld returns once the hypervisor's stop has
+// begun. finish releases it and returns Stop's error.
+func (h *harness) stopHeld(name string, mode hypervisor.StopMode) (finish func() error) {
+	h.t.Helper()
+	stopping, release := make(chan struct{}), make(chan struct{})
+	h.f.OnCall(func(c hvtest.Call) {
+		if c.Op == "stop" {
+			close(stopping)
+			<-release
+		}
+	})
+	done := make(chan error, 1)
+	go func() { done <- h.s.Stop(h.ctx, name, mode) }()
+	<-stopping
+	return func() error {
+		close(release)
+		return <-done
+	}
+}
+
 func (h *harness) status(name string) Status {
 	h.t.Helper()
 	for _, st := range h.s.Status() {

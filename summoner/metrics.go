@@ -26,6 +26,9 @@ type metrics struct {
 	reconcileFixes  *prometheus.CounterVec
 	admission       *prometheus.CounterVec
 	drops           *prometheus.CounterVec
+	warm            prometheus.Gauge
+	warmMemory      prometheus.Gauge
+	prepares        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -78,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
 		m.refusals, m.budgetRefused, m.running, m.booting, m.memory, m.summons, m.gateErrors, m.trafficErrors,
-		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops} {
+		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops, m.warm, m.warmMemory, m.prepares} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register summoner metrics: %w", err)
 		}
@@ -91,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) addSummonerMetrics() {
 	m.summons = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jitsu_unikernel_summons_total",
-		Help: "Boots started by the summoner, by what triggered them (dns, tcp, udp, control, frontdoor).",
+		Help: "Boots started by the summoner, by what triggered them (dns, tcp, udp, control, frontdoor, group).",
 	}, []string{"unikernel", "trigger"})
 	m.gateErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jitsu_summoner_gate_errors_total",
@@ -117,4 +120,16 @@ func (m *metrics) addSummonerMetrics() {
 		Name: "jitsu_summoner_rest_drops_total",
 		Help: "Suspended or saved unikernels dropped (destroyed, save discarded), by reason (drop_after, memory).",
 	}, []string{"reason"})
+	m.warm = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jitsu_budget_warm",
+		Help: "Warm domains (created paused, in the warm pool) counted against warm_max.",
+	})
+	m.warmMemory = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jitsu_budget_warm_memory_bytes",
+		Help: "Guest memory of the warm domains, counted against warm_memory.",
+	})
+	m.prepares = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_unikernel_prepares_total",
+		Help: "Warm domains prepared (created paused) for the warm pool, by result (ok, error).",
+	}, []string{"unikernel", "result"})
 }

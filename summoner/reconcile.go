@@ -28,7 +28,7 @@ func (s *Summoner) adopt(ctx context.Context) error {
 			s.stranger(ctx, d)
 			continue
 		}
-		k, ok := reconcileEvent(StateStopped, d.State, true)
+		k, ok := reconcileEvent(StateStopped, d.State, true, u.cfg.Load().Warm)
 		if !ok {
 			continue
 		}
@@ -62,8 +62,9 @@ func (s *Summoner) stranger(ctx context.Context, d hypervisor.Domain) {
 // reconcileEvent returns the event that brings a unikernel the summoner
 // believes in state st in line with its domain, in state dom (found: the
 // hypervisor has it), and false when they agree or the unikernel is busy
-// (starting or stopping: its own actions settle it). It is pure.
-func reconcileEvent(st State, dom hypervisor.State, found bool) (evKind, bool) {
+// (starting or stopping: its own actions settle it). The paused domain of
+// a warm unikernel is taken as its warm domain. It is pure.
+func reconcileEvent(st State, dom hypervisor.State, found, warm bool) (evKind, bool) {
 	if st == StateStarting || st == StateStopping {
 		return 0, false
 	}
@@ -73,24 +74,27 @@ func reconcileEvent(st State, dom hypervisor.State, found bool) (evKind, bool) {
 	switch dom {
 	case hypervisor.StateRunning:
 		switch st {
-		case StateStopped, StateFailed, StateSaved, StateSuspended, StateUnknown:
+		case StateStopped, StateFailed, StateSaved, StateSuspended, StateUnknown, StateWarm:
 			return evAdoptRunning, true
 		}
 	case hypervisor.StatePaused:
 		switch st {
 		case StateStopped, StateFailed, StateSaved, StateUnknown:
+			if warm {
+				return evAdoptWarm, true
+			}
 			return evAdoptPaused, true
 		}
 	case hypervisor.StateSaved:
 		switch st {
 		case StateStopped, StateUnknown:
 			return evAdoptSaved, true
-		case StateReady, StateSuspended:
+		case StateReady, StateSuspended, StateWarm:
 			return evDomainStopped, true
 		}
 	default: // shut off, crashed, gone
 		switch st {
-		case StateReady, StateSuspended, StateSaved, StateUnknown:
+		case StateReady, StateSuspended, StateSaved, StateUnknown, StateWarm:
 			return evDomainStopped, true
 		}
 	}
@@ -141,6 +145,7 @@ func (s *Summoner) adopted() {
 		s.unadopted.Store(false)
 		close(s.running)
 		s.log.Info("domains adopted; unikernels can be summoned")
+		s.refill()
 	}
 }
 
@@ -215,7 +220,7 @@ func (s *Summoner) reconcile(ctx context.Context) error {
 	var busy error
 	for _, u := range um.all {
 		d, found := byName[u.domain]
-		k, ok := reconcileEvent(u.State(), d.State, found)
+		k, ok := reconcileEvent(u.State(), d.State, found, u.cfg.Load().Warm)
 		if !ok {
 			continue
 		}

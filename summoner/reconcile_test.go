@@ -10,7 +10,7 @@ import (
 // state, which event brings them in line.
 func TestReconcileEvent(t *testing.T) {
 	const none = evKind(255)
-	type dom struct {
+	type dom = struct {
 		st    hypervisor.State
 		found bool
 	}
@@ -26,18 +26,35 @@ func TestReconcileEvent(t *testing.T) {
 		StateSaved:     {evAdoptRunning, evAdoptPaused, none, evDomainStopped, evDomainStopped, evDomainStopped},
 		StateFailed:    {evAdoptRunning, evAdoptPaused, none, none, none, none},
 		StateUnknown:   {evAdoptRunning, evAdoptPaused, evAdoptSaved, evDomainStopped, evDomainStopped, evDomainStopped},
+		StateWarm:      {evAdoptRunning, none, evDomainStopped, evDomainStopped, evDomainStopped, evDomainStopped},
 	}
 	if len(want) != int(numStates) {
 		t.Fatalf("table covers %d states, want %d", len(want), numStates)
 	}
+	for _, warm := range []bool{false, true} {
+		checkReconcile(t, want, doms, warm)
+	}
+}
+
+// checkReconcile checks reconcileEvent against want; for a warm
+// unikernel, a paused domain is adopted as its warm domain.
+func checkReconcile(t *testing.T, want map[State][]evKind, doms []struct {
+	st    hypervisor.State
+	found bool
+}, warm bool) {
+	const none = evKind(255)
 	for st, evs := range want {
 		for i, d := range doms {
-			k, ok := reconcileEvent(st, d.st, d.found)
+			w := evs[i]
+			if warm && w == evAdoptPaused {
+				w = evAdoptWarm
+			}
+			k, ok := reconcileEvent(st, d.st, d.found, warm)
 			if !ok {
 				k = none
 			}
-			if k != evs[i] {
-				t.Errorf("reconcileEvent(%s, %s, found=%v) = %s, want %s", st, d.st, d.found, k, evs[i])
+			if k != w {
+				t.Errorf("reconcileEvent(%s, %s, found=%v, warm=%v) = %s, want %s", st, d.st, d.found, warm, k, w)
 			}
 			// every event it returns is one transition acts on
 			if ok {

@@ -26,11 +26,15 @@ const (
 	// state; the reconciler asks the hypervisor again, with backoff, and
 	// settles it. It counts as running against the budget.
 	StateUnknown
+	// StateWarm: a domain was created paused before its guest ran (the
+	// warm pool); the next Summon resumes it. It counts against the warm
+	// budget only.
+	StateWarm
 
 	numStates
 )
 
-var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown"}
+var stateNames = [...]string{"stopped", "starting", "ready", "stopping", "suspended", "saved", "failed", "unknown", "warm"}
 
 func (s State) String() string {
 	if s >= 0 && s < numStates {
@@ -59,13 +63,16 @@ const (
 	evCrashed                     // the hypervisor reports a crash
 	evDomainStopped               // the hypervisor reports a stop we did not ask for, or the reconciler finds the domain gone
 	evStopUnknown                 // a stop failed and the domain's state could not be read
+	evPrepare                     // the warm pool wants a paused domain ready (warm budget reserved)
+	evPrepareFailed               // creating the paused domain failed
+	evAdoptWarm                   // at Run or on reconcile: the domain of a warm unikernel is paused
 
 	numEvKinds
 )
 
 var evNames = [...]string{"summon", "adopt-running", "adopt-paused", "adopt-saved", "ready", "boot-failed",
 	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped",
-	"stop-unknown"}
+	"stop-unknown", "prepare", "prepare-failed", "adopt-warm"}
 
 func (e evKind) String() string {
 	if e < numEvKinds {
@@ -93,12 +100,13 @@ const (
 	actStop                        // hypervisor Stop with the event's mode
 	actTail                        // log the console tail
 	actReconcile                   // ask the reconciler to settle the domain's state
+	actPrepare                     // hypervisor Prepare: create the domain paused (warm pool)
 
 	numActions
 )
 
 var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
-	"drop", "destroy", "backoff", "stop", "tail", "reconcile"}
+	"drop", "destroy", "backoff", "stop", "tail", "reconcile", "prepare"}
 
 func (a action) String() string {
 	if int(a) < len(actNames) {
@@ -120,8 +128,100 @@ var (
 	stopActs   = []action{actStop}
 	tailActs   = []action{actTail}
 	unknownAct = []action{actReconcile}
+	prepareAct = []action{actPrepare}
 	noActs     []action
 )
+
+// edge is one transition: the next state and the side effects to perform,
+// in order.
+type edge struct {
+	to   State
+	acts []action
+}
+
+// edges are a state's transitions, by event.
+type edges map[evKind]edge
+
+// Edges shared by several states.
+var (
+	// booting: a summon boots a unikernel that has no domain (or a saved
+	// one, which actStart restores).
+	booting = edges{evSummon: {StateStarting, bootActs}}
+	// stopping: a stop of a domain that is not booting.
+	stopping = edges{evStop: {StateStopping, stopActs}}
+	// adopted: the hypervisor says the domain runs, is paused or is saved,
+	// or is the paused domain of a warm unikernel (at Run or on
+	// reconcile).
+	adopted = edges{
+		evAdoptRunning: {StateStarting, adoptActs},
+		evAdoptPaused:  {StateSuspended, noActs},
+		evAdoptSaved:   {StateSaved, noActs},
+		evAdoptWarm:    {StateWarm, noActs},
+	}
+	// gone: a domain that was up crashed or stopped on its own.
+	gone = edges{
+		evCrashed:       {StateStopped, tailActs},
+		evDomainStopped: {StateStopped, noActs},
+	}
+)
+
+// machine is the state machine of transition; each state's edges are
+// joined from the shared ones and its own.
+var machine = [numStates]edges{
+	StateStopped: join(booting, adopted, edges{evPrepare: {StateWarm, prepareAct}}),
+	StateStarting: {
+		evReady:         {StateReady, readyActs},
+		evBootFailed:    {StateFailed, failActs},
+		evBootTimeout:   {StateFailed, failActs},
+		evStop:          {StateStopping, abortBoot},
+		evCrashed:       {StateFailed, crashBoot},
+		evDomainStopped: {StateFailed, lostBoot},
+	},
+	StateReady: join(stopping, gone, edges{evIdle: {StateStopping, stopActs}}),
+	StateStopping: {
+		evStoppedOff:    {StateStopped, noActs},
+		evSuspendedDone: {StateSuspended, noActs},
+		evSavedDone:     {StateSaved, noActs},
+		// Still running: release what the gate held for the next boot.
+		evStopFailed:  {StateReady, readyActs},
+		evStopUnknown: {StateUnknown, unknownAct},
+		evCrashed:     {StateStopped, tailActs},
+	},
+	StateSuspended: join(stopping, gone, edges{
+		evSummon:       {StateStarting, resumeActs},
+		evAdoptRunning: adopted[evAdoptRunning],
+	}),
+	// Stopping a saved unikernel only discards its save image (when the
+	// stop asks for it); actStop knows.
+	StateSaved: join(booting, stopping, adopted, edges{evDomainStopped: {StateStopped, noActs}}),
+	StateFailed: join(booting, edges{
+		evAdoptRunning: adopted[evAdoptRunning],
+		evAdoptPaused:  adopted[evAdoptPaused],
+		evAdoptWarm:    adopted[evAdoptWarm],
+	}),
+	StateUnknown: join(stopping, adopted, gone),
+	// A warm domain is resumed by a summon (the boot timeline's mode
+	// "warm"), destroyed by a stop, and lost like a suspended one.
+	StateWarm: join(stopping, gone, edges{
+		evSummon:        {StateStarting, resumeActs},
+		evPrepareFailed: {StateStopped, noActs},
+		evAdoptRunning:  adopted[evAdoptRunning],
+	}),
+}
+
+// join returns the union of sets of edges, which must not overlap.
+func join(sets ...edges) edges {
+	all := edges{}
+	for _, set := range sets {
+		for ev, e := range set {
+			if _, dup := all[ev]; dup {
+				panic(fmt.Sprintf("summoner: two transitions on %s", ev))
+			}
+			all[ev] = e
+		}
+	}
+	return all
+}
 
 // transition is the summoner's state machine: given a unikernel's state and
 // what happened, it returns the next state and the side effects to perform,
@@ -135,128 +235,10 @@ var (
 // the idle re-check, and the check with the hypervisor that a crash or stop
 // event is not about an earlier incarnation of the domain.
 func transition(st State, ev evKind) (State, []action) {
-	switch st {
-	case StateStopped:
-		return fromStopped(ev)
-	case StateStarting:
-		switch ev {
-		case evReady:
-			return StateReady, readyActs
-		case evBootFailed, evBootTimeout:
-			return StateFailed, failActs
-		case evStop:
-			return StateStopping, abortBoot
-		case evCrashed:
-			return StateFailed, crashBoot
-		case evDomainStopped:
-			return StateFailed, lostBoot
+	if st >= 0 && st < numStates {
+		if e, ok := machine[st][ev]; ok {
+			return e.to, e.acts
 		}
-	case StateReady:
-		switch ev {
-		case evIdle, evStop:
-			return StateStopping, stopActs
-		case evCrashed:
-			return StateStopped, tailActs
-		case evDomainStopped:
-			return StateStopped, noActs
-		}
-	case StateStopping:
-		return fromStopping(ev)
-	case StateSuspended:
-		switch ev {
-		case evSummon:
-			return StateStarting, resumeActs
-		case evStop:
-			return StateStopping, stopActs
-		case evCrashed:
-			return StateStopped, tailActs
-		case evDomainStopped:
-			return StateStopped, noActs
-		case evAdoptRunning:
-			return StateStarting, adoptActs
-		}
-	case StateSaved:
-		return fromSaved(ev)
-	case StateFailed:
-		switch ev {
-		case evSummon:
-			return StateStarting, bootActs
-		case evAdoptRunning:
-			return StateStarting, adoptActs
-		case evAdoptPaused:
-			return StateSuspended, noActs
-		}
-	case StateUnknown:
-		return fromUnknown(ev)
 	}
 	return st, noActs
-}
-
-func fromStopped(ev evKind) (State, []action) {
-	switch ev {
-	case evSummon:
-		return StateStarting, bootActs
-	case evAdoptRunning:
-		return StateStarting, adoptActs
-	case evAdoptPaused:
-		return StateSuspended, noActs
-	case evAdoptSaved:
-		return StateSaved, noActs
-	}
-	return StateStopped, noActs
-}
-
-func fromStopping(ev evKind) (State, []action) {
-	switch ev {
-	case evStoppedOff:
-		return StateStopped, noActs
-	case evSuspendedDone:
-		return StateSuspended, noActs
-	case evSavedDone:
-		return StateSaved, noActs
-	case evStopFailed:
-		// Still running: release what the gate held for the next boot.
-		return StateReady, readyActs
-	case evStopUnknown:
-		return StateUnknown, unknownAct
-	case evCrashed:
-		return StateStopped, tailActs
-	}
-	return StateStopping, noActs
-}
-
-func fromSaved(ev evKind) (State, []action) {
-	switch ev {
-	case evSummon:
-		return StateStarting, bootActs
-	case evStop:
-		// Stopping a saved unikernel only discards its save image (when
-		// the stop asks for it); actStop knows.
-		return StateStopping, stopActs
-	case evDomainStopped:
-		return StateStopped, noActs
-	case evAdoptRunning:
-		return StateStarting, adoptActs
-	case evAdoptPaused:
-		return StateSuspended, noActs
-	}
-	return StateSaved, noActs
-}
-
-func fromUnknown(ev evKind) (State, []action) {
-	switch ev {
-	case evAdoptRunning:
-		return StateStarting, adoptActs
-	case evAdoptPaused:
-		return StateSuspended, noActs
-	case evAdoptSaved:
-		return StateSaved, noActs
-	case evDomainStopped:
-		return StateStopped, noActs
-	case evCrashed:
-		return StateStopped, tailActs
-	case evStop:
-		return StateStopping, stopActs
-	}
-	return StateUnknown, noActs
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
-	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
 )
 
 // TestStatusShowsStopping: while a stop is under way (a shutdown may take
@@ -15,16 +14,7 @@ import (
 func TestStatusShowsStopping(t *testing.T) {
 	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
 	h.bootReady("web")
-	stopping, release := make(chan struct{}), make(chan struct{})
-	h.f.OnCall(func(c hvtest.Call) {
-		if c.Op == "stop" {
-			close(stopping)
-			<-release
-		}
-	})
-	done := make(chan error, 1)
-	go func() { done <- h.s.Stop(h.ctx, "web", hypervisor.StopShutdown) }()
-	<-stopping
+	finish := h.stopHeld("web", hypervisor.StopShutdown)
 	if st := h.status("web").State; st != StateStopping {
 		t.Errorf("status during the stop: %s, want stopping", st)
 	}
@@ -34,8 +24,7 @@ func TestStatusShowsStopping(t *testing.T) {
 	if err != nil {
 		t.Errorf("WaitState(stopping) during the stop: %v", err)
 	}
-	close(release)
-	if err := <-done; err != nil {
+	if err := finish(); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	if st := h.status("web").State; st != StateStopped {

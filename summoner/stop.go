@@ -20,8 +20,9 @@ func (s *Summoner) doStop(u *unit, ev event, from State) (*event, error) {
 	if mode == "" {
 		mode = cfg.StopMode
 	}
-	if ev.discard && (mode == hypervisor.StopSuspend || mode == hypervisor.StopSave) {
-		mode = hypervisor.StopDestroy
+	if (ev.discard || from == StateWarm) && (mode == hypervisor.StopSuspend || mode == hypervisor.StopSave) ||
+		from == StateWarm && mode == hypervisor.StopShutdown {
+		mode = hypervisor.StopDestroy // a warm domain's guest never ran: nothing to shut down
 	}
 	if from == StateSaved {
 		return s.stopSaved(u, ev)

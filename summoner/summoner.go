@@ -97,6 +97,15 @@ const (
 	TriggerUDP       Trigger = "udp"       // a UDP datagram to one of its addresses
 	TriggerControl   Trigger = "control"   // the operator (Start)
 	TriggerFrontDoor Trigger = "frontdoor" // the front door (SummonBy)
+	TriggerGroup     Trigger = "group"     // summoned with another one (Unikernel.With)
+)
+
+// Start modes of a boot (BootTimeline.Mode).
+const (
+	ModeBoot    = "boot"    // a fresh domain booted
+	ModeWarm    = "warm"    // a warm domain (created paused before its guest ran) resumed
+	ModeResume  = "resume"  // a suspended domain resumed
+	ModeRestore = "restore" // restored from a managed save image
 )
 
 // ReadyKind is the kind of a readiness probe.
@@ -154,6 +163,14 @@ type Unikernel struct {
 	// DropAfter: suspended or saved this long, it is dropped (destroyed,
 	// its save image discarded) and boots afresh next time; 0: never.
 	DropAfter time.Duration
+	// Warm: while it is stopped, keep a domain created and paused before
+	// its guest runs (the warm pool, within Options.WarmMax and
+	// WarmMemory), so that a summon is a resume. Its StopMode must be
+	// destroy or shutdown.
+	Warm bool
+	// With names unikernels summoned with it (TriggerGroup), one level:
+	// theirs are not followed.
+	With []string
 }
 
 // ProbeFunc replaces the readiness probers (for tests): it blocks until
@@ -187,6 +204,11 @@ type Options struct {
 	// against the memory budget.
 	MaxRunning, MaxBooting int
 	MemoryBudget           uint64
+	// WarmMax bounds the warm domains (Unikernel.Warm) waiting at once,
+	// 0: none; WarmMemory bounds their memory, 0: unlimited. Warm domains
+	// count only here, not against MaxRunning or MemoryBudget.
+	WarmMax    int
+	WarmMemory uint64
 	// EvictIdle is how long a ready unikernel must have been without
 	// activity before the budget may stop it to make room; default 10s.
 	EvictIdle time.Duration
@@ -243,10 +265,13 @@ var (
 
 // BootTimeline is when the last boot was asked for, started and ready,
 // when the packets held for it were first replayed (zero if none was),
-// and what triggered it.
+// what triggered it and how it started.
 type BootTimeline struct {
 	Query, Start, Ready, FirstReplay time.Time
 	Trigger                          Trigger
+	// Mode is how it started: ModeBoot, ModeWarm, ModeResume or
+	// ModeRestore.
+	Mode string
 }
 
 // Status is a snapshot of one unikernel.
@@ -331,7 +356,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 	defDur(&opts.CallTimeout, 10*time.Second)
 	defDur(&opts.StopTimeout, time.Minute)
 	defDur(&opts.ReconcileInterval, 10*time.Second)
-	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.ResponseDelay < 0 {
+	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 || opts.ResponseDelay < 0 {
 		return nil, errors.New("new summoner: negative limit")
 	}
 	m, err := newMetrics(opts.Registerer)
@@ -339,13 +364,14 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 		return nil, err
 	}
 	s := &Summoner{
-		opts:          opts,
-		hv:            opts.Hypervisor,
-		gate:          opts.Gate,
-		log:           opts.Logger,
-		clock:         opts.Clock,
-		m:             m,
-		limits:        budget{maxRunning: opts.MaxRunning, maxBooting: opts.MaxBooting, memory: opts.MemoryBudget},
+		opts:  opts,
+		hv:    opts.Hypervisor,
+		gate:  opts.Gate,
+		log:   opts.Logger,
+		clock: opts.Clock,
+		m:     m,
+		limits: budget{maxRunning: opts.MaxRunning, maxBooting: opts.MaxBooting, memory: opts.MemoryBudget,
+			warmMax: opts.WarmMax, warmMemory: opts.WarmMemory},
 		done:          make(chan struct{}),
 		changed:       make(chan struct{}),
 		running:       make(chan struct{}),
@@ -423,6 +449,7 @@ func (s *Summoner) Run(ctx context.Context) error {
 	go s.reconcileLoop(runCtx, rtick, rtimer)
 	if adoptErr == nil {
 		close(s.running)
+		s.refill()
 	} else {
 		s.kickReconcile()
 	}

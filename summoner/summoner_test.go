@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
-	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
 )
 
 func TestSummonSingleFlight(t *testing.T) {
@@ -115,19 +114,9 @@ func TestSummonReturnsAfterHold(t *testing.T) {
 func TestSummonWhileStopping(t *testing.T) {
 	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
 	h.bootReady("web")
-	stopping, release := make(chan struct{}), make(chan struct{})
-	h.f.OnCall(func(c hvtest.Call) {
-		if c.Op == "stop" {
-			close(stopping)
-			<-release
-		}
-	})
-	done := make(chan error, 1)
-	go func() { done <- h.s.Stop(h.ctx, "web", hypervisor.StopDestroy) }()
-	<-stopping
+	finish := h.stopHeld("web", hypervisor.StopDestroy)
 	h.summon("web")
-	close(release)
-	if err := <-done; err != nil {
+	if err := finish(); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	h.waitStarts("web", 2)

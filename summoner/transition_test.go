@@ -87,7 +87,9 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateStopped, evAdoptRunning, StateStarting, actArm, actProbe)
 	row(StateStopped, evAdoptPaused, StateSuspended)
 	row(StateStopped, evAdoptSaved, StateSaved)
-	ignored(StateStopped, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
+	row(StateStopped, evPrepare, StateWarm, actPrepare) // issue 16: the warm pool
+	row(StateStopped, evAdoptWarm, StateWarm)
+	ignored(StateStopped, evPrepareFailed, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
 		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped, evStopUnknown)
 
 	row(StateStarting, evReady, StateReady, actRelease)
@@ -96,14 +98,14 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateStarting, evStop, StateStopping, actCancel, actDrop, actStop)
 	row(StateStarting, evCrashed, StateFailed, actCancel, actDrop, actTail, actBackoff)
 	row(StateStarting, evDomainStopped, StateFailed, actCancel, actDrop, actBackoff)
-	ignored(StateStarting, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evIdle,
+	ignored(StateStarting, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evIdle,
 		evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateReady, evIdle, StateStopping, actStop)
 	row(StateReady, evStop, StateStopping, actStop)
 	row(StateReady, evCrashed, StateStopped, actTail)
 	row(StateReady, evDomainStopped, StateStopped)
-	ignored(StateReady, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+	ignored(StateReady, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
 		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateStopping, evStoppedOff, StateStopped)
@@ -113,7 +115,7 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateStopping, evStopFailed, StateReady, actRelease)
 	row(StateStopping, evStopUnknown, StateUnknown, actReconcile)
 	row(StateStopping, evCrashed, StateStopped, actTail)
-	ignored(StateStopping, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+	ignored(StateStopping, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
 		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
 
 	row(StateSuspended, evSummon, StateStarting, resume...)
@@ -121,7 +123,7 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateSuspended, evCrashed, StateStopped, actTail)
 	row(StateSuspended, evDomainStopped, StateStopped)
 	row(StateSuspended, evAdoptRunning, StateStarting, actArm, actProbe) // reconcile: resumed behind our back
-	ignored(StateSuspended, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+	ignored(StateSuspended, evPrepare, evPrepareFailed, evAdoptWarm, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateSaved, evSummon, StateStarting, boot...)
@@ -130,7 +132,8 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateSaved, evDomainStopped, StateStopped)
 	row(StateSaved, evAdoptRunning, StateStarting, actArm, actProbe)
 	row(StateSaved, evAdoptPaused, StateSuspended)
-	ignored(StateSaved, evAdoptSaved, evReady, evBootFailed,
+	row(StateSaved, evAdoptWarm, StateWarm)
+	ignored(StateSaved, evPrepare, evPrepareFailed, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
 		evCrashed, evStopUnknown)
 
@@ -138,7 +141,8 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	// issue 15: the reconciler finds its domain running or paused
 	row(StateFailed, evAdoptRunning, StateStarting, actArm, actProbe)
 	row(StateFailed, evAdoptPaused, StateSuspended)
-	ignored(StateFailed, evAdoptSaved, evReady, evBootFailed,
+	row(StateFailed, evAdoptWarm, StateWarm)
+	ignored(StateFailed, evPrepare, evPrepareFailed, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
 		evCrashed, evDomainStopped, evStopUnknown)
 
@@ -146,9 +150,20 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateUnknown, evAdoptRunning, StateStarting, actArm, actProbe)
 	row(StateUnknown, evAdoptPaused, StateSuspended)
 	row(StateUnknown, evAdoptSaved, StateSaved)
+	row(StateUnknown, evAdoptWarm, StateWarm)
 	row(StateUnknown, evDomainStopped, StateStopped)
 	row(StateUnknown, evCrashed, StateStopped, actTail)
 	row(StateUnknown, evStop, StateStopping, actStop)
-	ignored(StateUnknown, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
+	ignored(StateUnknown, evPrepare, evPrepareFailed, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
 		evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
+
+	// issue 16: a warm domain (created paused before its guest ran)
+	row(StateWarm, evSummon, StateStarting, resume...)
+	row(StateWarm, evStop, StateStopping, actStop)
+	row(StateWarm, evPrepareFailed, StateStopped)
+	row(StateWarm, evDomainStopped, StateStopped)
+	row(StateWarm, evCrashed, StateStopped, actTail)
+	row(StateWarm, evAdoptRunning, StateStarting, actArm, actProbe)
+	ignored(StateWarm, evPrepare, evAdoptWarm, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 }

@@ -81,6 +81,10 @@ type unit struct {
 	failures    int
 	bootStart   time.Time
 	consoleOff  int64
+	warmFails   int // failed prepares in a row
+
+	warming   bool         // an evPrepare is posted (u.mu)
+	warmRetry atomic.Int64 // unix ns before which the pool does not prepare it again
 
 	// owned by the reaper
 	lastStats hypervisor.InterfaceStats
@@ -188,6 +192,7 @@ func normalize(uks []Unikernel) ([]*Unikernel, error) {
 		c := uks[i]
 		c.Addrs = slices.Clone(c.Addrs)
 		c.Triggers = slices.Clone(c.Triggers)
+		c.With = slices.Clone(c.With)
 		if c.Name == "" {
 			return nil, fmt.Errorf("unikernel #%d: no name", i+1)
 		}
@@ -222,6 +227,13 @@ func normalize(uks []Unikernel) ([]*Unikernel, error) {
 		}
 		out = append(out, &c)
 	}
+	for _, c := range out {
+		for _, w := range c.With {
+			if !names[w] || w == c.Name {
+				return nil, fmt.Errorf("unikernel %q: with %q: not another configured unikernel", c.Name, w)
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -232,6 +244,9 @@ func (c *Unikernel) check() error {
 	}
 	if _, err := hypervisor.ParseStopMode(string(c.StopMode)); err != nil {
 		return err
+	}
+	if c.Warm && (c.StopMode == hypervisor.StopSuspend || c.StopMode == hypervisor.StopSave) {
+		return fmt.Errorf("warm with stop mode %s (want destroy or shutdown)", c.StopMode)
 	}
 	if len(c.Triggers) == 0 {
 		return fmt.Errorf("no trigger (want some of %q)", configurableTriggers)

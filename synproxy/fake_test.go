@@ -114,19 +114,32 @@ func synPacket(t testing.TB, src, dst netip.Addr, sport, dport uint16, seq uint3
 
 func buildTCP(t testing.TB, src, dst netip.Addr, tcp *layers.TCP, payload []byte) []byte {
 	t.Helper()
+	return buildIP(t, src, dst, layers.IPProtocolTCP, tcp, payload)
+}
+
+// transport is a TCP or UDP header to serialize over IP.
+type transport interface {
+	gopacket.SerializableLayer
+	SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
+}
+
+// buildIP serializes l4 with payload in an IPv4 or IPv6 packet (by src's
+// family) from src to dst, lengths and checksums computed.
+func buildIP(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, l4 transport, payload []byte) []byte {
+	t.Helper()
 	buf := gopacket.NewSerializeBuffer()
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	var ip gopacket.SerializableLayer
 	if src.Is4() {
-		v4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-		_ = tcp.SetNetworkLayerForChecksum(v4)
+		v4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		_ = l4.SetNetworkLayerForChecksum(v4)
 		ip = v4
 	} else {
-		v6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-		_ = tcp.SetNetworkLayerForChecksum(v6)
+		v6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		_ = l4.SetNetworkLayerForChecksum(v6)
 		ip = v6
 	}
-	if err := gopacket.SerializeLayers(buf, opts, ip, tcp, gopacket.Payload(payload)); err != nil {
+	if err := gopacket.SerializeLayers(buf, opts, ip, l4, gopacket.Payload(payload)); err != nil {
 		t.Fatalf("serialize: %v", err)
 	}
 	return append([]byte(nil), buf.Bytes()...)
@@ -155,21 +168,6 @@ var tcpOnly = []uint8{6}
 // bytes of data.
 func udpPacket(t testing.TB, src, dst netip.Addr, sport, dport uint16, payload int) []byte {
 	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
-	var ip gopacket.SerializableLayer
-	if src.Is4() {
-		v4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-		_ = udp.SetNetworkLayerForChecksum(v4)
-		ip = v4
-	} else {
-		v6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-		_ = udp.SetNetworkLayerForChecksum(v6)
-		ip = v6
-	}
-	if err := gopacket.SerializeLayers(buf, opts, ip, udp, gopacket.Payload(make([]byte, payload))); err != nil {
-		t.Fatalf("serialize: %v", err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
+	return buildIP(t, src, dst, layers.IPProtocolUDP, udp, make([]byte, payload))
 }

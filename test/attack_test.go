@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,9 +101,9 @@ on_refuse = "answer"
 	wg.Wait()
 
 	boots := w.metric("jitsu_unikernel_boots_total") - bootsBefore
-	refusedRate := metricOr0(w, "jitsu_summoner_admission_refusals_total", `reason="boot_rate"`)
-	refusedPrefix := metricOr0(w, "jitsu_summoner_admission_refusals_total", `reason="source_prefix"`)
-	budgetRefused := metricOr0(w, "jitsu_budget_refusals_total")
+	refusedRate := w.metricOr0("jitsu_summoner_admission_refusals_total", `reason="boot_rate"`)
+	refusedPrefix := w.metricOr0("jitsu_summoner_admission_refusals_total", `reason="source_prefix"`)
+	budgetRefused := w.metricOr0("jitsu_budget_refusals_total")
 	queries := w.metric("jitsu_dns_queries_total")
 	rssAfter := rssOf(t, w.jitsuPid())
 
@@ -396,40 +395,6 @@ func sampleRSS(ctx context.Context, pid int, maxRSS *atomic.Int64) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// metricOr0 is w.metric, 0 when no sample matches yet (a labelled counter
-// appears on its first increment).
-func metricOr0(w *world, name string, labels ...string) float64 {
-	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.data.Metrics+"/metrics", nil)
-	resp, err := w.env.HTTPClient().Do(req)
-	if err != nil {
-		w.t.Fatalf("scrape metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			match = match && strings.Contains(line, l)
-		}
-		if f := strings.Fields(line); match {
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				w.t.Fatalf("metric line %q: %v", line, err)
-			}
-			sum += v
-		}
-	}
-	return sum
 }
 
 // checkConsoleMode checks that the console log of the unikernel name is

@@ -330,6 +330,34 @@ func (w *world) serveEventually(name string, timeout time.Duration) string {
 	}
 }
 
+// startFaults starts jitsu with uks, as many as may run at once, and a
+// monitor, and GETs the page of serve; it returns serve's address.
+func startFaults(t *testing.T, serve string, uks ...unikernelConf) (*world, *monitor, string) {
+	t.Helper()
+	w := newWorld(t, true, uks...)
+	w.data.MaxRunning = len(uks)
+	w.writeConf()
+	w.startJitsu()
+	mon := watch(w)
+	addr := w.resolve(serve + ".example.test")
+	if _, err := w.get(addr, 30*time.Second); err != nil {
+		t.Fatalf("GET %s: %v", serve, netErr(err))
+	}
+	return w, mon, addr
+}
+
+// awaitStop logs what the stop of name that stopAsync began returned, or
+// fails t if it is still pending 60 s after libvirtd came back.
+func awaitStop(t *testing.T, name string, stopped <-chan error) {
+	t.Helper()
+	select {
+	case err := <-stopped:
+		t.Logf("stop %s returned: %v", name, err)
+	case <-time.After(60 * time.Second):
+		t.Errorf("stop %s still pending 60 s after libvirtd came back", name)
+	}
+}
+
 // hasDomain reports whether the domain of unikernel name runs.
 func (w *world) hasDomain(name string) bool { return slices.Contains(w.domains(), "jitsu-"+name) }
 
@@ -350,17 +378,10 @@ func signalLibvirtd(t *testing.T, w *world, sig syscall.Signal) {
 // runs again, the stopped unikernel's domain is gone and the other one
 // serves (at once, or after a boot that timed out and is retried).
 func TestFaultLibvirtdFrozen(t *testing.T) {
-	w := newWorld(t, true,
+	w, mon, _ := startFaults(t, "halt",
 		unikernelConf{Name: "boot", IP: "10.213.0.5"},
 		unikernelConf{Name: "halt", IP: "10.213.0.6"},
 	)
-	w.data.MaxRunning = 2
-	w.writeConf()
-	w.startJitsu()
-	mon := watch(w)
-	if _, err := w.get(w.resolve("halt.example.test"), 30*time.Second); err != nil {
-		t.Fatalf("GET halt: %v", netErr(err))
-	}
 
 	// The boot and the stop start, then libvirtd freezes under them.
 	w.resolve("boot.example.test")
@@ -383,12 +404,7 @@ func TestFaultLibvirtdFrozen(t *testing.T) {
 		w.status("halt").State, w.status("halt").LastError)
 	thaw()
 
-	select {
-	case err := <-stopped:
-		t.Logf("stop halt returned: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Error("stop halt still pending 60 s after libvirtd came back")
-	}
+	awaitStop(t, "halt", stopped)
 	// The destroy that hung completes once libvirtd runs: the domain goes.
 	// If the reconciler adopted the domain just before (it still ran),
 	// its end reads as a failed boot: "failed", with a short backoff.
@@ -405,14 +421,7 @@ func TestFaultLibvirtdFrozen(t *testing.T) {
 // jitsu ends with a consistent view (the domain stopped, or adopted as
 // running), and the unikernel serves again.
 func TestFaultLibvirtdKilledDuringStop(t *testing.T) {
-	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5", StopMode: "shutdown"})
-	w.data.MaxRunning = 1
-	w.writeConf()
-	w.startJitsu()
-	mon := watch(w)
-	if _, err := w.get(w.resolve("www.example.test"), 30*time.Second); err != nil {
-		t.Fatalf("GET www: %v", netErr(err))
-	}
+	w, mon, _ := startFaults(t, "www", unikernelConf{Name: "www", IP: "10.213.0.5", StopMode: "shutdown"})
 	// The status shows a state once its actions are done, so "stopping"
 	// never shows while the stop waits: the log says when it began.
 	stopped := w.stopAsync("www")
@@ -430,12 +439,7 @@ func TestFaultLibvirtdKilledDuringStop(t *testing.T) {
 	if err := w.env.StartLibvirtd(t.Context()); err != nil {
 		t.Fatalf("start libvirtd again: %v", err)
 	}
-	select {
-	case err := <-stopped:
-		t.Logf("stop www returned: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Error("stop www still pending 60 s after libvirtd came back")
-	}
+	awaitStop(t, "www", stopped)
 	st := w.waitState("www", 60*time.Second, "stopped", "ready")
 	t.Logf("after libvirtd's restart www is %s, domain running %v", st.State, w.hasDomain("www"))
 	w.serveEventually("www", 60*time.Second)
@@ -446,14 +450,7 @@ func TestFaultLibvirtdKilledDuringStop(t *testing.T) {
 // while DNS keeps querying its name: the unikernel leaves ready within a
 // few seconds, and a later query and GET boot it again.
 func TestFaultQEMUKilled(t *testing.T) {
-	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5"})
-	w.data.MaxRunning = 1
-	w.writeConf()
-	w.startJitsu()
-	mon := watch(w)
-	if _, err := w.get(w.resolve("www.example.test"), 30*time.Second); err != nil {
-		t.Fatalf("GET www: %v", netErr(err))
-	}
+	w, mon, _ := startFaults(t, "www", unikernelConf{Name: "www", IP: "10.213.0.5"})
 	boots := w.status("www").Boots
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -493,15 +490,7 @@ func TestFaultQEMUKilled(t *testing.T) {
 // the reconciler marks it stopped and arms its address again; a client
 // with the cached address then boots it through its held SYN.
 func TestFaultLostStopEvent(t *testing.T) {
-	w := newWorld(t, true, unikernelConf{Name: "www", IP: "10.213.0.5"})
-	w.data.MaxRunning = 1
-	w.writeConf()
-	w.startJitsu()
-	mon := watch(w)
-	addr := w.resolve("www.example.test")
-	if _, err := w.get(addr, 30*time.Second); err != nil {
-		t.Fatalf("GET www: %v", netErr(err))
-	}
+	w, mon, addr := startFaults(t, "www", unikernelConf{Name: "www", IP: "10.213.0.5"})
 	pid, err := testenv.QEMUPid("jitsu-www")
 	if err != nil {
 		t.Fatal(err)
@@ -541,17 +530,10 @@ func TestFaultLostStopEvent(t *testing.T) {
 // a GET to it gets the page, and the old address is neither held in the
 // nft table nor pinned.
 func TestFaultReloadAddress(t *testing.T) {
-	w := newWorld(t, true,
+	w, mon, _ := startFaults(t, "run",
 		unikernelConf{Name: "boot", IP: "10.213.0.5"},
 		unikernelConf{Name: "run", IP: "10.213.0.6"},
 	)
-	w.data.MaxRunning = 2
-	w.writeConf()
-	w.startJitsu()
-	mon := watch(w)
-	if _, err := w.get(w.resolve("run.example.test"), 30*time.Second); err != nil {
-		t.Fatalf("GET run: %v", netErr(err))
-	}
 
 	w.resolve("boot.example.test")
 	if st := w.status("boot").State; st != "starting" {

@@ -282,13 +282,19 @@ func (w *world) resolve(name string) string {
 // get fetches http://addr/ from inside the namespace with a client that
 // gives up after timeout.
 func (w *world) get(addr string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return fetch(context.Background(), w.env.HTTPClient(), addr, timeout)
+}
+
+// fetch GETs http://addr/ with client, giving up after timeout or when ctx
+// ends.
+func fetch(ctx context.Context, client *http.Client, addr string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := w.env.HTTPClient().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -306,6 +312,19 @@ func (w *world) get(addr string, timeout time.Duration) (string, error) {
 // status returns the named unikernel's status from the control socket.
 func (w *world) status(name string) control.UnikernelStatus {
 	w.t.Helper()
+	sts := w.statuses()
+	for _, s := range sts {
+		if s.Name == name {
+			return s
+		}
+	}
+	w.t.Fatalf("status: no unikernel %q in %v", name, sts)
+	return control.UnikernelStatus{}
+}
+
+// statuses returns every unikernel's status from the control socket.
+func (w *world) statuses() []control.UnikernelStatus {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := control.Dial(ctx, w.socket)
@@ -317,13 +336,7 @@ func (w *world) status(name string) control.UnikernelStatus {
 	if err != nil {
 		w.t.Fatalf("status: %v", err)
 	}
-	for _, s := range sts {
-		if s.Name == name {
-			return s
-		}
-	}
-	w.t.Fatalf("status: no unikernel %q in %v", name, sts)
-	return control.UnikernelStatus{}
+	return sts
 }
 
 // waitState polls the control socket until name is in one of states.
@@ -393,6 +406,14 @@ func (w *world) metricOK(name string, labels ...string) (float64, bool) {
 		found = true
 	}
 	return sum, found
+}
+
+// metricOr0 is metric, 0 when no sample matches yet (a labelled counter
+// appears on its first increment).
+func (w *world) metricOr0(name string, labels ...string) float64 {
+	w.t.Helper()
+	sum, _ := w.metricOK(name, labels...)
+	return sum
 }
 
 // domains lists the running domains in the namespace's libvirtd.

@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/jitsu-unikernel/jitsu/config"
-	"github.com/jitsu-unikernel/jitsu/control"
+	"github.com/jitsu-unikernel/jitsu/internal/knotconf"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
 )
 
@@ -213,23 +212,6 @@ func (w *world) checkAccounted() {
 	}
 }
 
-// statuses returns every unikernel's status from the control socket.
-func (w *world) statuses() []control.UnikernelStatus {
-	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := control.Dial(ctx, w.socket)
-	if err != nil {
-		w.t.Fatalf("dial control socket: %v", err)
-	}
-	defer c.Close()
-	sts, err := c.Status(ctx)
-	if err != nil {
-		w.t.Fatalf("status: %v", err)
-	}
-	return sts
-}
-
 // nsHTTPClient returns an HTTP client whose connections start inside the
 // network namespace ns.
 func nsHTTPClient(ns string) *http.Client {
@@ -244,30 +226,6 @@ func nsHTTPClient(ns string) *http.Client {
 		return c, err
 	}
 	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
-}
-
-// fetch GETs http://addr/ with client, giving up after timeout or when ctx
-// ends.
-func fetch(ctx context.Context, client *http.Client, addr string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("GET %s: %s", addr, resp.Status)
-	}
-	return string(body), nil
 }
 
 // requireKnotd skips the test when knotd is not installed, or fails it in
@@ -303,37 +261,10 @@ func (k *knotd) Write(p []byte) (int, error) {
 func startKnotd(t *testing.T, ns, ip, primary string) *knotd {
 	t.Helper()
 	dir := t.TempDir()
-	phost, pport, err := net.SplitHostPort(primary)
+	conf, err := knotconf.Secondary{Dir: dir, IP: ip, Port: 53, Zone: "example.test.", Primary: primary}.Conf()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`server:
-    rundir: %q
-    listen: %s@53
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: info
-database:
-    storage: %q
-remote:
-  - id: jitsu
-    address: %s@%s
-acl:
-  - id: notify_from_jitsu
-    address: %s
-    action: notify
-zone:
-  - domain: example.test.
-    master: jitsu
-    acl: notify_from_jitsu
-    file: %q
-    zonefile-sync: -1
-    zonefile-load: none
-    journal-content: changes
-`, dir, ip, dir, phost, pport, phost, filepath.Join(dir, "example.test.zone"))
 	confFile := filepath.Join(dir, "knot.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

@@ -22,12 +22,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -56,47 +53,21 @@ func main() {
 	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
 	flag.Parse()
-	log.SetFlags(0)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		log.Printf("bootfloor: %v", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bootfloor", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) (err error) {
-	img, err := sandbox.FindExampleImage()
+	host, err := benchkit.StartHost(ctx, "bootfloor-")
 	if err != nil {
 		return err
 	}
-	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
-	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
-	}
-	defer func() { err = errors.Join(err, env.Close()) }()
-	dir, err := os.MkdirTemp("/var/lib/jitsu", "bootfloor-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, host.Close()) }()
+	img := host.Image
+	env, dir, hv := host.Env, host.Dir, host.HV
 	spec, err := domain(dir, img, o)
 	if err != nil {
 		return err
 	}
-	hv, err := libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
-	if err != nil {
-		return err
-	}
-	defer hv.Close()
-	go func() { // keep the events channel drained
-		for range hv.Events() {
-		}
-	}()
 	what := "start call → first HTTP byte"
 	if o.floor != "" {
 		what = "start call → JITSU-READY on the console"

@@ -26,12 +26,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -92,14 +89,7 @@ func main() {
 	domainType := flag.String("domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	only := flag.String("cases", "", "comma-separated case keys to run (default: all)")
 	flag.Parse()
-	log.SetFlags(0)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *n, *bin, *domainType, *only)
-	stop()
-	if err != nil {
-		log.Printf("coldstart: %v", err)
-		os.Exit(1)
-	}
+	benchkit.Main("coldstart", func(ctx context.Context) error { return run(ctx, *n, *bin, *domainType, *only) })
 }
 
 // bench is the state shared by every sample.
@@ -121,37 +111,17 @@ func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	img, err := sandbox.FindExampleImage()
+	host, err := benchkit.StartHost(ctx, "coldstart-")
 	if err != nil {
 		return err
 	}
-	env, err := sandbox.Start(ctx, sandbox.Options{Logf: func(f string, a ...any) { log.Printf("sandbox: "+f, a...) }})
-	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
-	}
-	defer func() { err = errors.Join(err, env.Close()) }()
-	// QEMU runs as libvirt-qemu: the console dir must be traversable.
-	dir, err := os.MkdirTemp("/var/lib/jitsu", "coldstart-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
-	b := &bench{env: env, bin: bin, dir: dir, socket: filepath.Join(dir, "control.sock"), samples: map[string][]sample{}}
+	defer func() { err = errors.Join(err, host.Close()) }()
+	img := host.Image
+	b := &bench{env: host.Env, bin: bin, dir: host.Dir, socket: filepath.Join(host.Dir, "control.sock"),
+		hv: host.HV, samples: map[string][]sample{}}
 	if err := b.writeConfigs(selected, img, domainType); err != nil {
 		return err
 	}
-	b.hv, err = libvirt.New(ctx, libvirt.Options{URI: env.URI, ConsoleDir: dir, ShutdownTimeout: config.DefaultShutdownTimeout})
-	if err != nil {
-		return err
-	}
-	defer b.hv.Close()
-	go func() { // keep the events channel drained
-		for range b.hv.Events() {
-		}
-	}()
 	// One unmeasured boot first: libvirtd probes QEMU's capabilities on
 	// its first domain start (seconds here), and the image's files come
 	// into the page cache; neither belongs to the first case measured.

@@ -38,7 +38,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -48,6 +47,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
@@ -77,14 +77,7 @@ func main() {
 	flag.StringVar(&o.bin, "jitsu", "bin/jitsu", "the jitsu binary")
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.Parse()
-	log.SetFlags(0)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		log.Printf("bench-frontdoor: %v", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench-frontdoor", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 // way is one of the three ways in.
@@ -112,14 +105,11 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("start environment: %w", err)
 	}
 	defer func() { err = errors.Join(err, env.Close()) }()
-	dir, err := os.MkdirTemp("/var/lib/jitsu", "fdbench-")
+	dir, removeDir, err := benchkit.WorkDir("fdbench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
+	defer removeDir()
 	client, cleanup, err := clientNamespace(ctx, env)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -20,10 +19,8 @@ import (
 // newAdmission builds the admission controller of [admission]: the rates
 // from the config, the rest (prefix lengths, table size) the package's.
 func newAdmission(cfg *config.Config) (*admission.Controller, error) {
-	ac := admission.DefaultConfig(runtime.NumCPU())
 	a := cfg.Admission
-	ac.BootRate, ac.BootBurst, ac.PrefixRate, ac.PrefixBurst = a.BootRate, a.BootBurst, a.PrefixRate, a.PrefixBurst
-	c, err := admission.New(ac)
+	c, err := admission.New(admission.NewConfig(a.BootRate, a.BootBurst, a.PrefixRate, a.PrefixBurst))
 	if err != nil {
 		return nil, fmt.Errorf("admission control: %w", err)
 	}

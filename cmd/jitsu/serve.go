@@ -172,6 +172,8 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MaxBooting:    cfg.Budget.MaxBooting,
 		MemoryBudget:  cfg.Budget.Memory,
 		MinUp:         cfg.Budget.MinUp,
+		WarmMax:       cfg.Budget.WarmMax,
+		WarmMemory:    cfg.Budget.WarmMemory,
 		Admit:         admit,
 		LowMemory:     lowMemory,
 		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
@@ -393,7 +395,7 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 		}
 		if !s.LastBoot.Start.IsZero() {
 			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
-				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay}
+				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay, Mode: s.LastBoot.Mode}
 		}
 		out = append(out, us)
 	}

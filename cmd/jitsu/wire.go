@@ -95,6 +95,8 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 			Triggers:  triggers(u.Trigger, u.Frontdoor),
 			Memory:    u.Memory,
 			DropAfter: u.DropAfter,
+			Warm:      u.Warm,
+			With:      u.With,
 		})
 	}
 	return out

@@ -48,7 +48,7 @@ type Harness struct {
 var Cases = []string{
 	"StartStateList", "ExplicitMAC", "StopDestroy", "StopShutdown",
 	"SuspendResume", "SaveRestore", "NotFound", "BadStopMode", "Foreign",
-	"Crash", "ConcurrentStart", "Close", "DiscardSave",
+	"Crash", "ConcurrentStart", "Close", "DiscardSave", "Prepare",
 }
 
 // Run runs every case of the contract against h, each as a subtest with a
@@ -72,6 +72,7 @@ func Run(t *testing.T, h Harness) {
 		"ConcurrentStart": testConcurrentStart,
 		"Close":           testClose,
 		"DiscardSave":     testDiscardSave,
+		"Prepare":         testPrepare,
 	}
 	for _, name := range Cases {
 		t.Run(name, func(t *testing.T) {
@@ -369,6 +370,38 @@ func testSuspendResume(t *testing.T, e *env) {
 	if n := e.count(e.name, hypervisor.EventStarted); n != 1 {
 		t.Errorf("suspend/resume gave %d started events, want 1 (no reboot): %v", n, describe(e.events(e.name)))
 	}
+}
+
+// testPrepare: a prepared (warm) domain is paused and listed; Resume or
+// Start runs it; preparing a paused or running domain is refused.
+func testPrepare(t *testing.T, e *env) {
+	spec := e.h.Spec(t, e.name)
+	if err := e.hv.Prepare(e.ctx, spec); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	e.wantState(t, e.name, hypervisor.StatePaused)
+	if d, ok := e.listed(t, e.name); !ok || d.State != hypervisor.StatePaused {
+		t.Errorf("List: %q listed=%v state %v, want paused", e.name, ok, d.State)
+	}
+	wantErr(t, "Prepare of a paused domain", e.hv.Prepare(e.ctx, spec), hypervisor.ErrAlreadyRunning)
+	if err := e.hv.Resume(e.ctx, e.name); err != nil {
+		t.Fatalf("Resume of a prepared domain: %v", err)
+	}
+	e.wantState(t, e.name, hypervisor.StateRunning)
+	wantErr(t, "Prepare of a running domain", e.hv.Prepare(e.ctx, spec), hypervisor.ErrAlreadyRunning)
+	if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("Stop(destroy): %v", err)
+	}
+	e.wantGone(t, e.name, hypervisor.StateShutoff)
+
+	// Start of a prepared domain runs it.
+	if err := e.hv.Prepare(e.ctx, spec); err != nil {
+		t.Fatalf("second Prepare: %v", err)
+	}
+	e.wantState(t, e.name, hypervisor.StatePaused)
+	e.start(t, e.name)
+	e.wantState(t, e.name, hypervisor.StateRunning)
+	e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStarted)
 }
 
 func testSaveRestore(t *testing.T, e *env) {

@@ -15,6 +15,8 @@
 //	         saved  → running, restored (EventStarted, Detail "restored")
 //	         paused → running (EventResumed)
 //	         running → ErrAlreadyRunning
+//	Prepare: like Start, but the domain ends paused (a warm domain);
+//	         running/paused → ErrAlreadyRunning
 //	Stop:    running/paused → shutoff (destroy, shutdown: EventStopped)
 //	         running → paused (suspend: EventSuspended)
 //	         running/paused → saved (save: EventStopped, Detail "saved")
@@ -42,7 +44,7 @@ import (
 // Call is one operation the fake was asked to perform, as recorded for
 // OnCall hooks and Calls.
 type Call struct {
-	Op   string // "start", "stop", "resume", "discard"
+	Op   string // "start", "prepare", "stop", "resume", "discard"
 	Name string
 	Mode hypervisor.StopMode // for "stop"
 	Err  error               // the result
@@ -172,6 +174,34 @@ func (f *Fake) checkLocked(name string) error {
 	return nil
 }
 
+// domainLocked returns name's domain, or checkLocked's error, or
+// ErrNotFound.
+func (f *Fake) domainLocked(name string) (*domain, error) {
+	if err := f.checkLocked(name); err != nil {
+		return nil, err
+	}
+	d := f.domains[name]
+	if d == nil {
+		return nil, hypervisor.ErrNotFound
+	}
+	return d, nil
+}
+
+// withDomain runs fn on name's domain with f locked, unless ctx is done
+// or domainLocked fails.
+func (f *Fake) withDomain(ctx context.Context, name string, fn func(d *domain) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, err := f.domainLocked(name)
+	if err != nil {
+		return err
+	}
+	return fn(d)
+}
+
 func (f *Fake) record(c Call) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
@@ -184,7 +214,7 @@ func (f *Fake) record(c Call) {
 
 // Start implements hypervisor.Hypervisor.
 func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) error {
-	err := f.start(ctx, spec)
+	err := f.start(ctx, spec, false)
 	f.record(Call{Op: "start", Name: spec.Name, Err: err})
 	if err != nil {
 		return fmt.Errorf("start %q: %w", spec.Name, err)
@@ -192,7 +222,19 @@ func (f *Fake) Start(ctx context.Context, spec hypervisor.Spec) error {
 	return nil
 }
 
-func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
+// Prepare implements hypervisor.Hypervisor: the domain is created paused
+// (EventStarted, Detail "paused"); its guest becomes ready (per
+// SetAutoReady) only once it is resumed or started.
+func (f *Fake) Prepare(ctx context.Context, spec hypervisor.Spec) error {
+	err := f.start(ctx, spec, true)
+	f.record(Call{Op: "prepare", Name: spec.Name, Err: err})
+	if err != nil {
+		return fmt.Errorf("prepare %q: %w", spec.Name, err)
+	}
+	return nil
+}
+
+func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -224,6 +266,9 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
 	case hypervisor.StateRunning:
 		return hypervisor.ErrAlreadyRunning
 	case hypervisor.StatePaused:
+		if paused {
+			return hypervisor.ErrAlreadyRunning
+		}
 		d.state = hypervisor.StateRunning
 		f.emitLocked(spec.Name, hypervisor.EventResumed, "unpaused")
 	case hypervisor.StateSaved:
@@ -239,6 +284,10 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec) error {
 		d.starts++
 		d.ready = f.autoReady
 		f.emitLocked(spec.Name, hypervisor.EventStarted, "booted")
+	}
+	if paused {
+		d.state = hypervisor.StatePaused
+		f.emitLocked(spec.Name, hypervisor.EventSuspended, "paused")
 	}
 	f.changedLocked()
 	return nil
@@ -261,39 +310,32 @@ func (f *Fake) stop(ctx context.Context, name string, mode hypervisor.StopMode) 
 	if _, err := hypervisor.ParseStopMode(string(mode)); err != nil {
 		return err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
-		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
-	}
-	if d.state != hypervisor.StateRunning && d.state != hypervisor.StatePaused {
-		return hypervisor.ErrNotRunning
-	}
-	if err, ok := f.failStop[name]; ok {
-		delete(f.failStop, name)
-		return err
-	}
-	switch mode {
-	case hypervisor.StopDestroy, hypervisor.StopShutdown:
-		d.state = hypervisor.StateShutoff
-		d.ready = false
-		f.emitLocked(name, hypervisor.EventStopped, string(mode))
-	case hypervisor.StopSuspend:
-		if d.state == hypervisor.StatePaused {
-			return nil
+	return f.withDomain(ctx, name, func(d *domain) error {
+		if d.state != hypervisor.StateRunning && d.state != hypervisor.StatePaused {
+			return hypervisor.ErrNotRunning
 		}
-		d.state = hypervisor.StatePaused
-		f.emitLocked(name, hypervisor.EventSuspended, "paused")
-	case hypervisor.StopSave:
-		d.state = hypervisor.StateSaved
-		f.emitLocked(name, hypervisor.EventStopped, "saved")
-	}
-	f.changedLocked()
-	return nil
+		if err, ok := f.failStop[name]; ok {
+			delete(f.failStop, name)
+			return err
+		}
+		switch mode {
+		case hypervisor.StopDestroy, hypervisor.StopShutdown:
+			d.state = hypervisor.StateShutoff
+			d.ready = false
+			f.emitLocked(name, hypervisor.EventStopped, string(mode))
+		case hypervisor.StopSuspend:
+			if d.state == hypervisor.StatePaused {
+				return nil
+			}
+			d.state = hypervisor.StatePaused
+			f.emitLocked(name, hypervisor.EventSuspended, "paused")
+		case hypervisor.StopSave:
+			d.state = hypervisor.StateSaved
+			f.emitLocked(name, hypervisor.EventStopped, "saved")
+		}
+		f.changedLocked()
+		return nil
+	})
 }
 
 // Resume implements hypervisor.Hypervisor.
@@ -307,25 +349,15 @@ func (f *Fake) Resume(ctx context.Context, name string) error {
 }
 
 func (f *Fake) resume(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
-		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
-	}
-	if d.state != hypervisor.StatePaused {
-		return hypervisor.ErrNotRunning
-	}
-	d.state = hypervisor.StateRunning
-	f.emitLocked(name, hypervisor.EventResumed, "unpaused")
-	f.changedLocked()
-	return nil
+	return f.withDomain(ctx, name, func(d *domain) error {
+		if d.state != hypervisor.StatePaused {
+			return hypervisor.ErrNotRunning
+		}
+		d.state = hypervisor.StateRunning
+		f.emitLocked(name, hypervisor.EventResumed, "unpaused")
+		f.changedLocked()
+		return nil
+	})
 }
 
 // State implements hypervisor.Hypervisor.
@@ -335,12 +367,9 @@ func (f *Fake) State(ctx context.Context, name string) (hypervisor.State, error)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, err)
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.StateUnknown, fmt.Errorf("state of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.state, nil
 }
@@ -371,12 +400,9 @@ func (f *Fake) InterfaceStats(ctx context.Context, name string) (hypervisor.Inte
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
+	d, err := f.domainLocked(name)
+	if err != nil {
 		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, err)
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.InterfaceStats{}, fmt.Errorf("interface stats of %q: %w", name, hypervisor.ErrNotFound)
 	}
 	return d.stats, nil
 }
@@ -393,24 +419,14 @@ func (f *Fake) DiscardSave(ctx context.Context, name string) error {
 }
 
 func (f *Fake) discardSave(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.checkLocked(name); err != nil {
-		return err
-	}
-	d := f.domains[name]
-	if d == nil {
-		return hypervisor.ErrNotFound
-	}
-	if d.state == hypervisor.StateSaved {
-		d.state = hypervisor.StateShutoff
-		d.ready = false
-		f.changedLocked()
-	}
-	return nil
+	return f.withDomain(ctx, name, func(d *domain) error {
+		if d.state == hypervisor.StateSaved {
+			d.state = hypervisor.StateShutoff
+			d.ready = false
+			f.changedLocked()
+		}
+		return nil
+	})
 }
 
 // Events implements hypervisor.Hypervisor. The channel is closed by Close.

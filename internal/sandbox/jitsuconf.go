@@ -58,6 +58,10 @@ type JitsuUnikernel struct {
 	// Frontdoor sets frontdoor = true; Files is the files table.
 	Frontdoor bool
 	Files     map[string]string
+	// Warm sets warm = true (the warm pool); With is the with key (a
+	// summon group), nil for none.
+	Warm bool
+	With []string
 }
 
 // FilesTOML returns Files as a TOML inline table.
@@ -175,6 +179,12 @@ frontdoor = true
 {{- end}}
 {{- if .Files}}
 files = {{.FilesTOML}}
+{{- end}}
+{{- if .Warm}}
+warm = true
+{{- end}}
+{{- if .With}}
+with = [{{range $i, $n := .With}}{{if $i}}, {{end}}"{{$n}}"{{end}}]
 {{- end}}
 {{end}}
 {{.Extra}}

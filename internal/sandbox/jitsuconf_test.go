@@ -23,14 +23,7 @@ func TestJitsuConfigValid(t *testing.T) {
 			{Name: "broken", IP: "10.213.0.9", Kernel: MultibootKernel, BootTimeout: "4s", StopMode: "save", IdleTimeout: "0s"},
 		},
 	}
-	path := filepath.Join(dir, "jitsu.toml")
-	if err := c.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("rendered config is invalid: %v", err)
-	}
+	cfg := writeAndLoad(t, c, filepath.Join(dir, "jitsu.toml"))
 	www, broken := cfg.Unikernel("www"), cfg.Unikernel("broken")
 	if www == nil || broken == nil {
 		t.Fatalf("unikernels %+v", cfg.Unikernels)
@@ -75,14 +68,7 @@ func TestJitsuConfigOptions(t *testing.T) {
 			{Name: "four", IP: "10.213.0.6"},
 		},
 	}
-	path := filepath.Join(dir, "jitsu.toml")
-	if err := c.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("rendered config is invalid: %v", err)
-	}
+	cfg := writeAndLoad(t, c, filepath.Join(dir, "jitsu.toml"))
 	if len(cfg.DNS.Listen) != 1 || cfg.DNS.Listen[0] != "127.0.0.1:5354" || cfg.Budget.MaxRunning != 2 {
 		t.Errorf("dns.listen %v, budget.max_running %d", cfg.DNS.Listen, cfg.Budget.MaxRunning)
 	}
@@ -93,4 +79,17 @@ func TestJitsuConfigOptions(t *testing.T) {
 	if want := "console=ttyS0 ip=10.213.0.6::10.213.0.1:255.255.255.0::eth0:off"; four.Cmdline != want {
 		t.Errorf("four cmdline %q, want %q", four.Cmdline, want)
 	}
+}
+
+// writeAndLoad writes c to path and loads it back as jitsu would.
+func writeAndLoad(t *testing.T, c JitsuConfig, path string) *config.Config {
+	t.Helper()
+	if err := c.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("rendered config is invalid: %v", err)
+	}
+	return cfg
 }

@@ -31,34 +31,25 @@ func TestArmedSummons(t *testing.T) {
 		default:
 		}
 	}})
-	for _, tc := range []struct {
-		name  string
-		from  *nettest.NS
-		addr  netip.Addr
-		proto uint8
-	}{
-		{"tcp routed ipv4", tp.client, guest4, 6},
-		{"tcp routed ipv6", tp.client, guest6, 6},
-		{"tcp host-local ipv4", tp.host, guest4, 6},
-		{"tcp host-local ipv6", tp.host, guest6, 6},
-		{"udp routed ipv4", tp.client, guest4, 17},
-		{"udp routed ipv6", tp.client, guest6, 17},
-		{"udp host-local ipv4", tp.host, guest4, 17},
-		{"udp host-local ipv6", tp.host, guest6, 17},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			for len(seen) > 0 {
-				<-seen
-			}
-			if err := p.Hold([]netip.Addr{tc.addr}, tp.mac, tcpUDP); err != nil {
-				t.Fatalf("arm: %v", err)
-			}
-			if tc.proto == 6 {
-				armedTCP(t, tp, p, seen, tc.from, tc.addr)
-			} else {
-				armedUDP(t, tp, p, seen, tc.from, tc.addr)
-			}
-		})
+	for _, proto := range []struct {
+		name string
+		num  uint8
+	}{{"tcp", 6}, {"udp", 17}} {
+		for _, pa := range tp.paths() {
+			t.Run(proto.name+" "+pa.name, func(t *testing.T) {
+				for len(seen) > 0 {
+					<-seen
+				}
+				if err := p.Hold([]netip.Addr{pa.addr}, tp.mac, tcpUDP); err != nil {
+					t.Fatalf("arm: %v", err)
+				}
+				if proto.num == 6 {
+					armedTCP(t, tp, p, seen, pa.from, pa.addr)
+				} else {
+					armedUDP(t, tp, p, seen, pa.from, pa.addr)
+				}
+			})
+		}
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitsu-unikernel/jitsu/internal/nettest"
 	"github.com/jitsu-unikernel/jitsu/synproxy"
 )
 
@@ -41,16 +40,7 @@ func TestTrafficCountsClientsNotChatter(t *testing.T) {
 	// each way, in both families.
 	ln4, _ := listen(t, tp.guest, nil)
 	defer ln4.Close()
-	for _, tc := range []struct {
-		name string
-		from *nettest.NS
-		addr netip.Addr
-	}{
-		{"routed ipv4", tp.client, guest4},
-		{"routed ipv6", tp.client, guest6},
-		{"host-local ipv4", tp.host, guest4},
-		{"host-local ipv6", tp.host, guest6},
-	} {
+	for _, tc := range tp.paths() {
 		t.Run(tc.name, func(t *testing.T) {
 			start := traffic(t, p)[tc.addr]
 			c, _, err := dial(tc.from, tc.addr, 5*time.Second)

@@ -39,6 +39,24 @@ type topo struct {
 	mac                 net.HardwareAddr
 }
 
+// path is one way to a guest address: from the routed client or from the
+// host itself, over IPv4 or IPv6.
+type path struct {
+	name string
+	from *nettest.NS
+	addr netip.Addr
+}
+
+// paths returns the four ways to the guest.
+func (tp *topo) paths() []path {
+	return []path{
+		{"routed ipv4", tp.client, guest4},
+		{"routed ipv6", tp.client, guest6},
+		{"host-local ipv4", tp.host, guest4},
+		{"host-local ipv6", tp.host, guest6},
+	}
+}
+
 func newTopo(t *testing.T) *topo {
 	t.Helper()
 	nettestRequire(t)

@@ -32,7 +32,7 @@ function el(tag, cls, text) {
 }
 
 function up(state) {
-  return !["stopped", "failed", "saved", "suspended", ""].includes(state);
+  return !["stopped", "failed", "saved", "suspended", "warm", ""].includes(state);
 }
 
 function renderTable(list) {
@@ -81,7 +81,7 @@ function collectBoots(list) {
     const key = u.name + "|" + origin;
     boots.set(key, {
       name: u.name, trigger: b.trigger || "", query: ms(b.query), start: ms(b.start),
-      ready: ms(b.ready), replay: ms(b.first_replay),
+      ready: ms(b.ready), replay: ms(b.first_replay), mode: b.mode || "boot",
     });
   }
   const keys = [...boots.keys()];
@@ -127,6 +127,7 @@ function renderTimeline() {
     const when = el("time", "", new Date(t0(b)).toLocaleTimeString());
     label.append(when);
     if (b.trigger) label.append(el("span", "trigger", b.trigger));
+    label.append(el("span", "mode " + b.mode, b.mode));
     const track = el("div", "track");
     const o = t0(b);
     const seg = (cls, from, to, what) => {
@@ -138,7 +139,8 @@ function renderTimeline() {
       track.append(bar);
     };
     seg("dns", b.query, b.start, (b.trigger || "query") + " → start");
-    seg("boot", b.start, b.ready, "start → ready");
+    const warm = b.mode === "warm";
+    seg(warm ? "warm" : "boot", b.start, b.ready, warm ? "start (warm) → ready" : "start → ready");
     seg("hold", b.ready, b.replay, "ready → first replayed SYN");
     row.append(label, track, el("div", "total", human(tEnd(b) - o)));
     box.append(row);

@@ -1,7 +1,8 @@
 // Package benchkit holds what the boot benchmarks (bench/coldstart,
-// bench/bootfloor) share, so that they measure the same thing the same
-// way: the domain jitsu would boot for a unikernel of a config, the HTTP
-// first-byte probe, and the summary statistics.
+// bench/bootfloor, bench/frontdoor) share, so that they measure the same
+// thing the same way: the sandboxed host they boot on and its work
+// directory, the domain jitsu would boot for a unikernel of a config, the
+// HTTP first-byte probe, and the summary statistics.
 package benchkit
 
 import (

@@ -99,10 +99,12 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("create images dir: %w", err)
 	}
 	links := perurl.NewLinks(pages)
-	for _, p := range pages {
-		if err := buildPage(o, links, p, initProg); err != nil {
+	for i, p := range pages {
+		with, err := buildPage(o, links, p, initProg)
+		if err != nil {
 			return err
 		}
+		pages[i].With = with // its summon group: what it loads
 	}
 	initrd := func(p perurl.Page) string { return filepath.Join(o.images, perurl.ImageName(p)) }
 	if err := writeConfig(o, netip.PrefixFrom(gw, netw.Bits()), pages, initrd); err != nil {
@@ -168,29 +170,33 @@ func initProgram(ctx context.Context, path string) ([]byte, error) {
 }
 
 // buildPage rewrites one file, copies it into OUT/site and writes its
-// initramfs.
-func buildPage(o options, links perurl.Links, p perurl.Page, initProg []byte) error {
+// initramfs. It returns the page's summon group (perurl.Links.Group).
+func buildPage(o options, links perurl.Links, p perurl.Page, initProg []byte) ([]string, error) {
 	src, err := os.ReadFile(filepath.Join(o.site, filepath.FromSlash(p.Path)))
 	if err != nil {
-		return fmt.Errorf("read %s: %w", p.Path, err)
+		return nil, fmt.Errorf("read %s: %w", p.Path, err)
 	}
 	content, missing, err := links.Rewrite(src, p.Path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, m := range missing {
 		fmt.Fprintf(os.Stderr, "warning: %s links to %q, which is not in the site; left as it is\n", p.Path, m)
 	}
 	dst := filepath.Join(o.out, "site", filepath.FromSlash(p.Path))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("write rewritten %s: %w", p.Path, err)
+		return nil, fmt.Errorf("write rewritten %s: %w", p.Path, err)
 	}
 	if err := os.WriteFile(dst, content, 0o644); err != nil {
-		return fmt.Errorf("write rewritten %s: %w", p.Path, err)
+		return nil, fmt.Errorf("write rewritten %s: %w", p.Path, err)
 	}
-	return writeAtomic(filepath.Join(o.images, perurl.ImageName(p)), func(f *os.File) error {
+	err = writeAtomic(filepath.Join(o.images, perurl.ImageName(p)), func(f *os.File) error {
 		return initramfs.Build(f, initramfs.Options{Init: initProg, Content: perurl.ImageFiles(p, content)})
 	})
+	if err != nil {
+		return nil, err
+	}
+	return links.Group(content, p), nil
 }
 
 // writeConfig writes OUT/jitsu.toml.

@@ -144,6 +144,9 @@ func WriteConfig(w io.Writer, o ConfigOptions, pages []Page) error {
 		p("dns = %s", tomlList([]string{pg.FQDN()}))
 		p("ip = %s", tomlString(pg.IP.String()))
 		p("initrd = %s", tomlString(o.Initrd(pg)))
+		if len(pg.With) > 0 {
+			p("with = %s", tomlList(pg.With))
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write config: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,5 +380,60 @@ func TestImageFiles(t *testing.T) {
 				t.Errorf("files = %q, want %d (the page, and an index.html link unless it is index.html)", files, want)
 			}
 		})
+	}
+}
+
+// TestGroup: a page's summon group is what it loads (stylesheets, images),
+// not the pages it links to nor itself; WriteConfig writes it as with,
+// which the config accepts.
+func TestGroup(t *testing.T) {
+	pages, err := Plan([]string{"index.html", "about.html", "style.css", "logo.svg"},
+		PlanOptions{Zone: "example.test.", Network: netip.MustParsePrefix("10.213.0.0/24"), Gateway: netip.MustParseAddr("10.213.0.1"), First: 10})
+	if err != nil {
+		t.Fatalf("Plan: %v", err)
+	}
+	l := NewLinks(pages)
+	index := []byte(`<link rel="stylesheet" href="style.css"><a href="about.html">about</a><img src="logo.svg"><a href="index.html">me</a>`)
+	css := []byte(`body { background: url(logo.svg) } a { color: red }`)
+	for _, tc := range []struct {
+		path string
+		src  []byte
+		want []string
+	}{
+		{"index.html", index, []string{"p-logo-svg", "p-style-css"}},
+		{"style.css", css, []string{"p-logo-svg"}},
+		{"about.html", []byte(`<p>no links</p>`), nil},
+	} {
+		out, _, err := l.Rewrite(tc.src, tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := l.Group(out, l[tc.path]); !slices.Equal(got, tc.want) {
+			t.Errorf("Group(%s) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	for i := range pages {
+		if pages[i].Path == "index.html" {
+			pages[i].With = []string{"p-logo-svg", "p-style-css"}
+		}
+	}
+	var b bytes.Buffer
+	initrd := func(p Page) string { return "/i/" + ImageName(p) }
+	err = WriteConfig(&b, ConfigOptions{Zone: "example.test", Gateway: netip.MustParsePrefix("10.213.0.1/24"), Kernel: "/k", Initrd: initrd}, pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse("generated.toml", b.Bytes())
+	if err != nil {
+		t.Fatalf("generated config does not validate: %v\n%s", err, b.String())
+	}
+	for _, u := range c.Unikernels {
+		want := []string(nil)
+		if u.Name == "p-index" {
+			want = []string{"p-logo-svg", "p-style-css"}
+		}
+		if !slices.Equal(u.With, want) {
+			t.Errorf("unikernel %s with %q, want %q", u.Name, u.With, want)
+		}
 	}
 }

@@ -45,6 +45,9 @@ type Page struct {
 	Host string
 	// IP is the unikernel's address.
 	IP netip.Addr
+	// With are the labels of the pages it loads (stylesheets, images,
+	// scripts: see Group), written as its summon group (with = [...]).
+	With []string
 }
 
 // FQDN returns the page's DNS name with the final dot.

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -190,6 +191,43 @@ func (l Links) RewriteCSS(src []byte, pagePath string) ([]byte, []string) {
 		return []byte("url(" + quote + u + quote + ")")
 	})
 	return out, missing
+}
+
+// MaxGroup bounds a page's summon group (Group).
+const MaxGroup = 8
+
+// Group returns the labels of the pages that the rewritten file content of
+// page p refers to and that a browser loads with it: every page of the
+// site but HTML documents (which are links to follow, not parts of p) and
+// p itself, in path order, at most MaxGroup. jitsu summons them with p
+// (the with key), so that a visit boots them in parallel.
+func (l Links) Group(content []byte, p Page) []string {
+	paths := make([]string, 0, len(l))
+	for path := range l {
+		paths = append(paths, path)
+	}
+	sort.Strings(paths)
+	var out []string
+	for _, path := range paths {
+		t := l[path]
+		if t.Path == p.Path || isHTML(t.Path) || !bytes.Contains(content, []byte(t.URL())) {
+			continue
+		}
+		if len(out) == MaxGroup {
+			break
+		}
+		out = append(out, t.Label)
+	}
+	return out
+}
+
+// isHTML says whether the file at p is an HTML document.
+func isHTML(p string) bool {
+	switch strings.ToLower(path.Ext(p)) {
+	case ".html", ".htm":
+		return true
+	}
+	return false
 }
 
 // Rewrite rewrites the file at pagePath according to its extension: HTML
