@@ -78,10 +78,10 @@ func TestTransitionInvariants(t *testing.T) {
 	}
 }
 
-// transitionRows lists the rows of TestTransitionTable.
+// transitionRows lists the rows of TestTransitionTable: those of the
+// states a guest runs or comes from here, the rest in restingRows.
 func transitionRows(row func(State, evKind, State, ...action), ignored func(State, ...evKind)) {
 	boot := []action{actArm, actCount, actHold, actStart, actProbe}
-	resume := []action{actArm, actCount, actHold, actResume, actProbe}
 
 	row(StateStopped, evSummon, StateStarting, boot...)
 	row(StateStopped, evAdoptRunning, StateStarting, actArm, actProbe)
@@ -117,6 +117,15 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateStopping, evCrashed, StateStopped, actTail)
 	ignored(StateStopping, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
 		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
+
+	restingRows(row, ignored)
+}
+
+// restingRows lists the rows of TestTransitionTable for the states in which
+// no guest runs: suspended, saved, failed, unknown and warm.
+func restingRows(row func(State, evKind, State, ...action), ignored func(State, ...evKind)) {
+	boot := []action{actArm, actCount, actHold, actStart, actProbe}
+	resume := []action{actArm, actCount, actHold, actResume, actProbe}
 
 	row(StateSuspended, evSummon, StateStarting, resume...)
 	row(StateSuspended, evStop, StateStopping, actStop)
