@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,21 +58,77 @@ func floorSample(ctx context.Context, b *bench, _ *benchCase) (sample, error) {
 type client func(ctx context.Context, b *bench) (time.Duration, int, error)
 
 // jitsuSample runs a fresh jitsu serve with the case's config, waits until
-// it answers, lets cl do one cold start, stops the unikernel and jitsu.
+// it answers with the unikernel in the case's idle state (after the case's
+// prepare, and a settle when the host had work to do to get there),
+// records the RSS of the domain's QEMU, lets cl do one cold start, stops
+// the unikernel and jitsu, and destroys what jitsu left (a warm domain
+// prepared again after the stop).
 func jitsuSample(cl client) func(ctx context.Context, b *bench, c *benchCase) (sample, error) {
 	return func(ctx context.Context, b *bench, c *benchCase) (s sample, err error) {
 		stop, err := b.startJitsu(ctx, c)
 		if err != nil {
+			return s, errors.Join(err, b.destroyLeft())
+		}
+		defer func() {
+			err = errors.Join(err, stop(), b.destroyLeft())
+			time.Sleep(settle)
+		}()
+		if c.prepare != nil {
+			if err := c.prepare(ctx, b); err != nil {
+				return s, fmt.Errorf("prepare: %w", err)
+			}
+		}
+		if c.idleState() != "stopped" {
+			time.Sleep(settle) // the prepare's boot or create call is over
+		}
+		if s.rssKiB, err = qemuRSS(b.spec.Name); err != nil {
 			return s, err
 		}
-		defer func() { err = errors.Join(err, stop()) }()
 		s.d, s.retries, err = cl(ctx, b)
 		if err != nil {
 			return s, err
 		}
 		s.note = timeline(ctx, b.socket)
-		return s, stopDomain(ctx, b.socket)
+		return s, stopDomain(ctx, b.socket, c.idleState())
 	}
+}
+
+// idleState is the state jitsu reports for the unikernel between
+// samples.
+func (c *benchCase) idleState() string {
+	if c == nil || c.idle == "" {
+		return "stopped"
+	}
+	return c.idle
+}
+
+// bootAndSuspend boots the unikernel once (a query and a GET, not
+// measured) and stops it with its own stop mode (suspend), as its idle-out
+// would, waiting until jitsu reports it suspended.
+func bootAndSuspend(ctx context.Context, b *bench) error {
+	if _, _, err := queryThenGet(ctx, b); err != nil {
+		return fmt.Errorf("first boot: %w", err)
+	}
+	c, err := control.Dial(ctx, b.socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Stop(ctx, "www", ""); err != nil {
+		return fmt.Errorf("suspend www: %w", err)
+	}
+	return waitState(ctx, c, "suspended")
+}
+
+// destroyLeft destroys the domain if it is still there once jitsu exited
+// (jitsu leaves its domains to the next jitsu: a warm one is prepared
+// again after every stop).
+func (b *bench) destroyLeft() error {
+	err := b.hv.Stop(context.Background(), b.spec.Name, hypervisor.StopDestroy)
+	if err == nil || errors.Is(err, hypervisor.ErrNotFound) || errors.Is(err, hypervisor.ErrNotRunning) {
+		return nil
+	}
+	return fmt.Errorf("destroy the domain jitsu left: %w", err)
 }
 
 // queryThenGet asks jitsu for the name and GETs its address at once,
@@ -157,31 +215,31 @@ func (b *bench) startJitsu(ctx context.Context, c *benchCase) (func() error, err
 			return fmt.Errorf("jitsu did not stop within 15 s of SIGTERM")
 		}
 	}
-	if err := b.waitJitsu(ctx, cmd); err != nil {
+	if err := b.waitJitsu(ctx, cmd, c.idleState()); err != nil {
 		return nil, errors.Join(err, stop())
 	}
 	return stop, nil
 }
 
-// waitJitsu waits until jitsu's control socket answers with www stopped
-// and its DNS server answers a static name.
-func (b *bench) waitJitsu(ctx context.Context, cmd *exec.Cmd) error {
-	deadline := time.Now().Add(30 * time.Second)
+// waitJitsu waits until jitsu's control socket answers with www in state
+// want and its DNS server answers a static name.
+func (b *bench) waitJitsu(ctx context.Context, cmd *exec.Cmd, want string) error {
+	deadline := time.Now().Add(60 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		last = b.jitsuAnswers(ctx)
+		last = b.jitsuAnswers(ctx, want)
 		if last == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("jitsu (pid %d) not ready after 30 s: %w", cmd.Process.Pid, last)
+	return fmt.Errorf("jitsu (pid %d) not ready after 60 s: %w", cmd.Process.Pid, last)
 }
 
-func (b *bench) jitsuAnswers(ctx context.Context) error {
+func (b *bench) jitsuAnswers(ctx context.Context, want string) error {
 	c, err := control.Dial(ctx, b.socket)
 	if err != nil {
 		return err
@@ -191,8 +249,8 @@ func (b *bench) jitsuAnswers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(sts) != 1 || sts[0].State != "stopped" {
-		return fmt.Errorf("status %+v, want www stopped", sts)
+	if len(sts) != 1 || sts[0].State != want {
+		return fmt.Errorf("status %+v, want www %s", sts, want)
 	}
 	return b.env.Do(func() error {
 		m := new(dns.Msg)
@@ -205,9 +263,10 @@ func (b *bench) jitsuAnswers(ctx context.Context) error {
 	})
 }
 
-// stopDomain stops www through the control socket, waits until jitsu
-// reports it stopped, then lets the host settle.
-func stopDomain(ctx context.Context, socket string) error {
+// stopDomain destroys www through the control socket and waits until
+// jitsu reports it in state idle again (stopped; warm once the pool
+// prepared it again).
+func stopDomain(ctx context.Context, socket, idle string) error {
 	c, err := control.Dial(ctx, socket)
 	if err != nil {
 		return err
@@ -216,18 +275,22 @@ func stopDomain(ctx context.Context, socket string) error {
 	if err := c.Stop(ctx, "www", "destroy"); err != nil {
 		return fmt.Errorf("stop www: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	return waitState(ctx, c, idle)
+}
+
+// waitState waits until jitsu reports www in state want (at most 60 s).
+func waitState(ctx context.Context, c *control.Client, want string) error {
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sts, err := c.Status(ctx)
 		if err != nil {
 			return err
 		}
-		if len(sts) == 1 && sts[0].State == "stopped" {
-			time.Sleep(settle)
+		if len(sts) == 1 && sts[0].State == want {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("www still %v after stop", sts)
+			return fmt.Errorf("www %v, not %s after 60 s", sts, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -245,9 +308,63 @@ func timeline(ctx context.Context, socket string) string {
 		return ""
 	}
 	tl := sts[0].LastBoot
-	out := fmt.Sprintf(" (query→start %s, start→ready %s", benchkit.MS(tl.Start.Sub(tl.Query)), benchkit.MS(tl.Ready.Sub(tl.Start)))
+	out := fmt.Sprintf(" (mode %s, query→start %s, start→ready %s", tl.Mode, benchkit.MS(tl.Start.Sub(tl.Query)), benchkit.MS(tl.Ready.Sub(tl.Start)))
 	if !tl.FirstReplay.IsZero() {
 		out += fmt.Sprintf(", ready→replay %s", benchkit.MS(tl.FirstReplay.Sub(tl.Ready)))
 	}
 	return out + ")"
+}
+
+// qemuRSS returns the resident set size in KiB of the QEMU process of
+// domain dom (its -name guest=dom argument), 0 when there is none.
+func qemuRSS(dom string) (int, error) {
+	pids, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range pids {
+		cmdline, err := os.ReadFile(filepath.Join(p, "cmdline"))
+		if err != nil || !isQEMUOf(strings.Split(string(cmdline), "\x00"), dom) {
+			continue // gone meanwhile, or another process
+		}
+		status, err := os.ReadFile(filepath.Join(p, "status"))
+		if err != nil {
+			continue
+		}
+		if kib, err := vmRSS(string(status)); err == nil {
+			return kib, nil
+		}
+	}
+	return 0, nil
+}
+
+// isQEMUOf reports whether args are a QEMU command line for domain dom.
+func isQEMUOf(args []string, dom string) bool {
+	if len(args) == 0 || !strings.Contains(filepath.Base(args[0]), "qemu") {
+		return false
+	}
+	for i, a := range args {
+		if a == "-name" && i+1 < len(args) {
+			for _, f := range strings.Split(args[i+1], ",") {
+				if f == "guest="+dom || f == dom {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// vmRSS returns the VmRSS line of /proc/PID/status, in KiB.
+func vmRSS(status string) (int, error) {
+	for _, l := range strings.Split(status, "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("VmRSS line %q", l)
+			}
+			return strconv.Atoi(f[0])
+		}
+	}
+	return 0, errors.New("no VmRSS line (a kernel thread or a zombie)")
 }

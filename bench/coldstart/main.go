@@ -12,7 +12,10 @@
 // Each jitsu sample starts a fresh jitsu serve with the case's config and
 // stops it after the sample. The report gives each case's median, p90,
 // min and max, and the paired differences per round (case minus boot
-// floor, case minus jitsu with the SYN proxy): their median and p90.
+// floor, case minus jitsu with the SYN proxy): their median and p90; each
+// case's median over proxy's (the boot path); and what the unikernel cost
+// while it waited for its query (the RSS of its QEMU: a warm pool's paused
+// domain, a suspended guest, none when stopped).
 //
 // A case is one entry of the cases table below. It needs root and `make
 // build image`. Usage:
@@ -51,6 +54,13 @@ type benchCase struct {
 	conf func(*sandbox.JitsuConfig)
 	// sample measures one cold start.
 	sample func(ctx context.Context, b *bench, c *benchCase) (sample, error)
+	// idle is the state jitsu reports for the unikernel while it waits
+	// for its query, before and after the sample; "" means stopped.
+	idle string
+	// prepare brings the unikernel into its idle state, unmeasured, once
+	// jitsu answers; nil: nothing to do (stopped, or warm: jitsu prepares
+	// the warm domain itself).
+	prepare func(ctx context.Context, b *bench) error
 	// confPath is the case's jitsu config, written at start-up.
 	confPath string
 }
@@ -61,6 +71,9 @@ type sample struct {
 	d       time.Duration
 	retries int    // refused connects retried
 	note    string // jitsu's boot timeline, for the log
+	// rssKiB is the RSS of the domain's QEMU process just before the
+	// query: what the idle unikernel costs (0: no process, stopped).
+	rssKiB int
 }
 
 // cases is every case, in the order of the report. Add a case here.
@@ -78,6 +91,18 @@ var cases = []*benchCase{
 	{key: "cached", label: "jitsu, SYN proxy: GET a cached address, no DNS (the SYN summons)",
 		conf:   func(c *sandbox.JitsuConfig) { c.SynProxy, c.ResponseDelay = true, "0s" },
 		sample: jitsuSample(getCached)},
+	{key: "warm", label: "jitsu, SYN proxy, warm = true: query, then GET (resume of the warm pool's paused domain)",
+		conf: func(c *sandbox.JitsuConfig) {
+			c.SynProxy, c.ResponseDelay = true, "0s"
+			c.Unikernels[0].Warm = true
+		},
+		idle: "warm", sample: jitsuSample(queryThenGet)},
+	{key: "resume", label: "jitsu, SYN proxy, stop mode suspend: query, then GET (resume of the suspended guest)",
+		conf: func(c *sandbox.JitsuConfig) {
+			c.SynProxy, c.ResponseDelay = true, "0s"
+			c.Unikernels[0].StopMode = "suspend"
+		},
+		idle: "suspended", prepare: bootAndSuspend, sample: jitsuSample(queryThenGet)},
 }
 
 // References of the paired differences.
@@ -179,6 +204,7 @@ func (b *bench) writeConfigs(selected []*benchCase, img sandbox.Image, domainTyp
 			continue
 		}
 		data := base
+		data.Unikernels = slices.Clone(base.Unikernels)
 		c.conf(&data)
 		c.confPath = filepath.Join(b.dir, c.key+".toml")
 		if err := data.Write(c.confPath); err != nil {
@@ -211,6 +237,7 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 		fmt.Printf("%-8s %9s %9s %9s %9s  %s%s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90),
 			benchkit.MS(s.Min), benchkit.MS(s.Max), c.label, note)
 	}
+	b.reportMemory(selected)
 	for ri, ref := range refs {
 		rs, ok := b.samples[ref]
 		if !ok {
@@ -229,6 +256,52 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 			fmt.Printf("%-8s %9s %9s %9s %9s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90), benchkit.MS(s.Min), benchkit.MS(s.Max))
 		}
 	}
+	b.reportRatios(selected)
+}
+
+// reportRatios prints each case's median over the boot path's (proxy):
+// the issue's goal for the warm pool is at most 0.5.
+func (b *bench) reportRatios(selected []*benchCase) {
+	ref := benchkit.Summarize(durations(b.samples["proxy"])).Median
+	if ref == 0 {
+		return
+	}
+	fmt.Printf("\nmedian over proxy's median (the boot path):\n")
+	for _, c := range selected {
+		if c.key == "proxy" {
+			continue
+		}
+		m := benchkit.Summarize(durations(b.samples[c.key])).Median
+		fmt.Printf("%-8s %5.2f×\n", c.key, float64(m)/float64(ref))
+	}
+}
+
+// reportMemory prints what each case's unikernel cost while it waited
+// for its query: the RSS of its QEMU process just before the query.
+func (b *bench) reportMemory(selected []*benchCase) {
+	fmt.Printf("\nmemory per idle unikernel, RSS of its QEMU process just before the query:\n")
+	fmt.Printf("%-8s %9s %9s %9s\n", "case", "median", "min", "max")
+	for _, c := range selected {
+		if c.conf == nil {
+			continue // the floor: no jitsu, nothing waits
+		}
+		fmt.Printf("%-8s %s\n", c.key, rssRow(b.samples[c.key]))
+	}
+}
+
+// rssRow formats the median, min and max RSS of ss in MiB, or says that
+// no QEMU process ran.
+func rssRow(ss []sample) string {
+	kib := make([]time.Duration, 0, len(ss)) // Summarize sorts durations; KiB here
+	for _, s := range ss {
+		kib = append(kib, time.Duration(s.rssKiB))
+	}
+	st := benchkit.Summarize(kib)
+	if st.Max == 0 {
+		return fmt.Sprintf("%9s %9s %9s  (no QEMU process: nothing kept)", "0", "0", "0")
+	}
+	mib := func(d time.Duration) string { return fmt.Sprintf("%.1f MiB", float64(d)/1024) }
+	return fmt.Sprintf("%9s %9s %9s", mib(st.Median), mib(st.Min), mib(st.Max))
 }
 
 // paired returns, round by round, the case's sample minus the reference's.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,7 +40,8 @@ func TestSelectCases(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"", []string{"floor", "proxy", "noproxy", "delay", "cached"}, false},
+		{"", []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume"}, false},
+		{"floor,proxy,warm,resume,cached", []string{"floor", "proxy", "warm", "resume", "cached"}, false},
 		{"proxy,floor", []string{"proxy", "floor"}, false},
 		{"floor,bogus", nil, true},
 	}
@@ -56,5 +58,69 @@ func TestSelectCases(t *testing.T) {
 		if !slices.Equal(keys, tt.want) {
 			t.Errorf("selectCases(%q) = %v, want %v", tt.only, keys, tt.want)
 		}
+	}
+}
+
+func TestIsQEMUOf(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"libvirt's qemu", []string{"/usr/bin/qemu-system-x86_64", "-name", "guest=jitsu-www,debug-threads=on", "-S"}, true},
+		{"plain -name", []string{"qemu-system-x86_64", "-name", "jitsu-www"}, true},
+		{"another domain", []string{"/usr/bin/qemu-system-x86_64", "-name", "guest=jitsu-www2,debug-threads=on"}, false},
+		{"not qemu", []string{"/bin/sh", "-c", "-name", "guest=jitsu-www"}, false},
+		{"-name last", []string{"qemu-system-x86_64", "-name"}, false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := isQEMUOf(tt.args, "jitsu-www"); got != tt.want {
+				t.Errorf("isQEMUOf(%q) = %v, want %v", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestVmRSS(t *testing.T) {
+	tests := []struct {
+		name, status string
+		want         int
+		wantErr      bool
+	}{
+		{"status", "Name:\tqemu-system-x86\nVmPeak:\t  900000 kB\nVmRSS:\t   62340 kB\nRssAnon:\t 1 kB\n", 62340, false},
+		{"zombie", "Name:\tqemu\nState:\tZ (zombie)\n", 0, true},
+		{"bad unit", "VmRSS:\t 12 MB\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := vmRSS(tt.status)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("vmRSS = %d, %v; want %d, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRSSRow(t *testing.T) {
+	tests := []struct {
+		name string
+		kib  []int
+		want string
+	}{
+		{"stopped", []int{0, 0}, "no QEMU process"},
+		{"warm", []int{62340, 62144, 64000}, "60.9 MiB  60.7 MiB  62.5 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ss := make([]sample, len(tt.kib))
+			for i, k := range tt.kib {
+				ss[i].rssKiB = k
+			}
+			if got := rssRow(ss); !strings.Contains(got, tt.want) {
+				t.Errorf("rssRow = %q, want it to contain %q", got, tt.want)
+			}
+		})
 	}
 }
