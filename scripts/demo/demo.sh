@@ -14,7 +14,11 @@
 # (scripts/demo/certs); its A record answers the front door's address, and
 # the client's HTTPS GET is routed by its TLS SNI to blog, booted cold, with
 # the TLS handshake end to end with the guest (the client checks the
-# certificate against the demo CA). Everything is removed on exit, Ctrl-C included;
+# certificate against the demo CA). Last, the warm pool: a third unikernel,
+# fast, with warm = true, waits as a paused domain (QEMU started, kernel
+# loaded, no guest instruction run); the client fetches it cold and the
+# timeline shows its start mode, warm: a resume, beside the boots of www
+# above. Everything is removed on exit, Ctrl-C included;
 # `make demo-clean` removes leftovers of a killed run.
 #
 # Environment:
@@ -56,6 +60,9 @@ LOG=$JD_TMP/jitsu.log
 FD_UK=${JITSU_DEMO_FRONTDOOR_UNIKERNEL:-blog}
 FD_NAME=${JITSU_DEMO_FRONTDOOR_NAME:-blog.example.test}
 FD_IP=${JITSU_DEMO_FRONTDOOR_IP:-10.213.0.7}
+WARM_UK=${JITSU_DEMO_WARM_UNIKERNEL:-fast}
+WARM_NAME=${JITSU_DEMO_WARM_NAME:-fast.example.test}
+WARM_IP=${JITSU_DEMO_WARM_IP:-10.213.0.8}
 mkdir -p "$JD_TMP/tls"
 "$JD_TMP/certs" -dir "$JD_TMP/tls" -name "$FD_NAME"
 jd_demo_config "$CONFIG_SRC" "$CFG" "$(jd_demo_overrides "$IDLE");frontdoor.listen=[\"$JD_HOST_ADDR:443\"];frontdoor.tls_ports=[443]"
@@ -72,9 +79,21 @@ initrd = "/var/lib/jitsu/images/example/initrd.cpio"
 cmdline = "console=ttyS0 quiet noapictimer no_timer_check tsc=reliable ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off jitsu.name={{.Name}}"
 frontdoor = true
 files = { "tls/cert.pem" = "$JD_TMP/tls/cert.pem", "tls/key.pem" = "$JD_TMP/tls/key.pem" }
+
+# fast: the example image again, in the warm pool: while stopped, a paused
+# domain waits, and a summon resumes it.
+[[unikernel]]
+name = "$WARM_UK"
+dns = ["$WARM_NAME."]
+ip = "$WARM_IP"
+kernel = "/var/lib/jitsu/images/example/vmlinux"
+initrd = "/var/lib/jitsu/images/example/initrd.cpio"
+cmdline = "console=ttyS0 quiet noapictimer no_timer_check tsc=reliable ip={{.IP}}::{{.Gateway}}:{{.Netmask}}::eth0:off jitsu.name={{.Name}}"
+warm = true
 TOML
 jd_info "config: $CFG ($CONFIG_SRC with DNS also on $JD_HOST_ADDR:53, idle_timeout $IDLE;"
-jd_info "  the front door on $JD_HOST_ADDR:443 for $FD_UK ($FD_NAME, certificate from the demo CA $JD_TMP/tls/ca.pem))"
+jd_info "  the front door on $JD_HOST_ADDR:443 for $FD_UK ($FD_NAME, certificate from the demo CA $JD_TMP/tls/ca.pem),"
+jd_info "  $WARM_UK ($WARM_NAME) with warm = true)"
 jd_jitsu_up "$JITSU_BIN" "$CFG" "$LOG" "$ZONE"
 jd_info "jitsu serve pid $JD_JITSU_PID, log $LOG"
 jd_status "$JITSU_BIN" "$CFG"
@@ -102,13 +121,14 @@ cold_request() {
   "$JD_TMP/timeline" -log "$LOG" -since "$t0" -until "$t1" -unikernel "$uk" "${events[@]}"
 }
 
-# wait_idle: wait until no domain runs any more, printing the time.
+# wait_idle: wait until no domain runs any more (a warm pool's paused
+# domain does not run), printing the time.
 wait_idle() {
   local start now running
   jd_section "$1. Waiting for the idle timeout ($IDLE)"
   start=$(jd_now_ns)
   while :; do
-    running=$(jd_virsh list --name 2>/dev/null | grep -c . || true)
+    running=$(jd_virsh list --name --state-running 2>/dev/null | grep -c . || true)
     now=$(jd_now_ns)
     [ "$running" -eq 0 ] && break
     if [ $(((now - start) / 1000000000)) -gt 180 ]; then jd_die "the VM was still running after 180 s"; fi
@@ -126,6 +146,27 @@ cold_request 6
 # connection is routed by its SNI to blog, booted cold, and TLS is
 # end to end with the guest.
 cold_request 7 "$FD_UK" "$FD_NAME" -https -ca "$JD_TMP/tls/ca.pem"
+
+# wait_warm N: wait until jitsu reports the warm unikernel warm (its paused
+# domain prepared), and show it.
+wait_warm() {
+  local start now
+  jd_section "$1. The warm pool: $WARM_UK (warm = true) waits as a paused domain"
+  start=$(jd_now_ns)
+  until jd_in_host "$JITSU_BIN" status --config "$CFG" 2>/dev/null | grep -Eq "^$WARM_UK +warm "; do
+    now=$(jd_now_ns)
+    if [ $(((now - start) / 1000000000)) -gt 120 ]; then jd_die "$WARM_UK was not warm after 120 s (jitsu log: $LOG)"; fi
+    sleep 0.5
+  done
+  jd_status "$JITSU_BIN" "$CFG"
+}
+
+# The warm pool: the same cold fetch as step 4, of a unikernel whose
+# domain was prepared paused; its start is a resume (start mode warm).
+wait_warm 8
+cold_request 9 "$WARM_UK" "$WARM_NAME"
+jd_section "9. Boots (www, $FD_UK) beside the warm pool ($WARM_UK): LAST-BOOT is start call → ready"
+jd_status "$JITSU_BIN" "$CFG"
 
 jd_section "Done"
 jd_info "jitsu's full log: $LOG (kept with KEEP_TMP=1)"

@@ -29,6 +29,8 @@ func TestCollectLabels(t *testing.T) {
 		{"idle stop", `{"ts":"2025-01-02T03:04:27Z","level":"info","msg":"transition","unikernel":"www","from":"ready","to":"stopped","reason":"idle"}`, "www", "www: ready → stopped (idle)"},
 		{"summoner's replay, list of addresses", `{"ts":"2025-01-02T03:04:07Z","level":"info","msg":"held SYNs replayed","unikernel":"www","packets":2,"addrs":["10.213.0.5","fd00::5"]}`, "www", "held SYNs replayed (2) to 10.213.0.5, fd00::5"},
 		{"trigger of a boot", `{"ts":"2025-01-02T03:04:07Z","level":"info","msg":"booting unikernel","unikernel":"www","trigger":"tcp"}`, "www", "www: booting (trigger: tcp)"},
+		{"start mode of a boot", `{"ts":"2025-01-02T03:04:07Z","level":"info","msg":"booting unikernel","unikernel":"fast","trigger":"dns","mode":"warm"}`, "fast", "fast: booting (trigger: dns, start mode: warm)"},
+		{"warm domain resumed", `{"ts":"2025-01-02T03:04:07Z","level":"info","msg":"domain resumed","domain":"jitsu-fast"}`, "fast", "domain resumed"},
 		{"empty parens dropped", `{"ts":"2025-01-02T03:04:07Z","level":"info","msg":"syns replayed","unikernel":"www","ip":"10.213.0.5"}`, "www", "SYNs replayed to 10.213.0.5"},
 		{"query answered", `{"ts":"2025-01-02T03:04:05.001Z","level":"info","msg":"query answered","name":"www.example.test.","qtype":"A","ip":"10.213.0.5"}`, "www", "DNS query answered: www.example.test. A → 10.213.0.5"},
 		{"other unikernel skipped", `{"ts":"2025-01-02T03:04:06Z","level":"info","msg":"state","unikernel":"blog","from":"stopped","to":"starting"}`, "www", ""},

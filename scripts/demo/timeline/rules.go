@@ -21,9 +21,13 @@ var rules = []rule{
 	{Msg: `.`, Fields: map[string]string{"from": `.`, "to": `stop|suspend|save|fail|crash|backoff`}, Label: "{unikernel}: {from} → {to} ({reason})", Kind: kindStop},
 	{Msg: `.`, Fields: map[string]string{"from": `.`, "to": `.`}, Label: "{unikernel}: {from} → {to} ({reason})"},
 	// hypervisor / summoner: the domain itself.
+	{Msg: `^domain (resumed|restored)`, Label: "{msg}"},
 	{Msg: `domain.*(start|creat|boot)|(start|creat|boot).*domain`, Label: "domain started ({duration})"},
 	{Msg: `ready|probe ok|probe succeeded`, Label: "ready ({duration})"},
 	// summoner: what summoned the boot.
+	// Its mode says how it starts: boot, warm (the warm pool's paused
+	// domain resumed), resume (a suspended one) or restore.
+	{Msg: `^booting unikernel$`, Fields: map[string]string{"mode": `.`}, Label: "{unikernel}: booting (trigger: {trigger}, start mode: {mode})"},
 	{Msg: `^booting unikernel$`, Label: "{unikernel}: booting (trigger: {trigger})"},
 	// synproxy / summoner: SYNs held while booting, replayed once ready.
 	{Msg: `^held SYNs replayed$`, Label: "held SYNs replayed ({packets}) to {addrs}"},
