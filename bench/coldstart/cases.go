@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,7 +79,7 @@ func jitsuSample(cl client) func(ctx context.Context, b *bench, c *benchCase) (s
 				return s, fmt.Errorf("prepare: %w", err)
 			}
 		}
-		if c.idleState() != "stopped" {
+		if c.prepare != nil || c.idleState() != "stopped" {
 			time.Sleep(settle) // the prepare's boot or create call is over
 		}
 		if s.rssKiB, err = qemuRSS(b.spec.Name); err != nil {
@@ -122,13 +123,22 @@ func bootAndSuspend(ctx context.Context, b *bench) error {
 
 // destroyLeft destroys the domain if it is still there once jitsu exited
 // (jitsu leaves its domains to the next jitsu: a warm one is prepared
-// again after every stop).
+// again after every stop). It uses virsh: the benchmark's own hypervisor
+// refuses to touch a domain of jitsu's instance.
 func (b *bench) destroyLeft() error {
-	err := b.hv.Stop(context.Background(), b.spec.Name, hypervisor.StopDestroy)
-	if err == nil || errors.Is(err, hypervisor.ErrNotFound) || errors.Is(err, hypervisor.ErrNotRunning) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "virsh", "-c", b.env.URI, "list", "--all", "--name").Output()
+	if err != nil {
+		return fmt.Errorf("virsh list: %w", err)
+	}
+	if !slices.Contains(strings.Fields(string(out)), b.spec.Name) {
 		return nil
 	}
-	return fmt.Errorf("destroy the domain jitsu left: %w", err)
+	if out, err := exec.CommandContext(ctx, "virsh", "-c", b.env.URI, "destroy", b.spec.Name).CombinedOutput(); err != nil {
+		return fmt.Errorf("destroy the domain jitsu left: virsh destroy: %w: %s", err, out)
+	}
+	return nil
 }
 
 // queryThenGet asks jitsu for the name and GETs its address at once,

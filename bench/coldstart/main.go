@@ -54,12 +54,12 @@ type benchCase struct {
 	conf func(*sandbox.JitsuConfig)
 	// sample measures one cold start.
 	sample func(ctx context.Context, b *bench, c *benchCase) (sample, error)
-	// idle is the state jitsu reports for the unikernel while it waits
-	// for its query, before and after the sample; "" means stopped.
+	// idle is the state jitsu reports for the unikernel once it answers,
+	// and again after the sample's stop; "" means stopped.
 	idle string
-	// prepare brings the unikernel into its idle state, unmeasured, once
-	// jitsu answers; nil: nothing to do (stopped, or warm: jitsu prepares
-	// the warm domain itself).
+	// prepare brings the unikernel into the state it waits for its query
+	// in, unmeasured, once jitsu answers; nil: nothing to do (stopped, or
+	// warm: jitsu prepares the warm domain itself).
 	prepare func(ctx context.Context, b *bench) error
 	// confPath is the case's jitsu config, written at start-up.
 	confPath string
@@ -102,7 +102,7 @@ var cases = []*benchCase{
 			c.SynProxy, c.ResponseDelay = true, "0s"
 			c.Unikernels[0].StopMode = "suspend"
 		},
-		idle: "suspended", prepare: bootAndSuspend, sample: jitsuSample(queryThenGet)},
+		prepare: bootAndSuspend, sample: jitsuSample(queryThenGet)},
 }
 
 // References of the paired differences.
