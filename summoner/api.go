@@ -14,10 +14,10 @@ import (
 
 // Summon returns the addresses of the unikernel name and, if DNS is one of
 // its triggers, makes sure it runs: it marks DNS activity and starts a boot
-// (or resume, or restore) if none is under way, without waiting for it —
-// unless Gate is nil and ResponseDelay is set, then it waits until the
-// unikernel is ready, up to ResponseDelay. With a gate it returns once the
-// gate holds the addresses, so that no client's first SYN can beat the
+// (or resume, or restore) if none is under way, without waiting for it
+// (Jitsu's response delay is the DNS server's: it holds the answer until
+// WaitReady's channel closes). With a gate it returns once the gate holds
+// the addresses, so that no client's first SYN can beat the
 // hold. The returned slice must not be modified.
 // A boot it would start goes through admission control (Options.Admit)
 // as one from an unknown source.
@@ -50,9 +50,6 @@ func (s *Summoner) summon(ctx context.Context, ar admitReq, name string, t Trigg
 			return cfg.Addrs, err
 		}
 		return nil, err
-	}
-	if s.gate == nil && s.opts.ResponseDelay > 0 {
-		s.waitReady(ctx, u)
 	}
 	return cfg.Addrs, nil
 }
@@ -120,26 +117,6 @@ func (s *Summoner) WaitReady(name string) <-chan struct{} {
 		return nil
 	}
 	return u.waitCh
-}
-
-// waitReady waits until u's boot settles, ResponseDelay passes or ctx is
-// done.
-func (s *Summoner) waitReady(ctx context.Context, u *unit) {
-	u.mu.Lock()
-	ch := u.waitCh
-	u.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	expired := make(chan struct{})
-	t := s.clock.AfterFunc(s.opts.ResponseDelay, func() { close(expired) })
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-expired:
-	case <-ctx.Done():
-	case <-s.done:
-	}
 }
 
 // request asks u's actor to boot it, single-flight: only the first request

@@ -45,7 +45,7 @@ type harness struct {
 const statsEvery = time.Second
 
 // newHarness builds (but does not run) a summoner over a fresh fake.
-// opts may set budget options, Gate (use h.gate()), ResponseDelay.
+// opts may set budget options and Gate (use h.gate()).
 func newHarness(t *testing.T, opts Options, uks ...Unikernel) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

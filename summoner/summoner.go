@@ -23,7 +23,7 @@
 // a stop is unknown.
 //
 // Summon, called by the DNS server for every query of a unikernel's name,
-// never waits for a boot (unless ResponseDelay applies): for a running
+// never waits for a boot: for a running
 // unikernel it is two atomic operations and a map lookup.
 package summoner
 
@@ -225,9 +225,6 @@ type Options struct {
 	// unikernel is dropped (destroyed). It must not block.
 	LowMemory func() bool
 
-	// ResponseDelay: when Gate is nil, Summon waits until the unikernel
-	// is ready, up to this long (Jitsu's response delay). 0: no wait.
-	ResponseDelay time.Duration
 	// ProbeInterval paces the tcp and console probers; default 5ms.
 	ProbeInterval time.Duration
 	// ProbeMark, when non-zero, is set as SO_MARK on the tcp prober's
@@ -373,7 +370,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 	defDur(&opts.CreateTimeout, DefaultCreateTimeout)
 	defDur(&opts.StopTimeout, time.Minute)
 	defDur(&opts.ReconcileInterval, 10*time.Second)
-	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 || opts.ResponseDelay < 0 {
+	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 {
 		return nil, errors.New("new summoner: negative limit")
 	}
 	m, err := newMetrics(opts.Registerer)

@@ -519,50 +519,6 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
-func TestResponseDelay(t *testing.T) {
-	t.Run("until ready", func(t *testing.T) {
-		h := newHarness(t, Options{ResponseDelay: 3 * time.Second}, uk("web", "10.0.0.1")).run()
-		done := make(chan State, 1)
-		go func() {
-			_, err := h.s.Summon(h.ctx, "web")
-			if err != nil {
-				t.Error(err)
-			}
-			done <- h.status("web").State
-		}()
-		h.waitStarts("web", 1)
-		select {
-		case st := <-done:
-			t.Fatalf("Summon returned before ready (%s)", st)
-		default:
-		}
-		h.f.SetReady("web", true)
-		if st := <-done; st != StateReady {
-			t.Fatalf("Summon returned with the unikernel %s", st)
-		}
-	})
-	t.Run("up to the limit", func(t *testing.T) {
-		h := newHarness(t, Options{ResponseDelay: 3 * time.Second}, uk("web", "10.0.0.1")).run()
-		done := make(chan error, 1)
-		go func() {
-			_, err := h.s.Summon(h.ctx, "web")
-			done <- err
-		}()
-		h.waitState("web", StateStarting)
-		// reaper tick, reconciler tick, boot timeout, response delay
-		if err := h.clk.WaitPending(h.ctx, 4); err != nil {
-			t.Fatal(err)
-		}
-		h.clk.Advance(3 * time.Second)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if st := h.status("web").State; st != StateStarting {
-			t.Fatalf("state %s, want still starting", st)
-		}
-	})
-}
-
 func TestOperatorStop(t *testing.T) {
 	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
 	if err := h.s.Stop(h.ctx, "web", ""); err != nil {

@@ -3,8 +3,8 @@ package summoner
 import "testing"
 
 // TestWaitReady: nil when no boot is under way; a channel that closes when
-// the boot settles, ready or failed; Summon does not wait (ResponseDelay 0:
-// the DNS server holds the answer with WaitReady).
+// the boot settles, ready or failed; Summon does not wait (the DNS server
+// holds the answer with WaitReady).
 func TestWaitReady(t *testing.T) {
 	h := newHarness(t, Options{}, uk("web", "10.0.0.1")).run()
 	if ch := h.s.WaitReady("web"); ch != nil {

@@ -163,22 +163,21 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		return fail(err)
 	}
 	p.sum, err = summoner.New(summoner.Options{
-		Hypervisor:    hv,
-		Gate:          gate,
-		Meter:         meter,
-		Logger:        log.Named("summoner"),
-		Registerer:    reg,
-		MaxRunning:    cfg.Budget.MaxRunning,
-		MaxBooting:    cfg.Budget.MaxBooting,
-		MemoryBudget:  cfg.Budget.Memory,
-		MinUp:         cfg.Budget.MinUp,
-		WarmMax:       cfg.Budget.WarmMax,
-		WarmMemory:    cfg.Budget.WarmMemory,
-		Admit:         admit,
-		LowMemory:     lowMemory,
-		ResponseDelay: 0, // the DNS server holds the answers (dnsserver.Waiter)
-		ProbeMark:     probeMark,
-		StopTimeout:   cfg.Hypervisor.ShutdownTimeout + stopSlack,
+		Hypervisor:   hv,
+		Gate:         gate,
+		Meter:        meter,
+		Logger:       log.Named("summoner"),
+		Registerer:   reg,
+		MaxRunning:   cfg.Budget.MaxRunning,
+		MaxBooting:   cfg.Budget.MaxBooting,
+		MemoryBudget: cfg.Budget.Memory,
+		MinUp:        cfg.Budget.MinUp,
+		WarmMax:      cfg.Budget.WarmMax,
+		WarmMemory:   cfg.Budget.WarmMemory,
+		Admit:        admit,
+		LowMemory:    lowMemory,
+		ProbeMark:    probeMark,
+		StopTimeout:  cfg.Hypervisor.ShutdownTimeout + stopSlack,
 	}, unikernels(cfg))
 	if err != nil {
 		return fail(fmt.Errorf("summoner: %w", err))
