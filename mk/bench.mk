@@ -20,7 +20,11 @@ BENCH_DNS_SECONDS ?= 10
 BOOTBENCH_ARGS  ?= -runs 10
 FRONTDOOR_ROUNDS ?= 3
 
-.PHONY: bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+# Flags of bench/idlecpu, e.g. an old kernel beside the image's:
+#   make bench-idlecpu IDLECPU_ARGS='-n 10 -case image -case old,kernel=/var/cache/jitsu/kernel/HASH/vmlinux,cmdline=console=ttyS0 quiet'
+IDLECPU_ARGS    ?= -n 10 -interval 60s
+
+.PHONY: bench-idlecpu bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
 
 # bench-dns runs dnsperf against jitsu's dnsserver (bench/dns, fake instant
 # summoner) and against knotd on the same zone, one core each, and prints
@@ -60,3 +64,6 @@ bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cas
 
 bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
 	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
+
+bench-idlecpu: ## as root: host CPU (% of a core, median/p90) and QEMU RSS per idle example unikernel, N guests per case (IDLECPU_ARGS)
+	$(GO) run ./bench/idlecpu -domain-type $(DOMAIN_TYPE) $(IDLECPU_ARGS)
