@@ -11,9 +11,14 @@
 // firmware alone, timed from the start call to the marker in the console
 // log.
 //
+// With -agent ab it boots the domain without and with the guest agent's
+// devices (hypervisor Spec.Agent: virtio-serial, the agent channel,
+// virtio-rng) in interleaved rounds, the order alternating, and prints
+// the paired differences (with minus without).
+//
 // It needs root and `make image`. Usage:
 //
-//	bootfloor [-n 10] [-domain-type qemu|kvm] [-floor /var/lib/jitsu/images/multiboot/hello.elf]
+//	bootfloor [-n 10] [-domain-type qemu|kvm] [-agent off|on|ab] [-floor /var/lib/jitsu/images/multiboot/hello.elf]
 package main
 
 import (
@@ -41,6 +46,7 @@ type options struct {
 	n          int
 	floor      string
 	domainType string
+	agent      string
 	interval   time.Duration
 	timeout    time.Duration
 }
@@ -50,6 +56,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 10, "number of boots")
 	flag.StringVar(&o.floor, "floor", "", "measure this kernel (prints JITSU-READY on ttyS0) to the console marker instead of the example image to HTTP")
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
+	flag.StringVar(&o.agent, "agent", "off", "guest agent devices (Spec.Agent): off, on, or ab (both, interleaved, paired differences)")
 	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
 	flag.Parse()
@@ -83,6 +90,15 @@ func run(ctx context.Context, o options) (err error) {
 	} else {
 		fmt.Printf("  warm-up (not counted): start call %7.1f ms, ready %7.1f ms\n", ms(call), ms(r))
 	}
+	switch o.agent {
+	case "off":
+	case "on":
+		spec.Agent = true
+	case "ab":
+		return agentAB(ctx, env, hv, spec, o)
+	default:
+		return fmt.Errorf("-agent %q: want off, on or ab", o.agent)
+	}
 	var calls, ready []time.Duration
 	for i := range o.n {
 		call, r, err := once(ctx, env, hv, spec, o)
@@ -95,6 +111,39 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("start call:   %s\n", summary(calls))
 	fmt.Printf("boot floor:   %s\n", summary(ready))
+	return nil
+}
+
+// agentAB boots spec without and with Spec.Agent in each of o.n rounds,
+// alternating which goes first, and prints both and the paired
+// differences.
+func agentAB(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hypervisor.Spec, o options) error {
+	var off, on, diff []time.Duration
+	for i := range o.n {
+		var r [2]time.Duration // [without, with]
+		for k := range 2 {
+			agent := (i+k)%2 == 1
+			s := spec
+			s.Agent = agent
+			_, ready, err := once(ctx, env, hv, s, o)
+			if err != nil {
+				return fmt.Errorf("round %d (agent %v): %w", i+1, agent, err)
+			}
+			if agent {
+				r[1] = ready
+			} else {
+				r[0] = ready
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		fmt.Printf("  round %2d: without agent %7.1f ms, with %7.1f ms, difference %+7.1f ms\n", i+1, ms(r[0]), ms(r[1]), ms(r[1]-r[0]))
+		off, on, diff = append(off, r[0]), append(on, r[1]), append(diff, r[1]-r[0])
+	}
+	fmt.Printf("without agent: %s\n", summary(off))
+	fmt.Printf("with agent:    %s\n", summary(on))
+	d := benchkit.Summarize(diff)
+	fmt.Printf("paired difference (with - without): median %+7.1f ms  min %+7.1f ms  max %+7.1f ms  (n=%d)\n",
+		ms(d.Median), ms(d.Min), ms(d.Max), d.N)
 	return nil
 }
 
