@@ -30,6 +30,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -47,8 +49,11 @@ type options struct {
 	floor      string
 	domainType string
 	agent      string
+	idle       time.Duration
 	interval   time.Duration
 	timeout    time.Duration
+	// after, if set, runs once the guest is ready, before it is destroyed.
+	after func() error
 }
 
 func main() {
@@ -57,6 +62,7 @@ func main() {
 	flag.StringVar(&o.floor, "floor", "", "measure this kernel (prints JITSU-READY on ttyS0) to the console marker instead of the example image to HTTP")
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.StringVar(&o.agent, "agent", "off", "guest agent devices (Spec.Agent): off, on, or ab (both, interleaved, paired differences)")
+	flag.DurationVar(&o.idle, "idle", 0, "with -agent ab: after each boot, measure QEMU's CPU time over this idle interval (0: skip)")
 	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
 	flag.Parse()
@@ -118,26 +124,45 @@ func run(ctx context.Context, o options) (err error) {
 // alternating which goes first, and prints both and the paired
 // differences.
 func agentAB(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hypervisor.Spec, o options) error {
-	var off, on, diff []time.Duration
+	var off, on, diff, cpuOff, cpuOn []time.Duration
 	for i := range o.n {
-		var r [2]time.Duration // [without, with]
+		var r, c [2]time.Duration // [without, with]: ready, idle CPU
 		for k := range 2 {
 			agent := (i+k)%2 == 1
 			s := spec
 			s.Agent = agent
+			var cpu time.Duration
+			o := o
+			if o.idle > 0 {
+				o.after = func() error {
+					var err error
+					cpu, err = idleCPU(ctx, s.Name, o.idle)
+					return err
+				}
+			}
 			_, ready, err := once(ctx, env, hv, s, o)
 			if err != nil {
 				return fmt.Errorf("round %d (agent %v): %w", i+1, agent, err)
 			}
 			if agent {
-				r[1] = ready
+				r[1], c[1] = ready, cpu
 			} else {
-				r[0] = ready
+				r[0], c[0] = ready, cpu
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
 		fmt.Printf("  round %2d: without agent %7.1f ms, with %7.1f ms, difference %+7.1f ms\n", i+1, ms(r[0]), ms(r[1]), ms(r[1]-r[0]))
 		off, on, diff = append(off, r[0]), append(on, r[1]), append(diff, r[1]-r[0])
+		if o.idle > 0 {
+			pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(o.idle) }
+			fmt.Printf("            idle QEMU CPU over %v: without %.2f %%, with %.2f %% of a core\n", o.idle, pct(c[0]), pct(c[1]))
+			cpuOff, cpuOn = append(cpuOff, c[0]), append(cpuOn, c[1])
+		}
+	}
+	if o.idle > 0 {
+		pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(o.idle) }
+		a, b := benchkit.Summarize(cpuOff), benchkit.Summarize(cpuOn)
+		fmt.Printf("idle QEMU CPU (median of %d): without agent %.2f %%, with %.2f %% of a core\n", a.N, pct(a.Median), pct(b.Median))
 	}
 	fmt.Printf("without agent: %s\n", summary(off))
 	fmt.Printf("with agent:    %s\n", summary(on))
@@ -196,7 +221,63 @@ func once(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hy
 	if err != nil {
 		return call, 0, err
 	}
+	if o.after != nil {
+		if err := o.after(); err != nil {
+			return call, at.Sub(t0), err
+		}
+	}
 	return call, at.Sub(t0), nil
+}
+
+// idleCPU waits a second for the guest to settle, then returns the CPU
+// time (user + system) its QEMU process spends over d.
+func idleCPU(ctx context.Context, name string, d time.Duration) (time.Duration, error) {
+	pid, err := sandbox.QEMUPid(name)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(time.Second):
+	}
+	t0, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	t1, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	return t1 - t0, nil
+}
+
+// cpuTime reads utime+stime of pid from /proc/PID/stat (USER_HZ = 100).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
 // waitMarker polls the console log until it contains marker.
