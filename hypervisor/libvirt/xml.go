@@ -207,8 +207,13 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 // chooses), and a rate-limited virtio-rng fed from the host's
 // /dev/urandom.
 func addAgent(devs *libvirtxml.DomainDeviceList) {
-	zero, port := uint(0), uint(AgentPort)
-	devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{Type: "virtio-serial", Index: &zero})
+	zero, port, ports := uint(0), uint(AgentPort), uint(AgentPort+1)
+	// Only the ports used (QEMU's default is 31): the guest sets up two
+	// virtqueues per port at boot.
+	devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{
+		Type: "virtio-serial", Index: &zero,
+		VirtIOSerial: &libvirtxml.DomainControllerVirtIOSerial{Ports: &ports},
+	})
 	devs.Channels = append(devs.Channels, libvirtxml.DomainChannel{
 		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{Mode: "bind"}},
 		Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: AgentChannel}},

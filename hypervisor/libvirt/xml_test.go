@@ -133,6 +133,9 @@ func TestDomainXMLAgent(t *testing.T) {
 			for _, c := range d.Devices.Controllers {
 				if c.Type == "virtio-serial" {
 					serialCtl++
+					if c.VirtIOSerial == nil || c.VirtIOSerial.Ports == nil || *c.VirtIOSerial.Ports != AgentPort+1 {
+						t.Errorf("virtio-serial controller %+v, want %d ports", c.VirtIOSerial, AgentPort+1)
+					}
 				}
 			}
 			if !agent {
