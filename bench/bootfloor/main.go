@@ -50,6 +50,7 @@ type options struct {
 	domainType string
 	agent      string
 	idle       time.Duration
+	settle     time.Duration
 	interval   time.Duration
 	timeout    time.Duration
 	// after, if set, runs once the guest is ready, before it is destroyed.
@@ -63,6 +64,7 @@ func main() {
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.StringVar(&o.agent, "agent", "off", "guest agent devices (Spec.Agent): off, on, or ab (both, interleaved, paired differences)")
 	flag.DurationVar(&o.idle, "idle", 0, "with -agent ab: after each boot, measure QEMU's CPU time over this idle interval (0: skip)")
+	flag.DurationVar(&o.settle, "settle", time.Second, "with -idle: wait this long after the guest is ready before measuring")
 	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
 	flag.Parse()
@@ -136,7 +138,7 @@ func agentAB(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec
 			if o.idle > 0 {
 				o.after = func() error {
 					var err error
-					cpu, err = idleCPU(ctx, s.Name, o.idle)
+					cpu, err = idleCPU(ctx, s.Name, o.settle, o.idle)
 					return err
 				}
 			}
@@ -204,7 +206,7 @@ func domain(dir string, img sandbox.Image, o options) (hypervisor.Spec, error) {
 
 // once boots spec, waits for readiness and destroys it.
 func once(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hypervisor.Spec, o options) (call, ready time.Duration, err error) {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout+o.settle+o.idle)
 	defer cancel()
 	t0 := time.Now()
 	if err := hv.Start(ctx, spec); err != nil {
@@ -233,9 +235,9 @@ func once(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hy
 	return call, at.Sub(t0), nil
 }
 
-// idleCPU waits a second for the guest to settle, then returns the CPU
+// idleCPU waits settle for the guest to settle, then returns the CPU
 // time (user + system) its QEMU process spends over d.
-func idleCPU(ctx context.Context, name string, d time.Duration) (time.Duration, error) {
+func idleCPU(ctx context.Context, name string, settle, d time.Duration) (time.Duration, error) {
 	pid, err := sandbox.QEMUPid(name)
 	if err != nil {
 		return 0, err
@@ -243,7 +245,7 @@ func idleCPU(ctx context.Context, name string, d time.Duration) (time.Duration, 
 	select {
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-time.After(time.Second):
+	case <-time.After(settle):
 	}
 	t0, err := cpuTime(pid)
 	if err != nil {
