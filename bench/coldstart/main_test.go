@@ -36,17 +36,21 @@ func TestPaired(t *testing.T) {
 
 func TestSelectCases(t *testing.T) {
 	tests := []struct {
-		only    string
-		want    []string
-		wantErr bool
+		only      string
+		multiboot bool
+		want      []string
+		wantErr   bool
 	}{
-		{"", []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume"}, false},
-		{"floor,proxy,warm,resume,cached", []string{"floor", "proxy", "warm", "resume", "cached"}, false},
-		{"proxy,floor", []string{"proxy", "floor"}, false},
-		{"floor,bogus", nil, true},
+		{"", false, []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume"}, false},
+		{"floor,proxy,warm,resume,cached", false, []string{"floor", "proxy", "warm", "resume", "cached"}, false},
+		{"proxy,floor", false, []string{"proxy", "floor"}, false},
+		{"floor,bogus", false, nil, true},
+		{"", true, []string{"floor", "proxy", "delay", "warm"}, false},
+		{"warm,floor", true, []string{"warm", "floor"}, false},
+		{"floor,resume", true, nil, true},
 	}
 	for _, tt := range tests {
-		got, err := selectCases(tt.only)
+		got, err := selectCases(tt.only, tt.multiboot)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("selectCases(%q) error %v, want error %v", tt.only, err, tt.wantErr)
 			continue
