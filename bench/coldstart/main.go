@@ -150,6 +150,15 @@ const multibootImage = "/var/lib/jitsu/images/multiboot/hello.elf"
 // whose guest runs from its first instruction after the query.
 var multibootCases = []string{"floor", "proxy", "delay", "warm"}
 
+// multibootLabels are their labels for the multiboot example, whose first
+// byte is the console marker (the cases table's labels say HTTP).
+var multibootLabels = map[string]string{
+	"floor": "boot floor: start call to JITSU-READY, no jitsu",
+	"proxy": "jitsu (SYN proxy on, nothing to hold): query, then JITSU-READY (the boot path)",
+	"delay": "jitsu, DNS answer held until jitsu's console probe saw JITSU-READY (response delay)",
+	"warm":  "jitsu, warm = true: query, then JITSU-READY (resume of the warm pool's paused domain)",
+}
+
 func run(ctx context.Context, n int, bin, domainType, image, only string) (err error) {
 	if image != "example" && image != "multiboot" {
 		return fmt.Errorf("-image %q: want example or multiboot", image)
@@ -288,8 +297,12 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 		if retries > 0 {
 			note = fmt.Sprintf(" (%d refused connects retried)", retries)
 		}
+		label := c.label
+		if l, ok := multibootLabels[c.key]; ok && b.multiboot {
+			label = l
+		}
 		fmt.Printf("%-8s %9s %9s %9s %9s  %s%s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90),
-			benchkit.MS(s.Min), benchkit.MS(s.Max), c.label, note)
+			benchkit.MS(s.Min), benchkit.MS(s.Max), label, note)
 	}
 	b.reportMemory(selected)
 	for ri, ref := range refs {

@@ -128,3 +128,11 @@ func TestRSSRow(t *testing.T) {
 		})
 	}
 }
+
+func TestMultibootLabels(t *testing.T) {
+	for _, k := range multibootCases {
+		if !strings.Contains(multibootLabels[k], "JITSU-READY") {
+			t.Errorf("case %s: multiboot label %q does not say what its first byte is", k, multibootLabels[k])
+		}
+	}
+}
