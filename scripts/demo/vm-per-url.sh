@@ -137,8 +137,10 @@ if [ "$PAGELOAD_ROUNDS" -gt 0 ]; then
   done
   cp "$OUT/jitsu-groups.toml" "$CFG"
   jd_in_host "$JITSU_BIN" reload --config "$CFG" >/dev/null
-  jd_info "last load with groups:"
+  jd_info "the last load with groups (the stylesheet and logo were already booting when their queries came):"
   sed 's/^/  /' "$JD_TMP/pageload.groups"
+  jd_info "the last load without groups (their boots start at their queries, after the index arrived):"
+  sed 's/^/  /' "$JD_TMP/pageload.nogroups"
   pageload_summary
 fi
 
