@@ -378,7 +378,11 @@ func timeline(ctx context.Context, socket string) string {
 		return ""
 	}
 	tl := sts[0].LastBoot
-	out := fmt.Sprintf(" (mode %s, query→start %s, start→ready %s", tl.Mode, benchkit.MS(tl.Start.Sub(tl.Query)), benchkit.MS(tl.Ready.Sub(tl.Start)))
+	ready := "not yet" // the client saw its first byte before jitsu's probe
+	if !tl.Ready.IsZero() {
+		ready = benchkit.MS(tl.Ready.Sub(tl.Start))
+	}
+	out := fmt.Sprintf(" (mode %s, query→start %s, start→ready %s", tl.Mode, benchkit.MS(tl.Start.Sub(tl.Query)), ready)
 	if !tl.FirstReplay.IsZero() {
 		out += fmt.Sprintf(", ready→replay %s", benchkit.MS(tl.FirstReplay.Sub(tl.Ready)))
 	}
