@@ -108,6 +108,14 @@ const (
 	DefaultWarmMemory = 1 << 30
 )
 
+// DefaultMaxStarting is budget.max_starting on a host with cores: one
+// boot in flight per core (at least one). A boot is CPU work from the
+// create call to ready (QEMU's start-up and libvirt's handshake, then the
+// guest's boot, one busy vCPU under TCG); more boots than cores at once
+// only share the cores, so each finishes later and none sooner, and the
+// last ones time out.
+func DefaultMaxStarting(cores int) int { return max(cores, 1) }
+
 // DefaultBudgetMemory is budget.memory on a host with mem bytes of RAM:
 // three quarters of it (the rest is the host's, jitsu's and QEMU's), in
 // whole MiB; 0 (unlimited) when mem is unknown.

@@ -165,7 +165,7 @@ func TestDefaults(t *testing.T) {
 	}
 	mem := HostResources().Memory
 	if c.Budget != (BudgetConfig{MaxRunning: DefaultMaxRunning(mem), Memory: DefaultBudgetMemory(mem), MinUp: DefaultMinUp,
-		WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}) {
+		WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory, MaxStarting: DefaultMaxStarting(HostResources().Cores)}) {
 		t.Errorf("budget = %+v", c.Budget)
 	}
 	if c.Metrics != (MetricsConfig{}) {

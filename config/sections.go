@@ -215,6 +215,10 @@ func (d *decoder) budget(t *table, c *BudgetConfig) {
 	mem := HostResources().Memory
 	c.MaxRunning, c.Memory, c.MinUp = DefaultMaxRunning(mem), DefaultBudgetMemory(mem), DefaultMinUp
 	c.WarmMax, c.WarmMemory = DefaultWarmMax, DefaultWarmMemory
+	c.MaxStarting = DefaultMaxStarting(HostResources().Cores)
+	if v, ok := t.integer("max_starting", 0, math.MaxInt32); ok {
+		c.MaxStarting = int(v)
+	}
 	if v, ok := t.integer("warm_max", 0, math.MaxInt32); ok {
 		c.WarmMax = int(v)
 	}

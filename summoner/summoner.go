@@ -211,6 +211,12 @@ type Options struct {
 	// count only here, not against MaxRunning or MemoryBudget.
 	WarmMax    int
 	WarmMemory uint64
+	// MaxStarting bounds the boots in flight at once: from the
+	// hypervisor call (Start, a restore, or the Resume of a warm or
+	// suspended domain) until ready or given up. Further boots wait in
+	// FIFO order, starting, and their create deadline and boot timeout
+	// run only once they leave the queue. 0: unlimited.
+	MaxStarting int
 	// EvictIdle is how long a ready unikernel must have been without
 	// activity before the budget may stop it to make room; default 10s.
 	EvictIdle time.Duration
@@ -273,12 +279,16 @@ var (
 	ErrClosed = errors.New("summoner stopped")
 )
 
-// BootTimeline is when the last boot was asked for, started and ready,
+// BootTimeline is when the last boot was asked for, queued, started and ready,
 // when the packets held for it were first replayed (zero if none was),
 // what triggered it and how it started.
 type BootTimeline struct {
 	Query, Start, Ready, FirstReplay time.Time
-	Trigger                          Trigger
+	// Queued is when the boot entered the start queue (Options.MaxStarting);
+	// Start, when it left it and called the hypervisor (zero while it
+	// waits). Equal when a slot was free.
+	Queued  time.Time
+	Trigger Trigger
 	// Mode is how it started: ModeBoot, ModeWarm, ModeResume or
 	// ModeRestore.
 	Mode string
@@ -342,6 +352,8 @@ type Summoner struct {
 	meterBusy     atomic.Bool   // a traffic read is under way
 	unadopted     atomic.Bool   // Run could not list the domains yet: no boot until it has
 
+	startq *startQueue // boots in flight (MaxStarting)
+
 	admitRefused atomic.Int64 // boots refused by admission control
 	admitLogAt   atomic.Int64 // unix ns a refusal was last logged
 
@@ -370,7 +382,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 	defDur(&opts.CreateTimeout, DefaultCreateTimeout)
 	defDur(&opts.StopTimeout, time.Minute)
 	defDur(&opts.ReconcileInterval, 10*time.Second)
-	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 {
+	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 || opts.MaxStarting < 0 {
 		return nil, errors.New("new summoner: negative limit")
 	}
 	m, err := newMetrics(opts.Registerer)
@@ -391,6 +403,10 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 		running:       make(chan struct{}),
 		reconcileKick: make(chan struct{}, 1),
 	}
+	s.startq = &startQueue{max: opts.MaxStarting, onChange: func(inflight, waiting int) {
+		m.startsInFlight.Set(float64(inflight))
+		m.startsQueued.Set(float64(waiting))
+	}}
 	s.stats, _ = opts.Hypervisor.(hypervisor.StatsReader)
 	cfgs, err := normalize(uks)
 	if err != nil {

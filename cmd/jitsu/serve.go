@@ -170,6 +170,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		Registerer:   reg,
 		MaxRunning:   cfg.Budget.MaxRunning,
 		MaxBooting:   cfg.Budget.MaxBooting,
+		MaxStarting:  cfg.Budget.MaxStarting,
 		MemoryBudget: cfg.Budget.Memory,
 		MinUp:        cfg.Budget.MinUp,
 		WarmMax:      cfg.Budget.WarmMax,
@@ -392,9 +393,9 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 		for _, a := range s.Addrs {
 			us.Addrs = append(us.Addrs, a.String())
 		}
-		if !s.LastBoot.Start.IsZero() {
+		if !s.LastBoot.Queued.IsZero() || !s.LastBoot.Start.IsZero() {
 			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
-				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay, Mode: s.LastBoot.Mode}
+				Queued: s.LastBoot.Queued, Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay, Mode: s.LastBoot.Mode}
 		}
 		out = append(out, us)
 	}
