@@ -108,6 +108,13 @@ const (
 	DefaultWarmMemory = 1 << 30
 )
 
+// DefaultGuestCPUWeight is hypervisor.guest_cpu_weight: the guests'
+// QEMU processes together weigh a tenth of jitsu (cgroup v2 scale, where
+// 100 is the default). A weight matters only when the CPU is short: the
+// guests then get 10/110 of it while jitsu answers, and all of it when
+// jitsu is idle, so a DNS answer never waits behind a busy guest.
+const DefaultGuestCPUWeight = 10
+
 // DefaultMaxStarting is budget.max_starting on a host with cores: one
 // boot in flight per core (at least one). A boot is CPU work from the
 // create call to ready (QEMU's start-up and libvirt's handshake, then the

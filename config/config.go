@@ -185,6 +185,10 @@ type HypervisorConfig struct {
 	// SeedDir holds the unikernels' seed-file disk images (see
 	// Unikernel.Files).
 	SeedDir string
+	// GuestCPUWeight is the CPU weight of the guests' QEMU processes in
+	// all, on the cgroup v2 scale (100 = jitsu's); 0 = left as libvirt
+	// placed them. Default DefaultGuestCPUWeight.
+	GuestCPUWeight int
 }
 
 // NetworkConfig is [network].

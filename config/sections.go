@@ -117,6 +117,10 @@ func (d *decoder) hypervisor(t *table, c *HypervisorConfig) {
 		c.ShutdownTimeout = v
 	}
 	d.seedDir(t, c)
+	c.GuestCPUWeight = DefaultGuestCPUWeight
+	if v, ok := t.integer("guest_cpu_weight", 0, 10000); ok {
+		c.GuestCPUWeight = int(v)
+	}
 	t.done()
 }
 

@@ -131,6 +131,9 @@ func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hy
 			s.log.Info("domain already running; adopting it", zap.String("unikernel", u.name))
 			err = nil
 		}
+		if err == nil && s.opts.Placer != nil {
+			s.opts.Placer.Started(u.domain)
+		}
 		switch {
 		case err != nil:
 			s.post(u, event{kind: evBootFailed, gen: gen, reason: why, err: err})

@@ -85,6 +85,13 @@ type Meter interface {
 	Traffic(ctx context.Context) (map[netip.Addr]uint64, error)
 }
 
+// Placer is told each time a domain's process exists: its Start,
+// Resume or Prepare call returned. guestcpu.Weigher fits (it lowers the
+// QEMU's CPU weight). It must not block.
+type Placer interface {
+	Started(domain string)
+}
+
 // Trigger is what summoned a unikernel: the label of its boots in the
 // metrics, the status and the log. A Unikernel's Triggers list those that
 // may summon it; the operator (TriggerControl) always may.
@@ -223,6 +230,8 @@ type Options struct {
 	// MinUp is how long a unikernel stays up after its boot started
 	// before the budget may evict it, however idle; 0: no minimum.
 	MinUp time.Duration
+	// Placer, if set, is told of every domain started (Placer).
+	Placer Placer
 	// Admit, if set, is asked before each boot a summon would start
 	// (admission control); nil admits every boot.
 	Admit Admitter
