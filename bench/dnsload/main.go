@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,7 +271,23 @@ func startGuests(ctx context.Context, env *sandbox.Env, dir, kernel string, n in
 	if len(pids) != n {
 		return pids, fmt.Errorf("found %d QEMU processes, want %d", len(pids), n)
 	}
+	groups := map[string]bool{}
+	for _, p := range pids {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", p))
+		c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p))
+		groups[strings.Fields(string(b) + " ?")[0]+" cgroup "+cpuLine(string(c))] = true
+	}
+	fmt.Printf("%d guests started; their autogroups and cpu cgroups: %d distinct %v\n", n, len(groups), slices.Sorted(maps.Keys(groups))[:1])
 	return pids, nil
+}
+
+func cpuLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, ":cpu,") || strings.Contains(l, ":cpu:") {
+			return l
+		}
+	}
+	return "none"
 }
 
 func destroyGuests(env *sandbox.Env, n int) {
