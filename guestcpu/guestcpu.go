@@ -251,7 +251,7 @@ func (w *Weigher) Place(pid int) error {
 	case ModeOff:
 		return nil
 	case ModeNice:
-		return renice(w.opts.Proc, pid, w.nice)
+		return Renice(w.opts.Proc, pid, w.nice)
 	}
 	cg, err := cgroupOf(w.opts.Proc, strconv.Itoa(pid), w.v2)
 	if err != nil {
@@ -428,9 +428,10 @@ func qemuDomain(args [][]byte) string {
 	return ""
 }
 
-// renice sets nice on every thread of pid and on its autogroup (which is
-// what counts between sessions when autogroup is on).
-func renice(proc string, pid, nice int) error {
+// Renice sets nice on every thread of pid and on its autogroup (which is
+// what counts between sessions when autogroup is on): the fallback
+// without a cgroup cpu controller.
+func Renice(proc string, pid, nice int) error {
 	tasks, err := os.ReadDir(filepath.Join(proc, strconv.Itoa(pid), "task"))
 	if err != nil {
 		return fmt.Errorf("renice process %d: %w", pid, err)

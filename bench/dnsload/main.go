@@ -2,8 +2,9 @@
 // guests burn every core, with the guests' QEMU processes at an equal CPU
 // weight ("flat": where libvirt left them, each its own scheduling
 // entity) and in jitsu's guest cgroup at the weight of
-// hypervisor.guest_cpu_weight ("weighted", package guestcpu), the two
-// cases interleaved round by round.
+// hypervisor.guest_cpu_weight ("weighted", package guestcpu), and
+// reniced as guestcpu does without a cgroup cpu controller ("nice"), the
+// cases interleaved round by round (their order rotated each round).
 //
 // It needs root and runs its own sandbox (a private libvirtd in a network
 // namespace, under the machine-wide lock): it starts bin/jitsu serve
@@ -112,7 +113,7 @@ func run(ctx context.Context, o opts) error {
 		return errors.New("no cgroup cpu controller: nothing to compare")
 	}
 	err = rounds(ctx, o, conn, w, pids)
-	return errors.Join(err, place(w, pids, false), os.Remove(w.Dir()))
+	return errors.Join(err, place(w, pids, "flat", o.weight), os.Remove(w.Dir()))
 }
 
 // buildSpinner assembles hello.S with its halt loop made a busy loop.
@@ -313,16 +314,19 @@ func cpuTicks(pids []int) int64 {
 	return sum
 }
 
-// place puts every pid in the guests' cgroup (weighted) or back in the
-// root cgroup (flat).
-func place(w *guestcpu.Weigher, pids []int, weighted bool) error {
+// place puts every pid in the guests' cgroup (weighted), or back in the
+// root cgroup at nice 0 (flat), or there at the nice fallback's value.
+func place(w *guestcpu.Weigher, pids []int, c string, weight int) error {
 	root := filepath.Dir(w.Dir())
 	for _, p := range pids {
 		var err error
-		if weighted {
-			err = w.Place(p)
-		} else {
-			err = w.Move(p, root)
+		switch c {
+		case "weighted":
+			err = errors.Join(guestcpu.Renice("/proc", p, 0), w.Place(p))
+		case "nice":
+			err = errors.Join(w.Move(p, root), guestcpu.Renice("/proc", p, guestcpu.NiceFor(weight)))
+		default:
+			err = errors.Join(w.Move(p, root), guestcpu.Renice("/proc", p, 0))
 		}
 		if err != nil {
 			return err
@@ -338,18 +342,15 @@ type sample struct {
 
 // rounds runs the interleaved rounds and prints the figures.
 func rounds(ctx context.Context, o opts, conn *dns.Conn, w *guestcpu.Weigher, pids []int) error {
-	cases := []string{"flat", "weighted"}
+	cases := []string{"flat", "weighted", "nice"}
 	got := map[string][]sample{}
 	for r := range o.rounds {
-		order := slices.Clone(cases)
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
+		order := append(slices.Clone(cases[r%3:]), cases[:r%3]...)
 		for _, c := range order {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := place(w, pids, c == "weighted"); err != nil {
+			if err := place(w, pids, c, o.weight); err != nil {
 				return err
 			}
 			time.Sleep(time.Second)
@@ -368,13 +369,7 @@ func rounds(ctx context.Context, o opts, conn *dns.Conn, w *guestcpu.Weigher, pi
 func report(got map[string][]sample, o opts) {
 	fmt.Printf("\n%d guests spinning, %d rounds of %d queries per case (%s apart), weight %d:\n",
 		o.guests, o.rounds, o.queries, o.gap, o.weight)
-	var d50, d99 []time.Duration
-	for i := range got["flat"] {
-		f, w := got["flat"][i], got["weighted"][i]
-		d50 = append(d50, f.p50-w.p50)
-		d99 = append(d99, f.p99-w.p99)
-	}
-	for _, c := range []string{"flat", "weighted"} {
+	for _, c := range []string{"flat", "weighted", "nice"} {
 		var p50, p99 []time.Duration
 		var cores float64
 		for _, s := range got[c] {
@@ -384,7 +379,15 @@ func report(got map[string][]sample, o opts) {
 		fmt.Printf("%-8s median of rounds: p50 %s p99 %s, guests %.2f cores\n", c,
 			us(benchkit.Summarize(p50).Median), us(benchkit.Summarize(p99).Median), cores/float64(len(got[c])))
 	}
-	fmt.Printf("paired (flat - weighted), median of rounds: p50 %s, p99 %s (min %s / %s)\n",
-		us(benchkit.Summarize(d50).Median), us(benchkit.Summarize(d99).Median),
-		us(benchkit.Summarize(d50).Min), us(benchkit.Summarize(d99).Min))
+	for _, c := range []string{"weighted", "nice"} {
+		var d50, d99 []time.Duration
+		for i := range got["flat"] {
+			f, w := got["flat"][i], got[c][i]
+			d50 = append(d50, f.p50-w.p50)
+			d99 = append(d99, f.p99-w.p99)
+		}
+		fmt.Printf("paired (flat - %s), median of rounds: p50 %s, p99 %s (smallest: %s / %s)\n", c,
+			us(benchkit.Summarize(d50).Median), us(benchkit.Summarize(d99).Median),
+			us(benchkit.Summarize(d50).Min), us(benchkit.Summarize(d99).Min))
+	}
 }
