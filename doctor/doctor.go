@@ -191,7 +191,7 @@ func checkGuestCPU(weight int, proc string) Result {
 	if mode == guestcpu.ModeNice {
 		r.Status = Warn
 		r.Detail = fmt.Sprintf("no cgroup cpu controller is mounted: the guests' QEMU threads get nice %d instead of weight %d",
-			guestcpu.NiceFor(weight), weight)
+			guestcpu.FallbackNice, weight)
 		r.Fix = "mount the cgroup cpu controller (v1 cpu, or v2 with cpu in cgroup.controllers)"
 		return r
 	}

@@ -10,8 +10,7 @@
 // too, and all of it when it does not. A QEMU that libvirt placed in a
 // partition of its own (/machine, machine.slice) is left there and the
 // weight is set on that partition instead. Without a cpu controller the
-// QEMU's threads get a nice value (and its autogroup too) derived from
-// Weight, with a warning.
+// QEMU's threads (and its autogroup) get FallbackNice, with a warning.
 package guestcpu
 
 import (
@@ -20,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,7 +90,7 @@ func New(opts Options) (*Weigher, error) {
 	if opts.Weight <= 0 {
 		return w, nil
 	}
-	w.nice = NiceFor(opts.Weight)
+	w.nice = FallbackNice
 	mount, v2 := findCPUController(filepath.Join(opts.Proc, "self/mountinfo"))
 	if mount == "" {
 		w.mode = ModeNice
@@ -154,15 +152,12 @@ func (w *Weigher) Dir() string {
 	return filepath.Join(w.mount, w.opts.Group)
 }
 
-// NiceFor is the nice value whose CFS weight relative to nice 0 is about
-// weight/100 (each nice step is a factor 1.25), within 0 to 19.
-func NiceFor(weight int) int {
-	if weight >= 100 {
-		return 0
-	}
-	n := int(math.Round(math.Log(100/float64(weight)) / math.Log(1.25)))
-	return min(max(n, 0), 19)
-}
+// FallbackNice is the nice value of every QEMU thread (and autogroup)
+// without a cgroup cpu controller: the lowest priority. There each QEMU
+// is a scheduling entity of its own, so no per-guest value can make all
+// guests together weigh Weight: at nice 19 each weighs 15 against
+// jitsu's 1024, so 40 busy guests weigh about 0.6 of jitsu.
+const FallbackNice = 19
 
 // setWeight writes the weight into the cgroup dir.
 func (w *Weigher) setWeight(dir string) error {

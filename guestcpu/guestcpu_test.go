@@ -113,14 +113,6 @@ func TestNoController(t *testing.T) {
 	}
 }
 
-func TestNiceFor(t *testing.T) {
-	for _, tc := range []struct{ weight, nice int }{{100, 0}, {1000, 0}, {50, 3}, {10, 10}, {1, 19}} {
-		if got := NiceFor(tc.weight); got != tc.nice {
-			t.Errorf("NiceFor(%d) = %d, want %d", tc.weight, got, tc.nice)
-		}
-	}
-}
-
 func TestPartition(t *testing.T) {
 	for _, tc := range []struct{ cg, self, want string }{
 		{"/machine/qemu-1-web.libvirt-qemu", "/", "/machine"},

@@ -324,7 +324,7 @@ func place(w *guestcpu.Weigher, pids []int, c string, weight int) error {
 		case "weighted":
 			err = errors.Join(guestcpu.Renice("/proc", p, 0), w.Place(p))
 		case "nice":
-			err = errors.Join(w.Move(p, root), guestcpu.Renice("/proc", p, guestcpu.NiceFor(weight)))
+			err = errors.Join(w.Move(p, root), guestcpu.Renice("/proc", p, guestcpu.FallbackNice))
 		default:
 			err = errors.Join(w.Move(p, root), guestcpu.Renice("/proc", p, 0))
 		}
