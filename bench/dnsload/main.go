@@ -152,11 +152,6 @@ func startJitsu(ctx context.Context, env *sandbox.Env, dir, bin string) (stop fu
 	if err := c.Write(conf); err != nil {
 		return nil, err
 	}
-	b, _ := os.ReadFile(conf)
-	b = []byte(strings.Replace(string(b), "shutdown_timeout = \"5s\"", "shutdown_timeout = \"5s\"\nguest_cpu_weight = 0", 1))
-	if err := os.WriteFile(conf, b, 0o644); err != nil {
-		return nil, err
-	}
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return nil, err
