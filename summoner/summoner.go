@@ -15,6 +15,10 @@
 // ("armed") at the gate when its triggers include tcp or udp: the first
 // packet summons it (OnPacket) and is replayed once it is ready.
 //
+// A start queue (startq.go) bounds the boots in flight, from their
+// hypervisor call to ready (Options.MaxStarting); the others wait their
+// turn, starting, their timeouts not yet running.
+//
 // A reaper goroutine stops idle unikernels (no DNS query and no client
 // traffic for their idle timeout); a budget (max running, max booting,
 // memory; a pure value, budget.go) evicts the least recently used idle
