@@ -179,8 +179,8 @@ func checkFit(cfg *config.Config, h config.Host) Result {
 }
 
 // checkGuestCPU reports how the guests' CPU weight is lowered
-// (hypervisor.guest_cpu_weight): a cgroup cpu controller passes, the
-// nice fallback warns, weight 0 is skipped.
+// (hypervisor.guest_cpu_weight): a cgroup cpu controller passes, none
+// warns, weight 0 is skipped.
 func checkGuestCPU(weight int, proc string) Result {
 	r := Result{Check: "guest CPU weight"}
 	if weight == 0 {
@@ -188,10 +188,9 @@ func checkGuestCPU(weight int, proc string) Result {
 		return r
 	}
 	mode, mount := guestcpu.Detect(proc)
-	if mode == guestcpu.ModeNice {
+	if mode == guestcpu.ModeNone {
 		r.Status = Warn
-		r.Detail = fmt.Sprintf("no cgroup cpu controller is mounted: the guests' QEMU threads get nice %d instead of weight %d",
-			guestcpu.FallbackNice, weight)
+		r.Detail = fmt.Sprintf("no cgroup cpu controller is mounted: the guests keep their CPU weight (not %d), and DNS answers may wait behind busy guests", weight)
 		r.Fix = "mount the cgroup cpu controller (v1 cpu, or v2 with cpu in cgroup.controllers)"
 		return r
 	}

@@ -404,6 +404,6 @@ func TestGuestCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantResult(t, checkGuestCPU(10, v1), Pass, "cgroup v1 (cpu.shares) at /sys/fs/cgroup/cpu: guests weigh 10", "")
-	wantResult(t, checkGuestCPU(10, none), Warn, "nice 19 instead of weight 10", "mount the cgroup cpu controller")
+	wantResult(t, checkGuestCPU(10, none), Warn, "the guests keep their CPU weight (not 10)", "mount the cgroup cpu controller")
 	wantResult(t, checkGuestCPU(0, v1), Skip, "guest_cpu_weight = 0", "")
 }

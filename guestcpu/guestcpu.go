@@ -9,22 +9,21 @@
 // together then get Weight/(Weight+100) of the CPU when jitsu wants it
 // too, and all of it when it does not. A QEMU that libvirt placed in a
 // partition of its own (/machine, machine.slice) is left there and the
-// weight is set on that partition instead. Without a cpu controller the
-// QEMU's threads (and its autogroup) get FallbackNice, with a warning.
+// weight is set on that partition instead. Without a cpu controller
+// nothing is changed and a warning says so: renicing each QEMU instead
+// was measured to make DNS's tail worse, not better (docs/benchmarks.md).
 package guestcpu
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -34,7 +33,7 @@ import (
 const (
 	ModeCgroupV1 = "cgroup v1 (cpu.shares)"
 	ModeCgroupV2 = "cgroup v2 (cpu.weight)"
-	ModeNice     = "nice (no cgroup cpu controller)"
+	ModeNone     = "none (no cgroup cpu controller)"
 	ModeOff      = "off"
 )
 
@@ -63,7 +62,6 @@ type Weigher struct {
 	mount string // the cpu controller's hierarchy (cgroup modes)
 	self  string // jitsu's cgroup in it
 	v2    bool
-	nice  int
 
 	mu        sync.Mutex
 	weighted  map[string]bool // partitions (libvirt's) whose weight is set
@@ -73,7 +71,7 @@ type Weigher struct {
 }
 
 // New detects the cgroup cpu controller and prepares the guests' group.
-// A host without one gets the nice fallback and a warning; an error is
+// A host without one gets ModeNone and a warning; an error is
 // returned only for a group that exists but cannot be set up.
 func New(opts Options) (*Weigher, error) {
 	if opts.Group == "" {
@@ -90,12 +88,11 @@ func New(opts Options) (*Weigher, error) {
 	if opts.Weight <= 0 {
 		return w, nil
 	}
-	w.nice = FallbackNice
 	mount, v2 := findCPUController(filepath.Join(opts.Proc, "self/mountinfo"))
 	if mount == "" {
-		w.mode = ModeNice
-		w.log.Warn("no cgroup cpu controller: the guests' QEMU threads get a nice value instead of a CPU weight",
-			zap.Int("nice", w.nice))
+		w.mode = ModeNone
+		w.log.Warn("no cgroup cpu controller: the guests keep their CPU weight, and DNS answers may wait behind busy guests",
+			zap.String("fix", "mount the cgroup cpu controller (v1 cpu, or v2 with cpu in cgroup.controllers)"))
 		return w, nil
 	}
 	w.mount, w.v2 = mount, v2
@@ -124,7 +121,7 @@ func New(opts Options) (*Weigher, error) {
 }
 
 // Detect reports the mechanism New would use for a non-zero weight and
-// where (the cpu controller's mount point, "" for the nice fallback),
+// where (the cpu controller's mount point, "" for ModeNone),
 // without changing anything; proc "" is "/proc".
 func Detect(proc string) (mode, mount string) {
 	if proc == "" {
@@ -133,14 +130,14 @@ func Detect(proc string) (mode, mount string) {
 	mount, v2 := findCPUController(filepath.Join(proc, "self/mountinfo"))
 	switch {
 	case mount == "":
-		return ModeNice, ""
+		return ModeNone, ""
 	case v2:
 		return ModeCgroupV2, mount
 	}
 	return ModeCgroupV1, mount
 }
 
-// Mode is the mechanism in use: ModeCgroupV1, ModeCgroupV2, ModeNice or
+// Mode is the mechanism in use: ModeCgroupV1, ModeCgroupV2, ModeNone or
 // ModeOff.
 func (w *Weigher) Mode() string { return w.mode }
 
@@ -151,13 +148,6 @@ func (w *Weigher) Dir() string {
 	}
 	return filepath.Join(w.mount, w.opts.Group)
 }
-
-// FallbackNice is the nice value of every QEMU thread (and autogroup)
-// without a cgroup cpu controller: the lowest priority. There each QEMU
-// is a scheduling entity of its own, so no per-guest value can make all
-// guests together weigh Weight: at nice 19 each weighs 15 against
-// jitsu's 1024, so 40 busy guests weigh about 0.6 of jitsu.
-const FallbackNice = 19
 
 // setWeight writes the weight into the cgroup dir.
 func (w *Weigher) setWeight(dir string) error {
@@ -174,7 +164,7 @@ func (w *Weigher) setWeight(dir string) error {
 // Started asks for the QEMU of domain to be placed (by Run); it never
 // blocks. The summoner calls it once a domain's create call returned.
 func (w *Weigher) Started(domain string) {
-	if w.mode == ModeOff {
+	if w.mode == ModeOff || w.mode == ModeNone {
 		return
 	}
 	select {
@@ -198,7 +188,7 @@ func (w *Weigher) SetDomains(names []string) {
 // sweeps the domains of SetDomains (adopted, warm or missed ones), until
 // ctx is done.
 func (w *Weigher) Run(ctx context.Context, interval time.Duration) error {
-	if w.mode == ModeOff {
+	if w.mode == ModeOff || w.mode == ModeNone {
 		<-ctx.Done()
 		return nil
 	}
@@ -238,15 +228,11 @@ func (w *Weigher) placeDomains(ds map[string]bool, logMissing bool) {
 
 // Place lowers the CPU weight of process pid (a QEMU): it moves it into
 // the guests' cgroup if it is in jitsu's own or the root one, sets the
-// weight of the partition libvirt put it in otherwise, or renices its
-// threads without a cgroup cpu controller. Placing a placed process does
-// nothing.
+// weight of the partition libvirt put it in otherwise. Placing a placed
+// process, or any without a cgroup cpu controller, does nothing.
 func (w *Weigher) Place(pid int) error {
-	switch w.mode {
-	case ModeOff:
+	if w.mode == ModeOff || w.mode == ModeNone {
 		return nil
-	case ModeNice:
-		return Renice(w.opts.Proc, pid, w.nice)
 	}
 	cg, err := cgroupOf(w.opts.Proc, strconv.Itoa(pid), w.v2)
 	if err != nil {
@@ -421,29 +407,4 @@ func qemuDomain(args [][]byte) string {
 		return name
 	}
 	return ""
-}
-
-// Renice sets nice on every thread of pid and on its autogroup (which is
-// what counts between sessions when autogroup is on): the fallback
-// without a cgroup cpu controller.
-func Renice(proc string, pid, nice int) error {
-	tasks, err := os.ReadDir(filepath.Join(proc, strconv.Itoa(pid), "task"))
-	if err != nil {
-		return fmt.Errorf("renice process %d: %w", pid, err)
-	}
-	var errs []error
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
-			errs = append(errs, fmt.Errorf("renice thread %d: %w", tid, err))
-		}
-	}
-	ag := filepath.Join(proc, strconv.Itoa(pid), "autogroup")
-	if _, err := os.Stat(ag); err == nil {
-		_ = os.WriteFile(ag, []byte(strconv.Itoa(nice)), 0) // only where autogroup is on
-	}
-	return errors.Join(errs...)
 }

@@ -105,8 +105,11 @@ func TestNoController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Mode() != ModeNice || w.Dir() != "" {
-		t.Fatalf("mode %q, dir %q: want the nice fallback", w.Mode(), w.Dir())
+	if w.Mode() != ModeNone || w.Dir() != "" {
+		t.Fatalf("mode %q, dir %q: want none", w.Mode(), w.Dir())
+	}
+	if err := w.Place(123); err != nil {
+		t.Fatalf("Place without a controller: %v, want nothing done", err)
 	}
 	if w, _ := New(Options{Proc: proc}); w.Mode() != ModeOff {
 		t.Fatalf("weight 0: mode %q, want off", w.Mode())
