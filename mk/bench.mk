@@ -20,7 +20,7 @@ BENCH_DNS_SECONDS ?= 10
 BOOTBENCH_ARGS  ?= -runs 10
 FRONTDOOR_ROUNDS ?= 3
 
-.PHONY: bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+.PHONY: bench-density bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
 
 # bench-dns runs dnsperf against jitsu's dnsserver (bench/dns, fake instant
 # summoner) and against knotd on the same zone, one core each, and prints
@@ -60,3 +60,9 @@ bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cas
 
 bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
 	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
+
+# Flags of bench/density, e.g. DENSITY_ARGS='-steps 10,20 -quiet 10s'.
+DENSITY_ARGS ?=
+
+bench-density: build ## as root: density, M=200 unikernels, brought up in steps (10, 20, 40, ...) until DNS p99 >= 5 ms or a guest fails; CPU and RSS per idle guest, DNS p50/p99, time to bring them up (DENSITY_ARGS)
+	$(GO) run ./bench/density -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE) $(DENSITY_ARGS)
