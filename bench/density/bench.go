@@ -26,6 +26,9 @@ const (
 	// sandbox's /24 (10.213.0.0/24; .1 is the bridge).
 	firstHost = 10
 	maxGuests = 254 - firstHost
+
+	imageExample   = "example"
+	imageMultiboot = "multiboot"
 )
 
 // guest is one configured unikernel.
@@ -60,7 +63,11 @@ func newBench(host *benchkit.Host, o options) (*bench, error) {
 		g := guest{name: fmt.Sprintf("u%03d", i+1), ip: fmt.Sprintf("10.213.0.%d", firstHost+i)}
 		g.fqdn = g.name + ".example.test."
 		b.guests = append(b.guests, g)
-		c.Unikernels = append(c.Unikernels, sandbox.JitsuUnikernel{Name: g.name, IP: g.ip, IdleTimeout: "0s", BootTimeout: o.bootTimeout.String()})
+		u := sandbox.JitsuUnikernel{Name: g.name, IP: g.ip, IdleTimeout: "0s", BootTimeout: o.bootTimeout.String()}
+		if o.image == imageMultiboot {
+			u.Kernel, u.Ready = sandbox.MultibootKernel, "console:JITSU-READY"
+		}
+		c.Unikernels = append(c.Unikernels, u)
 	}
 	if err := c.Write(b.conf); err != nil {
 		return nil, err
@@ -232,6 +239,9 @@ func (b *bench) visit(ctx context.Context, g guest) (time.Duration, error) {
 	if ip.String() != g.ip {
 		return 0, fmt.Errorf("query answered %s, want %s", ip, g.ip)
 	}
+	if b.o.image == imageMultiboot {
+		return b.waitReady(ctx, g, start)
+	}
 	addr := net.JoinHostPort(g.ip, "80")
 	for {
 		gctx, gcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -247,6 +257,25 @@ func (b *bench) visit(ctx context.Context, g guest) (time.Duration, error) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitReady waits until jitsu reports g ready (a guest without HTTP) and
+// returns the time since start.
+func (b *bench) waitReady(ctx context.Context, g guest, start time.Time) (time.Duration, error) {
+	for {
+		sts, err := b.status(ctx)
+		if err != nil {
+			return time.Since(start), fmt.Errorf("status: %w", err)
+		}
+		for _, s := range sts {
+			if s.Name == g.name && s.State == "ready" {
+				return time.Since(start), nil
+			}
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return time.Since(start), fmt.Errorf("not ready: %w", err)
 		}
 	}
 }

@@ -35,9 +35,16 @@
 // the benchmark measures density, not admission, so it raises both
 // buckets out of the way and paces the boots itself (-parallel).
 //
+// With -image multiboot the guests boot the multiboot kernel of `make
+// image`, which prints JITSU-READY and halts: jitsu waits for that line
+// (ready = "console:..."), a client's visit is the DNS query and then
+// jitsu reporting the guest ready, and the HTTP check is jitsu reporting
+// every guest ready. The guests then cost nearly no CPU, which shows what
+// limits jitsu, libvirt and the host hit beyond the CPU.
+//
 // It needs root and `make build image`. Usage:
 //
-//	density [-m 200] [-steps 10,20,40,60,80,100,...] [-parallel 4] [-jitsu bin/jitsu]
+//	density [-m 200] [-steps 10,20,40,60,80,100,...] [-parallel 4] [-jitsu bin/jitsu] [-image example|multiboot]
 package main
 
 import (
@@ -69,6 +76,7 @@ type options struct {
 	stepTimeout time.Duration
 	bootTimeout time.Duration
 	jitsuLog    string
+	image       string
 }
 
 func main() {
@@ -88,10 +96,15 @@ func main() {
 	flag.DurationVar(&o.stepTimeout, "step-timeout", 5*time.Minute, "bound for a step's guests to come up")
 	flag.DurationVar(&o.bootTimeout, "boot-timeout", 120*time.Second, "the unikernels' boot_timeout")
 	flag.StringVar(&o.jitsuLog, "jitsu-log", "/tmp/jitsu-density.log", "jitsu's log (kept)")
+	flag.StringVar(&o.image, "image", imageExample, "what the guests boot: "+imageExample+" (HTTP), or "+imageMultiboot+
+		" (the multiboot kernel that prints JITSU-READY and halts: nearly no idle CPU, no HTTP; jitsu's, libvirt's and the host's limits without the guests' CPU)")
 	flag.Parse()
 	var err error
 	if o.steps, err = parseSteps(steps, o.m); err != nil {
 		log.Fatalf("density: -steps: %v", err)
+	}
+	if o.image != imageExample && o.image != imageMultiboot {
+		log.Fatalf("density: -image %q: want %s or %s", o.image, imageExample, imageMultiboot)
 	}
 	if o.parallel < 1 || o.dnsQueries < 1 || o.dnsRate <= 0 {
 		log.Fatalf("density: -parallel, -dns-queries and -dns-rate must be positive")
