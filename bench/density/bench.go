@@ -27,6 +27,7 @@ const (
 	firstHost = 10
 	maxGuests = 254 - firstHost
 
+	domainPrefix   = benchkit.DomainPrefix
 	imageExample   = "example"
 	imageMultiboot = "multiboot"
 )

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -63,5 +64,23 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := (latencies{}).pct(99); got != 0 {
 		t.Errorf("pct of no sample = %v, want 0", got)
+	}
+}
+
+func TestBootTimes(t *testing.T) {
+	log := `{"level":"info","logger":"hypervisor","msg":"domain started","domain":"jitsu-u001","took":0.5}
+{"level":"info","logger":"hypervisor","msg":"domain started","domain":"jitsu-u002","took":1.5}
+{"level":"info","logger":"hypervisor","msg":"domain started","domain":"jitsu-u003","took":9}
+not json
+{"level":"info","logger":"summoner","msg":"unikernel transition","unikernel":"u001","from":"starting","to":"ready","duration":2}
+{"level":"info","logger":"summoner","msg":"unikernel transition","unikernel":"u001","from":"stopped","to":"starting","duration":7}
+`
+	path := t.TempDir() + "/jitsu.log"
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	create, ready := bootTimes(path, map[string]bool{"u001": true, "u002": true})
+	if create != 1500*time.Millisecond || ready != 2*time.Second {
+		t.Errorf("bootTimes = %v, %v; want 1.5s (median of u001, u002), 2s", create, ready)
 	}
 }

@@ -42,7 +42,7 @@ func (b *bench) report(rows []row) {
 	w := io.Writer(os.Stdout)
 	fmt.Fprintf(w, "\nDensity: %d unikernels configured (%s image, %s, 64 MiB, SYN proxy on), brought up %d at a time; quiet window %v; DNS %d queries per name at %.0f/s\n\n",
 		b.o.m, b.o.image, b.o.domainType, b.o.parallel, b.o.quiet, b.o.dnsQueries, b.o.dnsRate)
-	head := []string{"running", "step up (s)", "total up (s)", "slowest guest (s)", "host CPU/guest (% core)", "QEMU CPU/guest (% core)",
+	head := []string{"running", "step up (s)", "total up (s)", "slowest guest (s)", "create call / start→ready, median (s)", "host CPU/guest (% core)", "QEMU CPU/guest (% core)",
 		"libvirtd CPU (% core)", "jitsu CPU (% core)", "QEMU RSS/guest (MiB)", "jitsu RSS (MiB)", "jitsu fds", "libvirtd fds",
 		"DNS static p50/p99 (ms)", "DNS unikernel p50/p99 (ms)", "HTTP answered", "held"}
 	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
@@ -64,7 +64,8 @@ func (b *bench) report(rows []row) {
 
 // cells is r as table cells.
 func (r row) cells() []string {
-	out := []string{fmt.Sprint(r.n), fmt.Sprintf("%.1f", r.step.Seconds()), fmt.Sprintf("%.1f", r.total.Seconds()), fmt.Sprintf("%.1f", r.slowest.Seconds())}
+	out := []string{fmt.Sprint(r.n), fmt.Sprintf("%.1f", r.step.Seconds()), fmt.Sprintf("%.1f", r.total.Seconds()), fmt.Sprintf("%.1f", r.slowest.Seconds()),
+		fmt.Sprintf("%.2f / %.2f", r.create.Seconds(), r.boot.Seconds())}
 	if !r.measured() {
 		out = append(out, "–", "–", "–", "–", "–", "–", "–", "–", "–", "–", "–")
 	} else {

@@ -11,9 +11,12 @@ import (
 
 // row is what one step measured.
 type row struct {
-	n                 int
-	step, total       time.Duration // the step's boots; all boots so far
-	slowest           time.Duration // the step's slowest query to first byte
+	n           int
+	step, total time.Duration // the step's boots; all boots so far
+	slowest     time.Duration // the step's slowest query to first byte
+	// medians of the step's boots from jitsu's log: libvirt's create
+	// call, and the start call to ready
+	create, boot      time.Duration
 	cpu               cpuUse
 	qemuRSSKiB        int // all QEMU processes
 	jitsuRSSKiB       int
@@ -28,9 +31,15 @@ type row struct {
 // the growth.
 func (b *bench) step(ctx context.Context, n int) row {
 	r := row{n: n}
+	from := b.up
 	var err error
 	r.step, r.slowest, err = b.bringUp(ctx, n)
 	r.total = b.total
+	stepNames := map[string]bool{}
+	for _, g := range b.guests[from:n] {
+		stepNames[g.name] = true
+	}
+	r.create, r.boot = bootTimes(b.o.jitsuLog, stepNames)
 	if err != nil {
 		r.fail = fmt.Sprintf("not all up: %v", err)
 		return r
