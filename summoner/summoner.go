@@ -314,13 +314,14 @@ const (
 // Summoner runs the unikernels' state machines. Create it with New and
 // call Run.
 type Summoner struct {
-	opts  Options
-	hv    hypervisor.Hypervisor
-	stats hypervisor.StatsReader
-	gate  Gate
-	log   *zap.Logger
-	clock Clock
-	m     *metrics
+	opts     Options
+	hv       hypervisor.Hypervisor
+	stats    hypervisor.StatsReader
+	allStats allStatsReader // nil: stats, one call per unikernel
+	gate     Gate
+	log      *zap.Logger
+	clock    Clock
+	m        *metrics
 
 	cfgMu sync.Mutex // serializes Update
 	units atomic.Pointer[unitMap]
@@ -392,6 +393,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 		reconcileKick: make(chan struct{}, 1),
 	}
 	s.stats, _ = opts.Hypervisor.(hypervisor.StatsReader)
+	s.allStats, _ = opts.Hypervisor.(allStatsReader)
 	cfgs, err := normalize(uks)
 	if err != nil {
 		return nil, fmt.Errorf("new summoner: %w", err)
