@@ -57,7 +57,7 @@ func newBench(host *benchkit.Host, o options) (*bench, error) {
 	}
 	b := &bench{o: o, host: host, conf: filepath.Join(host.Dir, "jitsu.toml"), socket: filepath.Join(host.Dir, "control.sock")}
 	c := sandbox.JitsuConfig{
-		SynProxy: true, ResponseDelay: "0s", ConsoleDir: host.Dir, Socket: b.socket,
+		SynProxy: o.synproxy, ResponseDelay: "0s", ConsoleDir: host.Dir, Socket: b.socket,
 		Image: host.Image, DomainType: o.domainType, Extra: limits(o.m),
 	}
 	for i := range o.m {

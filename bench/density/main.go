@@ -77,6 +77,7 @@ type options struct {
 	bootTimeout time.Duration
 	jitsuLog    string
 	image       string
+	synproxy    bool
 }
 
 func main() {
@@ -98,6 +99,7 @@ func main() {
 	flag.StringVar(&o.jitsuLog, "jitsu-log", "/tmp/jitsu-density.log", "jitsu's log (kept)")
 	flag.StringVar(&o.image, "image", imageExample, "what the guests boot: "+imageExample+" (HTTP), or "+imageMultiboot+
 		" (the multiboot kernel that prints JITSU-READY and halts: nearly no idle CPU, no HTTP; jitsu's, libvirt's and the host's limits without the guests' CPU)")
+	flag.BoolVar(&o.synproxy, "synproxy", true, "the SYN proxy (and its traffic meter); false: the reaper reads the domains' interface counters")
 	flag.Parse()
 	var err error
 	if o.steps, err = parseSteps(steps, o.m); err != nil {

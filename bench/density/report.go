@@ -40,8 +40,12 @@ func (b *bench) report(rows []row) {
 		return
 	}
 	w := io.Writer(os.Stdout)
-	fmt.Fprintf(w, "\nDensity: %d unikernels configured (%s image, %s, 64 MiB, SYN proxy on), brought up %d at a time; quiet window %v; DNS %d queries per name at %.0f/s\n\n",
-		b.o.m, b.o.image, b.o.domainType, b.o.parallel, b.o.quiet, b.o.dnsQueries, b.o.dnsRate)
+	proxy := "on"
+	if !b.o.synproxy {
+		proxy = "off"
+	}
+	fmt.Fprintf(w, "\nDensity: %d unikernels configured (%s image, %s, 64 MiB, SYN proxy %s), brought up %d at a time; quiet window %v; DNS %d queries per name at %.0f/s\n\n",
+		b.o.m, b.o.image, b.o.domainType, proxy, b.o.parallel, b.o.quiet, b.o.dnsQueries, b.o.dnsRate)
 	head := []string{"running", "step up (s)", "total up (s)", "slowest guest (s)", "create call / start→ready, median (s)", "host CPU/guest (% core)", "QEMU CPU/guest (% core)",
 		"libvirtd CPU (% core)", "jitsu CPU (% core)", "QEMU RSS/guest (MiB)", "jitsu RSS (MiB)", "jitsu fds", "libvirtd fds",
 		"DNS static p50/p99 (ms)", "DNS unikernel p50/p99 (ms)", "HTTP answered", "held"}
