@@ -2,7 +2,7 @@
 // running while jitsu's DNS stays fast and every guest answers HTTP.
 //
 // It writes a jitsu config of -m unikernels of the example image (64 MiB
-// each, SYN proxy on, idle_timeout 0s so that they stay up, addresses from
+// each, SYN proxy on unless -synproxy=false, idle_timeout 0s so that they stay up, addresses from
 // the sandbox's /24), with the budget and admission set explicitly so that
 // neither refuses a boot the benchmark asks for, starts jitsu serve inside
 // the sandbox (internal/sandbox: a private libvirtd in a network namespace
