@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -368,5 +369,47 @@ func TestAllInterfaceStats(t *testing.T) {
 	}
 	if _, ok := all[names[0]]; ok {
 		t.Errorf("stopped %s still listed", names[0])
+	}
+}
+
+// TestListRereadsMetadataOfANewRun: List reads a running domain's
+// metadata once per run (cached by its UUID and id): a domain started
+// again under the same name with another MAC is listed with the new one,
+// and the foreign domain stays out at every listing.
+func TestListRereadsMetadataOfANewRun(t *testing.T) {
+	ctx := context.Background()
+	hv := newTestDriver(t)
+	name := fmt.Sprintf("relist-%d", run.Add(1))
+	macOf := func() net.HardwareAddr {
+		t.Helper()
+		doms, err := hv.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		var mac net.HardwareAddr
+		for _, d := range doms {
+			if d.Name == "test" {
+				t.Errorf("List contains the foreign domain %q", d.Name)
+			}
+			if d.Name == name {
+				mac = d.MAC
+			}
+		}
+		return mac
+	}
+	for i, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
+		spec := testSpec(name)
+		spec.MAC, _ = net.ParseMAC(mac)
+		if err := hv.Start(ctx, spec); err != nil {
+			t.Fatalf("Start %d: %v", i, err)
+		}
+		for range 2 { // the second listing comes from the cache
+			if got := macOf(); got.String() != mac {
+				t.Errorf("run %d: listed with MAC %v, want %s", i, got, mac)
+			}
+		}
+		if err := hv.Stop(ctx, name, hypervisor.StopDestroy); err != nil {
+			t.Fatalf("Stop %d: %v", i, err)
+		}
 	}
 }
