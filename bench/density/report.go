@@ -79,7 +79,7 @@ func (r row) cells() []string {
 			fmt.Sprintf("%.1f", r.cpu.libvirtd), fmt.Sprintf("%.1f", r.cpu.jitsu),
 			fmt.Sprintf("%.1f", r.rssPerGuest()), fmt.Sprintf("%.1f", float64(r.jitsuRSSKiB)/1024),
 			fmt.Sprint(r.jitsuFDs), fmt.Sprint(r.virtFDs),
-			lat(r.static), lat(r.uk), fmt.Sprintf("%d/%d (max %s ms)", r.httpOK, r.n, msf(r.httpMax)))
+			lat(r.static), lat(r.uk), httpCell(r))
 	}
 	held := "yes"
 	if r.fail != "" {
@@ -95,4 +95,13 @@ func lat(l latencies) string {
 		s += fmt.Sprintf(" (%d lost)", l.lost)
 	}
 	return s
+}
+
+// httpCell is how many guests answered, and the slowest answer (none
+// without HTTP: -image multiboot).
+func httpCell(r row) string {
+	if r.httpMax == 0 {
+		return fmt.Sprintf("%d/%d", r.httpOK, r.n)
+	}
+	return fmt.Sprintf("%d/%d (max %s ms)", r.httpOK, r.n, msf(r.httpMax))
 }
