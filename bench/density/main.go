@@ -84,14 +84,14 @@ func main() {
 	var o options
 	var steps string
 	flag.IntVar(&o.m, "m", 200, "unikernels in the config")
-	flag.StringVar(&steps, "steps", "10,20,40,60,80,100,120,140,160,180,200",
+	flag.StringVar(&steps, "steps", "10,20,40,60,80,100,120,150,200",
 		"running guests after each step (ascending); growth stops at the first step that does not hold")
 	flag.IntVar(&o.parallel, "parallel", 4, "guests brought up at once (client side)")
 	flag.StringVar(&o.bin, "jitsu", "bin/jitsu", "the jitsu binary")
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
 	flag.DurationVar(&o.quiet, "quiet", 20*time.Second, "quiet window of the CPU measurement")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "pause after a step's boots before measuring")
-	flag.IntVar(&o.dnsQueries, "dns-queries", 2000, "DNS queries per name and step")
+	flag.IntVar(&o.dnsQueries, "dns-queries", 1000, "DNS queries per name and step")
 	flag.Float64Var(&o.dnsRate, "dns-rate", 400, "DNS queries per second (both names together)")
 	flag.DurationVar(&o.p99Limit, "p99", 5*time.Millisecond, "DNS p99 at or above which growth stops")
 	flag.DurationVar(&o.stepTimeout, "step-timeout", 5*time.Minute, "bound for a step's guests to come up")
