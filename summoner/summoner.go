@@ -314,14 +314,17 @@ const (
 // Summoner runs the unikernels' state machines. Create it with New and
 // call Run.
 type Summoner struct {
-	opts     Options
-	hv       hypervisor.Hypervisor
-	stats    hypervisor.StatsReader
-	allStats allStatsReader // nil: stats, one call per unikernel
-	gate     Gate
-	log      *zap.Logger
-	clock    Clock
-	m        *metrics
+	opts  Options
+	hv    hypervisor.Hypervisor
+	stats hypervisor.StatsReader
+	gate  Gate
+	log   *zap.Logger
+	clock Clock
+	m     *metrics
+
+	// allStats reads every domain's counters in one call; nil: stats,
+	// one call per unikernel.
+	allStats allStatsReader
 
 	cfgMu sync.Mutex // serializes Update
 	units atomic.Pointer[unitMap]
