@@ -24,7 +24,7 @@ DNSLOAD_ARGS ?= -guests 12 -rounds 6
 BOOTBENCH_ARGS  ?= -runs 10
 FRONTDOOR_ROUNDS ?= 3
 
-.PHONY: bench-dnsload bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+.PHONY: bench-dnsload bench-density bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
 
 # bench-dns runs dnsperf against jitsu's dnsserver (bench/dns, fake instant
 # summoner) and against knotd on the same zone, one core each, and prints
@@ -70,3 +70,9 @@ bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy
 
 bench-dnsload: build ## as root: jitsu's DNS p50/p99 for a static name while spinning guests burn the CPU, guests flat vs weighted (guest_cpu_weight), interleaved
 	$(GO) run ./bench/dnsload -jitsu bin/jitsu $(DNSLOAD_ARGS)
+
+# Flags of bench/density, e.g. DENSITY_ARGS='-steps 10,20 -quiet 10s'.
+DENSITY_ARGS ?=
+
+bench-density: build ## as root: density, M=200 unikernels, brought up in steps (10, 20, 40, ...) until DNS p99 >= 5 ms or a guest fails; CPU and RSS per idle guest, DNS p50/p99, time to bring them up (DENSITY_ARGS)
+	$(GO) run ./bench/density -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE) $(DENSITY_ARGS)

@@ -345,6 +345,10 @@ type Summoner struct {
 	clock Clock
 	m     *metrics
 
+	// allStats reads every domain's counters in one call; nil: stats,
+	// one call per unikernel.
+	allStats allStatsReader
+
 	cfgMu sync.Mutex // serializes Update
 	units atomic.Pointer[unitMap]
 
@@ -421,6 +425,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 		m.startsQueued.Set(float64(waiting))
 	}}
 	s.stats, _ = opts.Hypervisor.(hypervisor.StatsReader)
+	s.allStats, _ = opts.Hypervisor.(allStatsReader)
 	cfgs, err := normalize(uks)
 	if err != nil {
 		return nil, fmt.Errorf("new summoner: %w", err)
