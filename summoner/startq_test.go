@@ -38,6 +38,18 @@ func (h *harness) waitMetric(name string, want float64) {
 	}
 }
 
+// waitLogged waits until msg was logged n times.
+func (h *harness) waitLogged(msg string, n int) {
+	h.t.Helper()
+	for len(h.logged(msg)) < n {
+		select {
+		case <-h.ctx.Done():
+			h.t.Fatalf("%q logged %d times, want %d", msg, len(h.logged(msg)), n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // startCalls returns the names of the domains the hypervisor was asked to
 // start, in order.
 func (h *harness) startCalls() []string {
@@ -64,6 +76,9 @@ func (h *harness) queueOf(names []string, max int) map[string]func() {
 			}
 		} else {
 			h.waitMetric("jitsu_starts_queued", float64(i+1-max))
+			// The gauge moves when the boot enters the queue; its
+			// goroutine logs the wait a moment later.
+			h.waitLogged("boot queued", i+1-max)
 		}
 	}
 	return release
