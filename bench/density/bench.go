@@ -59,6 +59,7 @@ func newBench(host *benchkit.Host, o options) (*bench, error) {
 	c := sandbox.JitsuConfig{
 		SynProxy: o.synproxy, ResponseDelay: "0s", ConsoleDir: host.Dir, Socket: b.socket,
 		Image: host.Image, DomainType: o.domainType, Extra: limits(o.m),
+		GuestCPUWeight: o.guestCPUWeight,
 	}
 	for i := range o.m {
 		g := guest{name: fmt.Sprintf("u%03d", i+1), ip: fmt.Sprintf("10.213.0.%d", firstHost+i)}
@@ -102,7 +103,10 @@ func (b *bench) startJitsu(ctx context.Context) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := b.host.Env.Command(context.Background(), b.o.bin, "serve", "--config", b.conf, "--log-json")
+	// nsenter --net, not ip netns exec: jitsu must see the host's
+	// /sys/fs/cgroup to give the guests their CPU weight, as it does on a
+	// real host.
+	cmd := b.host.Env.CommandNet(context.Background(), b.o.bin, "serve", "--config", b.conf, "--log-json")
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
+	"github.com/jitsu-unikernel/jitsu/config"
 )
 
 // options are the command line's settings.
@@ -78,6 +79,8 @@ type options struct {
 	jitsuLog    string
 	image       string
 	synproxy    bool
+	// guestCPUWeight is hypervisor.guest_cpu_weight (0: off).
+	guestCPUWeight int
 }
 
 func main() {
@@ -99,6 +102,7 @@ func main() {
 	flag.StringVar(&o.jitsuLog, "jitsu-log", "/tmp/jitsu-density.log", "jitsu's log (kept)")
 	flag.StringVar(&o.image, "image", imageExample, "what the guests boot: "+imageExample+" (HTTP), or "+imageMultiboot+
 		" (the multiboot kernel that prints JITSU-READY and halts: nearly no idle CPU, no HTTP; jitsu's, libvirt's and the host's limits without the guests' CPU)")
+	flag.IntVar(&o.guestCPUWeight, "guest-cpu-weight", config.DefaultGuestCPUWeight, "hypervisor.guest_cpu_weight of the config (0: off)")
 	flag.BoolVar(&o.synproxy, "synproxy", true, "the SYN proxy (and its traffic meter); false: the reaper reads the domains' interface counters")
 	flag.Parse()
 	var err error
