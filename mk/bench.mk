@@ -8,13 +8,17 @@
 # /run/jitsu-libvirtd.lock. DOMAIN_TYPE (Makefile) sets their libvirt
 # domain type.
 
-BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor
+BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor bench-dnsload
 
 COLDSTART_RUNS  ?= 10
+# Images bench-coldstart runs its cases for, one table each (bench/coldstart -image).
+COLDSTART_IMAGES ?= example multiboot
 FRONTDOOR_ROUNDS ?= 3
 BOOTFLOOR_RUNS  ?= 10
 BOOTFLOOR_MB    ?= /var/lib/jitsu/images/multiboot/hello.elf
 BENCH_DNS_SECONDS ?= 10
+# Flags of bench/dnsload, e.g. DNSLOAD_ARGS='-guests 24 -rounds 8'
+DNSLOAD_ARGS ?= -guests 12 -rounds 6
 # Flags of bench/bootbench, e.g.
 #   make bench-bootbench BOOTBENCH_ARGS='-runs 10 -kernel /var/lib/jitsu/images/example/bzImage'
 BOOTBENCH_ARGS  ?= -runs 10
@@ -24,7 +28,7 @@ FRONTDOOR_ROUNDS ?= 3
 #   make bench-idlecpu IDLECPU_ARGS='-n 10 -case image -case old,kernel=/var/cache/jitsu/kernel/HASH/vmlinux,cmdline=console=ttyS0 quiet'
 IDLECPU_ARGS    ?= -n 10 -interval 60s
 
-.PHONY: bench-idlecpu bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+.PHONY: bench-idlecpu bench-dnsload bench-density bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
 
 # bench-dns runs dnsperf against jitsu's dnsserver (bench/dns, fake instant
 # summoner) and against knotd on the same zone, one core each, and prints
@@ -59,11 +63,23 @@ bench-bootbench: bin/jitsu-sandbox ## as root: boot phases of the example image 
 	  -kernel /var/lib/jitsu/images/example/vmlinux -initrd /var/lib/jitsu/images/example/initrd.cpio \
 	  -append "$$(cat /var/lib/jitsu/images/example/cmdline) jitsu.debug=1" $(BOOTBENCH_ARGS)
 
-bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds)
-	$(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
+bench-coldstart: build ## as root: cold start, DNS query -> first byte (HTTP; JITSU-READY for multiboot), cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds, each of COLDSTART_IMAGES)
+	@for img in $(COLDSTART_IMAGES); do \
+	  echo "== bench-coldstart -image $$img"; \
+	  $(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE) -image $$img || exit 1; \
+	done
 
 bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
 	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
 
 bench-idlecpu: ## as root: host CPU (% of a core, median/p90) and QEMU RSS per idle example unikernel, N guests per case (IDLECPU_ARGS)
 	$(GO) run ./bench/idlecpu -domain-type $(DOMAIN_TYPE) $(IDLECPU_ARGS)
+
+bench-dnsload: build ## as root: jitsu's DNS p50/p99 for a static name while spinning guests burn the CPU, guests flat vs weighted (guest_cpu_weight), interleaved
+	$(GO) run ./bench/dnsload -jitsu bin/jitsu $(DNSLOAD_ARGS)
+
+# Flags of bench/density, e.g. DENSITY_ARGS='-steps 10,20 -quiet 10s'.
+DENSITY_ARGS ?=
+
+bench-density: build ## as root: density, M=200 unikernels, brought up in steps (10, 20, 40, ...) until DNS p99 >= 5 ms or a guest fails; CPU and RSS per idle guest, DNS p50/p99, time to bring them up (DENSITY_ARGS)
+	$(GO) run ./bench/density -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE) $(DENSITY_ARGS)

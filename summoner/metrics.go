@@ -29,6 +29,9 @@ type metrics struct {
 	warm            prometheus.Gauge
 	warmMemory      prometheus.Gauge
 	prepares        *prometheus.CounterVec
+	startsInFlight  prometheus.Gauge
+	startsQueued    prometheus.Gauge
+	queueWait       prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -81,7 +84,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
 		m.refusals, m.budgetRefused, m.running, m.booting, m.memory, m.summons, m.gateErrors, m.trafficErrors,
-		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops, m.warm, m.warmMemory, m.prepares} {
+		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops, m.warm, m.warmMemory, m.prepares,
+		m.startsInFlight, m.startsQueued, m.queueWait} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register summoner metrics: %w", err)
 		}
@@ -132,4 +136,17 @@ func (m *metrics) addSummonerMetrics() {
 		Name: "jitsu_unikernel_prepares_total",
 		Help: "Warm domains prepared (created paused) for the warm pool, by result (ok, error).",
 	}, []string{"unikernel", "result"})
+	m.startsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jitsu_starts_in_flight",
+		Help: "Boots holding a start slot (hypervisor call to ready), bounded by max_starting.",
+	})
+	m.startsQueued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jitsu_starts_queued",
+		Help: "Boots waiting in the start queue for a slot (max_starting).",
+	})
+	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "jitsu_start_queue_wait_seconds",
+		Help:    "Time boots waited in the start queue before their hypervisor call.",
+		Buckets: []float64{0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60},
+	})
 }

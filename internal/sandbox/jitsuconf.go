@@ -46,6 +46,10 @@ type JitsuConfig struct {
 	Gateway6 string
 	// MaxRunning is budget.max_running; 0 leaves the default.
 	MaxRunning int
+	// GuestCPUWeight is hypervisor.guest_cpu_weight; 0 turns it off (the
+	// tests and benchmarks compare boots with bare domains: the guests
+	// keep their weight unless a test asks).
+	GuestCPUWeight int
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
@@ -114,6 +118,7 @@ uri = "` + URI + `"
 domain_type = "{{or .DomainType "qemu"}}"
 console_dir = "{{.ConsoleDir}}"
 shutdown_timeout = "5s"
+guest_cpu_weight = {{.GuestCPUWeight}}
 
 [network]
 bridge = "` + Bridge + `"
