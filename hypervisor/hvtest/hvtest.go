@@ -44,7 +44,7 @@ import (
 // Call is one operation the fake was asked to perform, as recorded for
 // OnCall hooks and Calls.
 type Call struct {
-	Op   string // "start", "prepare", "stop", "resume", "discard"
+	Op   string // "start", "prepare", "stop", "resume", "discard", "save-snapshot", "restore-snapshot", "set-time"
 	Name string
 	Mode hypervisor.StopMode // for "stop"
 	Err  error               // the result
@@ -67,7 +67,9 @@ type domain struct {
 	started time.Time
 	ready   bool
 	starts  int
-	stats   hypervisor.InterfaceStats
+	// restores counts RestoreSnapshot calls that started it.
+	restores int
+	stats    hypervisor.InterfaceStats
 }
 
 // Fake is the fake hypervisor. Create it with New and Close it.
@@ -77,6 +79,9 @@ type Fake struct {
 	foreign     map[string]bool
 	failStart   map[string]error
 	failStop    map[string]error
+	failSave    map[string]error
+	failRestore map[string]error
+	failSetTime map[string]error
 	hang        map[string]chan struct{} // Start of name blocks until closed
 	hanging     map[string]int           // Start/Prepare calls of name blocked on hang now
 	unavailable bool
@@ -102,16 +107,19 @@ var (
 // events; Close stops it.
 func New() *Fake {
 	f := &Fake{
-		domains:   map[string]*domain{},
-		foreign:   map[string]bool{},
-		failStart: map[string]error{},
-		failStop:  map[string]error{},
-		hang:      map[string]chan struct{}{},
-		hanging:   map[string]int{},
-		changed:   make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		events:    make(chan hypervisor.Event),
-		done:      make(chan struct{}),
+		domains:     map[string]*domain{},
+		foreign:     map[string]bool{},
+		failStart:   map[string]error{},
+		failStop:    map[string]error{},
+		failSave:    map[string]error{},
+		failRestore: map[string]error{},
+		failSetTime: map[string]error{},
+		hang:        map[string]chan struct{}{},
+		hanging:     map[string]int{},
+		changed:     make(chan struct{}),
+		wake:        make(chan struct{}, 1),
+		events:      make(chan hypervisor.Event),
+		done:        make(chan struct{}),
 	}
 	f.pumpWG.Add(1)
 	go f.pump()
