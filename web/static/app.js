@@ -139,8 +139,8 @@ function renderTimeline() {
       track.append(bar);
     };
     seg("dns", b.query, b.start, (b.trigger || "query") + " → start");
-    const warm = b.mode === "warm";
-    seg(warm ? "warm" : "boot", b.start, b.ready, warm ? "start (warm) → ready" : "start → ready");
+    const fast = b.mode === "warm" || b.mode === "snapshot";
+    seg(fast ? b.mode : "boot", b.start, b.ready, fast ? "start (" + b.mode + ") → ready" : "start → ready");
     seg("hold", b.ready, b.replay, "ready → first replayed SYN");
     row.append(label, track, el("div", "total", human(tEnd(b) - o)));
     box.append(row);
