@@ -46,6 +46,8 @@ type JitsuConfig struct {
 	Gateway6 string
 	// MaxRunning is budget.max_running; 0 leaves the default.
 	MaxRunning int
+	// SnapshotDir is hypervisor.snapshot_dir; "" leaves the default.
+	SnapshotDir string
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
@@ -62,6 +64,10 @@ type JitsuUnikernel struct {
 	// summon group), nil for none.
 	Warm bool
 	With []string
+	// Start is the start key ("boot" or "snapshot"); "" leaves it out.
+	Start string
+	// Extra is TOML appended to its [[unikernel]] table.
+	Extra string
 }
 
 // FilesTOML returns Files as a TOML inline table.
@@ -114,6 +120,9 @@ uri = "` + URI + `"
 domain_type = "{{or .DomainType "qemu"}}"
 console_dir = "{{.ConsoleDir}}"
 shutdown_timeout = "5s"
+{{- if .SnapshotDir}}
+snapshot_dir = "{{.SnapshotDir}}"
+{{- end}}
 
 [network]
 bridge = "` + Bridge + `"
@@ -185,6 +194,12 @@ warm = true
 {{- end}}
 {{- if .With}}
 with = [{{range $i, $n := .With}}{{if $i}}, {{end}}"{{$n}}"{{end}}]
+{{- end}}
+{{- if .Start}}
+start = "{{.Start}}"
+{{- end}}
+{{- if .Extra}}
+{{.Extra}}
 {{- end}}
 {{end}}
 {{.Extra}}
