@@ -40,7 +40,7 @@ func TestSelectCases(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"", []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume"}, false},
+		{"", []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume", "snapshot"}, false},
 		{"floor,proxy,warm,resume,cached", []string{"floor", "proxy", "warm", "resume", "cached"}, false},
 		{"proxy,floor", []string{"proxy", "floor"}, false},
 		{"floor,bogus", nil, true},
