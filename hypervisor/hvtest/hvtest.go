@@ -81,7 +81,6 @@ type Fake struct {
 	failStop    map[string]error
 	failSave    map[string]error
 	failRestore map[string]error
-	failSetTime map[string]error
 	hang        map[string]chan struct{} // Start of name blocks until closed
 	hanging     map[string]int           // Start/Prepare calls of name blocked on hang now
 	unavailable bool
@@ -113,7 +112,6 @@ func New() *Fake {
 		failStop:    map[string]error{},
 		failSave:    map[string]error{},
 		failRestore: map[string]error{},
-		failSetTime: map[string]error{},
 		hang:        map[string]chan struct{}{},
 		hanging:     map[string]int{},
 		changed:     make(chan struct{}),

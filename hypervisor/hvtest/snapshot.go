@@ -114,30 +114,6 @@ func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path s
 	return nil
 }
 
-// SetGuestTime implements hypervisor.Hypervisor: it records the call
-// ("set-time") and fails for a domain that does not run, whose spec has
-// no Agent, or as FailSetTime asked.
-func (f *Fake) SetGuestTime(ctx context.Context, name string) error {
-	err := f.withDomain(ctx, name, func(d *domain) error {
-		if d.state != hypervisor.StateRunning {
-			return hypervisor.ErrNotRunning
-		}
-		if err, ok := f.failSetTime[name]; ok {
-			delete(f.failSetTime, name)
-			return err
-		}
-		if !d.spec.Agent {
-			return errors.New("no guest agent")
-		}
-		return nil
-	})
-	f.record(Call{Op: "set-time", Name: name, Err: err})
-	if err != nil {
-		return fmt.Errorf("set time of %q: %w", name, err)
-	}
-	return nil
-}
-
 // FailSave makes the next SaveSnapshot of name fail with err (wrapped),
 // leaving the domain running.
 func (f *Fake) FailSave(name string, err error) {
@@ -154,13 +130,6 @@ func (f *Fake) FailRestore(name string, err error) {
 	f.failRestore[name] = err
 }
 
-// FailSetTime makes the next SetGuestTime of name fail with err (wrapped).
-func (f *Fake) FailSetTime(name string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failSetTime[name] = err
-}
-
 // Restores returns how many times name was restored from a save file.
 func (f *Fake) Restores(name string) int {
 	f.mu.Lock()
@@ -169,4 +138,24 @@ func (f *Fake) Restores(name string) int {
 		return d.restores
 	}
 	return 0
+}
+
+// SetGuestTime implements hypervisor.Hypervisor: it records the call
+// ("set-time") and fails for a domain that does not run or whose spec has
+// no Agent. (Placeholder until the guest agent's branch lands.)
+func (f *Fake) SetGuestTime(ctx context.Context, name string) error {
+	err := f.withDomain(ctx, name, func(d *domain) error {
+		if d.state != hypervisor.StateRunning {
+			return hypervisor.ErrNotRunning
+		}
+		if !d.spec.Agent {
+			return errors.New("no guest agent")
+		}
+		return nil
+	})
+	f.record(Call{Op: "set-time", Name: name, Err: err})
+	if err != nil {
+		return fmt.Errorf("set time of %q: %w", name, err)
+	}
+	return nil
 }
