@@ -11,6 +11,8 @@
 BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor
 
 COLDSTART_RUNS  ?= 10
+# Images bench-coldstart runs its cases for, one table each (bench/coldstart -image).
+COLDSTART_IMAGES ?= example multiboot
 FRONTDOOR_ROUNDS ?= 3
 BOOTFLOOR_RUNS  ?= 10
 BOOTFLOOR_MB    ?= /var/lib/jitsu/images/multiboot/hello.elf
@@ -55,8 +57,11 @@ bench-bootbench: bin/jitsu-sandbox ## as root: boot phases of the example image 
 	  -kernel /var/lib/jitsu/images/example/vmlinux -initrd /var/lib/jitsu/images/example/initrd.cpio \
 	  -append "$$(cat /var/lib/jitsu/images/example/cmdline) jitsu.debug=1" $(BOOTBENCH_ARGS)
 
-bench-coldstart: build ## as root: cold start, DNS query -> first HTTP byte, cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds)
-	$(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
+bench-coldstart: build ## as root: cold start, DNS query -> first byte (HTTP; JITSU-READY for multiboot), cases interleaved per round vs the boot floor (COLDSTART_RUNS rounds, each of COLDSTART_IMAGES)
+	@for img in $(COLDSTART_IMAGES); do \
+	  echo "== bench-coldstart -image $$img"; \
+	  $(GO) run ./bench/coldstart -n $(COLDSTART_RUNS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE) -image $$img || exit 1; \
+	done
 
 bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
 	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)

@@ -17,10 +17,20 @@
 // while it waited for its query (the RSS of its QEMU: a warm pool's paused
 // domain, a suspended guest, none when stopped).
 //
+// With -image multiboot every case boots the multiboot example
+// (examples/multiboot, hello.elf) instead: no network, no HTTP. Its "first
+// byte" is the JITSU-READY line on its serial console, the first thing the
+// guest does, seen by the benchmark polling the console log every 5 ms
+// (jitsu's own readiness probe for it is console:JITSU-READY). Only the
+// cases where the guest runs from its start after the query apply: floor,
+// proxy (the boot path), delay (the DNS answer held until jitsu saw the
+// marker) and warm; a suspended or restored guest has already printed its
+// marker and halted, so there is nothing to see after a resume.
+//
 // A case is one entry of the cases table below. It needs root and `make
 // build image`. Usage:
 //
-//	coldstart [-n 10] [-jitsu bin/jitsu] [-domain-type qemu|kvm] [-cases floor,proxy,...]
+//	coldstart [-n 10] [-jitsu bin/jitsu] [-domain-type qemu|kvm] [-image example|multiboot] [-cases floor,proxy,...]
 package main
 
 import (
@@ -29,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -118,9 +129,10 @@ func main() {
 	n := flag.Int("n", 10, "rounds (each measures every case once)")
 	bin := flag.String("jitsu", "bin/jitsu", "the jitsu binary")
 	domainType := flag.String("domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
-	only := flag.String("cases", "", "comma-separated case keys to run (default: all)")
+	only := flag.String("cases", "", "comma-separated case keys to run (default: all that apply to the image)")
+	image := flag.String("image", "example", "what every case boots: example (the example unikernel, first HTTP byte) or multiboot ("+multibootImage+", JITSU-READY on the console)")
 	flag.Parse()
-	benchkit.Main("coldstart", func(ctx context.Context) error { return run(ctx, *n, *bin, *domainType, *only) })
+	benchkit.Main("coldstart", func(ctx context.Context) error { return run(ctx, *n, *bin, *domainType, *image, *only) })
 }
 
 // bench is the state shared by every sample.
@@ -132,12 +144,39 @@ type bench struct {
 	spec    hypervisor.Spec
 	hv      *libvirt.Hypervisor
 	samples map[string][]sample
+	// multiboot: every case boots multibootImage and its first byte is
+	// the console marker.
+	multiboot bool
 }
 
-func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
-	selected, err := selectCases(only)
+// multibootImage is the multiboot example, built by make image-multiboot.
+const multibootImage = "/var/lib/jitsu/images/multiboot/hello.elf"
+
+// multibootCases are the cases that apply to the multiboot example: those
+// whose guest runs from its first instruction after the query.
+var multibootCases = []string{"floor", "proxy", "delay", "warm"}
+
+// multibootLabels are their labels for the multiboot example, whose first
+// byte is the console marker (the cases table's labels say HTTP).
+var multibootLabels = map[string]string{
+	"floor": "boot floor: start call to JITSU-READY, no jitsu",
+	"proxy": "jitsu (SYN proxy on, nothing to hold): query, then JITSU-READY (the boot path)",
+	"delay": "jitsu, DNS answer held until jitsu's console probe saw JITSU-READY (response delay)",
+	"warm":  "jitsu, warm = true: query, then JITSU-READY (resume of the warm pool's paused domain)",
+}
+
+func run(ctx context.Context, n int, bin, domainType, image, only string) (err error) {
+	if image != "example" && image != "multiboot" {
+		return fmt.Errorf("-image %q: want example or multiboot", image)
+	}
+	selected, err := selectCases(only, image == "multiboot")
 	if err != nil {
 		return err
+	}
+	if image == "multiboot" {
+		if _, err := os.Stat(multibootImage); err != nil {
+			return fmt.Errorf("-image multiboot: %w (make image-multiboot)", err)
+		}
 	}
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
@@ -149,7 +188,7 @@ func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
 	defer func() { err = errors.Join(err, host.Close()) }()
 	img := host.Image
 	b := &bench{env: host.Env, bin: bin, dir: host.Dir, socket: filepath.Join(host.Dir, "control.sock"),
-		hv: host.HV, samples: map[string][]sample{}}
+		hv: host.HV, samples: map[string][]sample{}, multiboot: image == "multiboot"}
 	if err := b.writeConfigs(selected, img, domainType); err != nil {
 		return err
 	}
@@ -177,15 +216,28 @@ func run(ctx context.Context, n int, bin, domainType, only string) (err error) {
 	return nil
 }
 
-func selectCases(only string) ([]*benchCase, error) {
+// selectCases returns the cases named in only (comma-separated), or every
+// case when only is empty; for the multiboot example only those in
+// multibootCases.
+func selectCases(only string, multiboot bool) ([]*benchCase, error) {
+	applies := func(k string) bool { return !multiboot || slices.Contains(multibootCases, k) }
 	if only == "" {
-		return cases, nil
+		var out []*benchCase
+		for _, c := range cases {
+			if applies(c.key) {
+				out = append(out, c)
+			}
+		}
+		return out, nil
 	}
 	var out []*benchCase
 	for _, k := range strings.Split(only, ",") {
 		i := slices.IndexFunc(cases, func(c *benchCase) bool { return c.key == k })
 		if i < 0 {
 			return nil, fmt.Errorf("-cases: no case %q", k)
+		}
+		if !applies(k) {
+			return nil, fmt.Errorf("-cases: %q does not apply to the multiboot example (its cases: %s)", k, strings.Join(multibootCases, ","))
 		}
 		out = append(out, cases[i])
 	}
@@ -200,6 +252,12 @@ func (b *bench) writeConfigs(selected []*benchCase, img sandbox.Image, domainTyp
 		// A boot timeout no loaded machine reaches: a sample must not fail
 		// for being slow (the floor has none).
 		Unikernels: []sandbox.JitsuUnikernel{{Name: "www", IP: guestIP, IdleTimeout: "0s", BootTimeout: "120s"}},
+	}
+	if b.multiboot {
+		// No initrd; ready when the marker is on the console. The command
+		// line (the example's, with ip=) is passed and ignored.
+		u := &base.Unikernels[0]
+		u.Kernel, u.Initrd, u.Ready = multibootImage, "", "console:"+marker
 	}
 	specConf := filepath.Join(b.dir, "base.toml")
 	if err := base.Write(specConf); err != nil {
@@ -227,8 +285,13 @@ func (b *bench) writeConfigs(selected []*benchCase, img sandbox.Image, domainTyp
 
 // report prints every case's distribution and the paired differences.
 func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainType string) {
-	fmt.Printf("\ncold start to first HTTP byte, %d interleaved rounds (domain type %s, %s, %s, %d MiB)\n",
-		n, domainType, img.BootKernel(), img.Initrd, b.spec.MemoryBytes>>20)
+	if b.multiboot {
+		fmt.Printf("\ncold start to %s on the serial console (the first byte of the multiboot example), %d interleaved rounds (domain type %s, %s, no initrd, %d MiB)\n",
+			marker, n, domainType, b.spec.Kernel, b.spec.MemoryBytes>>20)
+	} else {
+		fmt.Printf("\ncold start to first HTTP byte, %d interleaved rounds (domain type %s, %s, %s, %d MiB)\n",
+			n, domainType, img.BootKernel(), img.Initrd, b.spec.MemoryBytes>>20)
+	}
 	fmt.Printf("%-8s %9s %9s %9s %9s  %s\n", "case", "median", "p90", "min", "max", "")
 	for _, c := range selected {
 		ss := b.samples[c.key]
@@ -240,8 +303,12 @@ func (b *bench) report(selected []*benchCase, n int, img sandbox.Image, domainTy
 		if retries > 0 {
 			note = fmt.Sprintf(" (%d refused connects retried)", retries)
 		}
+		label := c.label
+		if l, ok := multibootLabels[c.key]; ok && b.multiboot {
+			label = l
+		}
 		fmt.Printf("%-8s %9s %9s %9s %9s  %s%s\n", c.key, benchkit.MS(s.Median), benchkit.MS(s.P90),
-			benchkit.MS(s.Min), benchkit.MS(s.Max), c.label, note)
+			benchkit.MS(s.Min), benchkit.MS(s.Max), label, note)
 	}
 	b.reportMemory(selected)
 	for ri, ref := range refs {

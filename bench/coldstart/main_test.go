@@ -36,17 +36,22 @@ func TestPaired(t *testing.T) {
 
 func TestSelectCases(t *testing.T) {
 	tests := []struct {
-		only    string
-		want    []string
-		wantErr bool
+		only      string
+		multiboot bool
+		want      []string
+		wantErr   bool
 	}{
-		{"", []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume", "snapshot"}, false},
-		{"floor,proxy,warm,resume,cached", []string{"floor", "proxy", "warm", "resume", "cached"}, false},
-		{"proxy,floor", []string{"proxy", "floor"}, false},
-		{"floor,bogus", nil, true},
+		{"", false, []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume", "snapshot"}, false},
+		{"floor,proxy,warm,resume,cached", false, []string{"floor", "proxy", "warm", "resume", "cached"}, false},
+		{"proxy,floor", false, []string{"proxy", "floor"}, false},
+		{"floor,bogus", false, nil, true},
+		{"", true, []string{"floor", "proxy", "delay", "warm"}, false},
+		{"warm,floor", true, []string{"warm", "floor"}, false},
+		{"floor,resume", true, nil, true},
+		{"snapshot", true, nil, true}, // the multiboot example's probe is its console
 	}
 	for _, tt := range tests {
-		got, err := selectCases(tt.only)
+		got, err := selectCases(tt.only, tt.multiboot)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("selectCases(%q) error %v, want error %v", tt.only, err, tt.wantErr)
 			continue
@@ -122,5 +127,13 @@ func TestRSSRow(t *testing.T) {
 				t.Errorf("rssRow = %q, want it to contain %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestMultibootLabels(t *testing.T) {
+	for _, k := range multibootCases {
+		if !strings.Contains(multibootLabels[k], "JITSU-READY") {
+			t.Errorf("case %s: multiboot label %q does not say what its first byte is", k, multibootLabels[k])
+		}
 	}
 }

@@ -6,7 +6,11 @@
 // long the DNS answer, the TCP connection and the first byte took from the
 // DNS query: each first fetch of a URL is a cold boot of its VM.
 //
-//	crawl -start http://p-index.example.test/ -dns 10.214.0.1:53 -zone example.test
+// With -page it loads only the start page as a browser would (the page,
+// then its stylesheets and images in parallel) and prints the page-load
+// time.
+//
+//	crawl -start http://p-index.example.test/ -dns 10.214.0.1:53 -zone example.test [-page]
 package main
 
 import (
@@ -57,6 +61,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	zone := fl.String("zone", "example.test", "follow only links to names in this zone")
 	timeout := fl.Duration("timeout", 60*time.Second, "time limit per URL (DNS to last byte)")
 	max := fl.Int("max", 100, "fetch at most this many URLs")
+	page := fl.Bool("page", false, "load only -start as a browser would (the page, then its stylesheets and images in parallel) and print the page-load time")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +70,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return d.DialContext(ctx, network, *dnsAddr)
 	}}
 	z := strings.ToLower(strings.TrimSuffix(*zone, "."))
+	if *page {
+		fmt.Fprintf(out, "   %-3s %-62s %-20s %-12s %9s %10s %11s  %s\n", "#", "URL", "VM", "ADDRESS", "DNS", "CONNECT", "FIRST BYTE", "RESPONSE")
+		return loadPage(ctx, res, *start, z, *timeout, out)
+	}
 	queue := []string{*start}
 	seen := map[string]bool{*start: true}
 	var results []result

@@ -59,3 +59,26 @@ func TestInZone(t *testing.T) {
 		}
 	}
 }
+
+func TestResources(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"stylesheet and logo, pages skipped",
+			[]string{"http://p-style-css.example.test/style.css", "http://p-index.example.test/", "http://p-logo-svg.example.test/logo.svg",
+				"http://p-about.example.test/about.html", "http://p-b.example.test/blog/X.HTM", "http://p-i.example.test"},
+			[]string{"http://p-style-css.example.test/style.css", "http://p-logo-svg.example.test/logo.svg"}},
+		{"outside the zone", []string{"https://github.com/x.png"}, nil},
+		{"none", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := resources(tt.in, "example.test")
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("resources = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
