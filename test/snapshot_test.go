@@ -1,6 +1,9 @@
 package test
 
 import (
+	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +17,10 @@ import (
 // summon boots it and saves it to its file (the file exists, the log
 // gives the save and restore times); once it idled out, a second summon
 // restores the file (mode snapshot) and serves the page. A reload that
-// changes its spec discards the file, and the next start boots.
+// changes its spec discards the file, and the next start boots. After
+// each restore the guest's clock is within 1 s of the host's (set through
+// its guest agent), and two restores give different random bytes (the
+// guest re-seeds its RNG): read from the example's /.jitsu/now.
 // Query → first byte of the boot and of the restore are logged (no timed
 // assertion).
 func TestSnapshotStart(t *testing.T) {
@@ -50,6 +56,7 @@ func TestSnapshotStart(t *testing.T) {
 	}
 	t.Logf("save file %s: %d bytes; %s", filepath.Base(made[0]), fi.Size(), logLine(w, "snapshot saved and restored"))
 
+	randoms := map[string]int{}
 	for i := 1; i <= 2; i++ {
 		w.waitState("snap", 60*time.Second, "stopped")
 		if w.hasDomain("snap") {
@@ -62,6 +69,17 @@ func TestSnapshotStart(t *testing.T) {
 		}
 		t.Logf("query → first byte: boot (with save and restore) %v, restore %d %v; %s", bootTTFB.Round(time.Millisecond), i,
 			ttfb.Round(time.Millisecond), logLine(w, "restored from snapshot"))
+		// The restored guest's clock is the host's (set through its
+		// agent), and its RNG is not the one of the save.
+		now, skew := w.guestNow(w.resolve("snap.example.test"))
+		if skew > time.Second || skew < -time.Second || now.ClockSets < 1 {
+			t.Errorf("restore %d: guest clock %v off the host's (clock sets %d), want within 1 s", i, skew, now.ClockSets)
+		}
+		if j, dup := randoms[now.Random]; dup {
+			t.Errorf("restores %d and %d gave the same random bytes %s", j, i, now.Random)
+		}
+		randoms[now.Random] = i
+		t.Logf("restore %d: guest clock off by %v, random %s", i, skew.Round(time.Microsecond), now.Random)
 	}
 	if got := files(); len(got) != 1 || got[0] != made[0] {
 		t.Errorf("save files after restores %q, want %q kept", got, made)
@@ -83,6 +101,40 @@ func TestSnapshotStart(t *testing.T) {
 	if got := files(); len(got) != 1 || got[0] == made[0] {
 		t.Errorf("save files after the new start %q, want one new one", got)
 	}
+}
+
+// guestNowReply is the example guest's /.jitsu/now answer.
+type guestNowReply struct {
+	UnixNano  int64  `json:"unix_nano"`
+	Random    string `json:"random"`
+	ClockSets int64  `json:"clock_sets"`
+}
+
+// guestNow GETs the example guest's /.jitsu/now at addr and returns it
+// with the guest clock's offset from the host's (at the middle of the
+// request).
+func (w *world) guestNow(addr string) (guestNowReply, time.Duration) {
+	w.t.Helper()
+	var r guestNowReply
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/.jitsu/now", nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	t0 := time.Now()
+	resp, err := w.env.HTTPClient().Do(req)
+	if err != nil {
+		w.t.Fatalf("GET /.jitsu/now: %v", err)
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	t1 := time.Now()
+	if resp.StatusCode != http.StatusOK || err != nil {
+		w.t.Fatalf("GET /.jitsu/now: %s, %v (an image without the guest agent? make image)", resp.Status, err)
+	}
+	mid := t0.Add(t1.Sub(t0) / 2)
+	return r, time.Unix(0, r.UnixNano).Sub(mid)
 }
 
 // logLine returns the last line of w's jitsu log with msg, for the test
