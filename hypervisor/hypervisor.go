@@ -50,9 +50,12 @@ type Spec struct {
 	// ConsoleLog is the file the serial console is written to; empty means
 	// the backend's default location.
 	ConsoleLog string
-	// Agent adds a QEMU guest agent channel (virtio-serial port
-	// org.qemu.guest_agent.0) and a virtio-rng device, so that
-	// SetGuestTime can reach the guest.
+	// Agent gives the domain a QEMU guest agent channel (a virtio-serial
+	// port named org.qemu.guest_agent.0) and a virtio-rng device fed from
+	// the host's /dev/urandom, so that SetGuestTime can correct the clock
+	// of a restored or resumed guest and the guest can re-seed its RNG.
+	// The guest must run an agent (the example unikernel's /init does).
+	// False leaves the domain without either device.
 	Agent bool
 }
 
@@ -163,6 +166,13 @@ var (
 	ErrNotRunning     = errors.New("domain not running")
 	ErrForeign        = errors.New("domain not created by jitsu")
 	ErrUnavailable    = errors.New("hypervisor unavailable")
+	// ErrNoAgent: the domain has no guest agent channel (Spec.Agent was
+	// false), so SetGuestTime cannot reach its guest.
+	ErrNoAgent = errors.New("domain has no guest agent")
+	// ErrAgentUnresponsive: the domain has an agent channel, but no agent
+	// answered on it (not yet opened by the guest, or the guest is busy
+	// or hung); a later try may succeed.
+	ErrAgentUnresponsive = errors.New("guest agent not responding")
 )
 
 // Hypervisor starts, stops and watches jitsu's domains. All methods are
@@ -206,9 +216,12 @@ type Hypervisor interface {
 	// unreadable or incompatible file gives another error (the caller
 	// discards the file and boots).
 	RestoreSnapshot(ctx context.Context, spec Spec, path string) error
-	// SetGuestTime sets the guest's clock to the host's current time
-	// through the guest agent (Spec.Agent). A domain without an agent, or
-	// whose agent does not answer, gives an error.
+	// SetGuestTime sets the running guest's clock to the host's current
+	// time through its guest agent, which also re-seeds the guest's RNG
+	// (see docs/boot.md): call it after a restore or a resume, before the
+	// guest serves clients. A domain without an agent gives ErrNoAgent, an
+	// agent that does not answer ErrAgentUnresponsive, a domain that is
+	// not running (paused included) ErrNotRunning.
 	SetGuestTime(ctx context.Context, name string) error
 	// Events delivers lifecycle events of jitsu's domains. The channel is
 	// closed by Close.

@@ -89,6 +89,9 @@ func TestSnapshotStart(t *testing.T) {
 	if n := h.countCalls("set-time a"); n != 3 {
 		t.Errorf("%d set-time calls, want 3", n)
 	}
+	if c, _ := h.f.GuestClock("a"); time.Since(c).Abs() > time.Second {
+		t.Errorf("restored guest's clock off by %v, want set to the host's", time.Since(c))
+	}
 	if got := h.metric("jitsu_unikernel_snapshot_ops_total", "unikernel", "a", "op", "save", "result", "ok"); got != 1 {
 		t.Errorf("saves ok = %v, want 1", got)
 	}
@@ -184,6 +187,9 @@ func TestSnapshotNoAgent(t *testing.T) {
 	}
 	if got := h.metric("jitsu_unikernel_guest_time_failures_total", "unikernel", "a"); got != 2 {
 		t.Errorf("guest time failures = %v, want 2 (after the first save and after the restore)", got)
+	}
+	if c, _ := h.f.GuestClock("a"); time.Since(c) <= 0 {
+		t.Errorf("guest clock %v not behind the host's: set without an agent?", c)
 	}
 }
 

@@ -11,9 +11,14 @@
 // firmware alone, timed from the start call to the marker in the console
 // log.
 //
+// With -agent ab it boots the domain without and with the guest agent's
+// devices (hypervisor Spec.Agent: virtio-serial, the agent channel,
+// virtio-rng) in interleaved rounds, the order alternating, and prints
+// the paired differences (with minus without).
+//
 // It needs root and `make image`. Usage:
 //
-//	bootfloor [-n 10] [-domain-type qemu|kvm] [-floor /var/lib/jitsu/images/multiboot/hello.elf]
+//	bootfloor [-n 10] [-domain-type qemu|kvm] [-agent off|on|ab] [-floor /var/lib/jitsu/images/multiboot/hello.elf]
 package main
 
 import (
@@ -25,6 +30,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -41,8 +48,13 @@ type options struct {
 	n          int
 	floor      string
 	domainType string
+	agent      string
+	idle       time.Duration
+	settle     time.Duration
 	interval   time.Duration
 	timeout    time.Duration
+	// after, if set, runs once the guest is ready, before it is destroyed.
+	after func() error
 }
 
 func main() {
@@ -50,6 +62,9 @@ func main() {
 	flag.IntVar(&o.n, "n", 10, "number of boots")
 	flag.StringVar(&o.floor, "floor", "", "measure this kernel (prints JITSU-READY on ttyS0) to the console marker instead of the example image to HTTP")
 	flag.StringVar(&o.domainType, "domain-type", "qemu", "libvirt domain type: qemu (TCG) or kvm")
+	flag.StringVar(&o.agent, "agent", "off", "guest agent devices (Spec.Agent): off, on, or ab (both, interleaved, paired differences)")
+	flag.DurationVar(&o.idle, "idle", 0, "with -agent ab: after each boot, measure QEMU's CPU time over this idle interval (0: skip)")
+	flag.DurationVar(&o.settle, "settle", time.Second, "with -idle: wait this long after the guest is ready before measuring")
 	flag.DurationVar(&o.interval, "probe", 5*time.Millisecond, "interval between readiness probes")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "give up on one boot after this long")
 	flag.Parse()
@@ -83,6 +98,15 @@ func run(ctx context.Context, o options) (err error) {
 	} else {
 		fmt.Printf("  warm-up (not counted): start call %7.1f ms, ready %7.1f ms\n", ms(call), ms(r))
 	}
+	switch o.agent {
+	case "off":
+	case "on":
+		spec.Agent = true
+	case "ab":
+		return agentAB(ctx, env, hv, spec, o)
+	default:
+		return fmt.Errorf("-agent %q: want off, on or ab", o.agent)
+	}
 	var calls, ready []time.Duration
 	for i := range o.n {
 		call, r, err := once(ctx, env, hv, spec, o)
@@ -95,6 +119,62 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("start call:   %s\n", summary(calls))
 	fmt.Printf("boot floor:   %s\n", summary(ready))
+	return nil
+}
+
+// agentAB boots spec without and with Spec.Agent in each of o.n rounds,
+// alternating which goes first, and prints both and the paired
+// differences.
+func agentAB(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hypervisor.Spec, o options) error {
+	var off, on, diff, callDiff, cpuOff, cpuOn []time.Duration
+	for i := range o.n {
+		var r, c, sc [2]time.Duration // [without, with]: ready, idle CPU, start call
+		for k := range 2 {
+			agent := (i+k)%2 == 1
+			s := spec
+			s.Agent = agent
+			var cpu time.Duration
+			o := o
+			if o.idle > 0 {
+				o.after = func() error {
+					var err error
+					cpu, err = idleCPU(ctx, s.Name, o.settle, o.idle)
+					return err
+				}
+			}
+			call, ready, err := once(ctx, env, hv, s, o)
+			if err != nil {
+				return fmt.Errorf("round %d (agent %v): %w", i+1, agent, err)
+			}
+			j := 0
+			if agent {
+				j = 1
+			}
+			r[j], c[j], sc[j] = ready, cpu, call
+			time.Sleep(500 * time.Millisecond)
+		}
+		fmt.Printf("  round %2d: without agent %7.1f ms (start call %6.1f), with %7.1f ms (start call %6.1f), difference %+7.1f ms (start call %+6.1f)\n",
+			i+1, ms(r[0]), ms(sc[0]), ms(r[1]), ms(sc[1]), ms(r[1]-r[0]), ms(sc[1]-sc[0]))
+		callDiff = append(callDiff, sc[1]-sc[0])
+		off, on, diff = append(off, r[0]), append(on, r[1]), append(diff, r[1]-r[0])
+		if o.idle > 0 {
+			pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(o.idle) }
+			fmt.Printf("            idle QEMU CPU over %v: without %.2f %%, with %.2f %% of a core\n", o.idle, pct(c[0]), pct(c[1]))
+			cpuOff, cpuOn = append(cpuOff, c[0]), append(cpuOn, c[1])
+		}
+	}
+	if o.idle > 0 {
+		pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(o.idle) }
+		a, b := benchkit.Summarize(cpuOff), benchkit.Summarize(cpuOn)
+		fmt.Printf("idle QEMU CPU (median of %d): without agent %.2f %%, with %.2f %% of a core\n", a.N, pct(a.Median), pct(b.Median))
+	}
+	fmt.Printf("without agent: %s\n", summary(off))
+	fmt.Printf("with agent:    %s\n", summary(on))
+	d := benchkit.Summarize(diff)
+	fmt.Printf("paired difference (with - without): median %+7.1f ms  min %+7.1f ms  max %+7.1f ms  (n=%d)\n",
+		ms(d.Median), ms(d.Min), ms(d.Max), d.N)
+	d = benchkit.Summarize(callDiff)
+	fmt.Printf("of which in the start call: median %+7.1f ms  min %+7.1f ms  max %+7.1f ms\n", ms(d.Median), ms(d.Min), ms(d.Max))
 	return nil
 }
 
@@ -126,7 +206,7 @@ func domain(dir string, img sandbox.Image, o options) (hypervisor.Spec, error) {
 
 // once boots spec, waits for readiness and destroys it.
 func once(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hypervisor.Spec, o options) (call, ready time.Duration, err error) {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout+o.settle+o.idle)
 	defer cancel()
 	t0 := time.Now()
 	if err := hv.Start(ctx, spec); err != nil {
@@ -147,7 +227,63 @@ func once(ctx context.Context, env *sandbox.Env, hv *libvirt.Hypervisor, spec hy
 	if err != nil {
 		return call, 0, err
 	}
+	if o.after != nil {
+		if err := o.after(); err != nil {
+			return call, at.Sub(t0), err
+		}
+	}
 	return call, at.Sub(t0), nil
+}
+
+// idleCPU waits settle for the guest to settle, then returns the CPU
+// time (user + system) its QEMU process spends over d.
+func idleCPU(ctx context.Context, name string, settle, d time.Duration) (time.Duration, error) {
+	pid, err := sandbox.QEMUPid(name)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(settle):
+	}
+	t0, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	t1, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	return t1 - t0, nil
+}
+
+// cpuTime reads utime+stime of pid from /proc/PID/stat (USER_HZ = 100).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
 // waitMarker polls the console log until it contains marker.

@@ -1,7 +1,9 @@
 package hvcontract_test
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -28,6 +30,13 @@ func TestContractFake(t *testing.T) {
 		Foreign: func(t *testing.T, hv hypervisor.Hypervisor) string {
 			hv.(*hvtest.Fake).AddForeign("foreign")
 			return "foreign"
+		},
+		GuestClock: func(t *testing.T, hv hypervisor.Hypervisor, spec hypervisor.Spec) (time.Time, error) {
+			c, ok := hv.(*hvtest.Fake).GuestClock(spec.Name)
+			if !ok {
+				return time.Time{}, errors.New("no such domain")
+			}
+			return c, nil
 		},
 	})
 }

@@ -36,6 +36,11 @@ type Harness struct {
 	// Foreign makes a domain that jitsu did not create exist and returns
 	// its name. nil skips the Foreign case.
 	Foreign func(t *testing.T, hv hypervisor.Hypervisor) string
+	// GuestClock reads the clock of the guest of the running domain
+	// started with spec (which has Spec.Agent set), e.g. through the
+	// example unikernel's /.jitsu/now; it fails while the guest is not
+	// ready. nil skips the GuestTime case.
+	GuestClock func(t *testing.T, hv hypervisor.Hypervisor, spec hypervisor.Spec) (time.Time, error)
 	// Skip maps a case name (see Cases) to the reason the implementation
 	// cannot run it; the case is skipped with that reason.
 	Skip map[string]string
@@ -50,7 +55,8 @@ type Harness struct {
 var Cases = []string{
 	"StartStateList", "ExplicitMAC", "StopDestroy", "StopShutdown",
 	"SuspendResume", "SaveRestore", "NotFound", "BadStopMode", "Foreign",
-	"Crash", "ConcurrentStart", "Close", "DiscardSave", "Prepare", "Snapshot",
+	"Crash", "ConcurrentStart", "Close", "DiscardSave", "Prepare",
+	"GuestTime", "Snapshot",
 }
 
 // Run runs every case of the contract against h, each as a subtest with a
@@ -76,6 +82,7 @@ func Run(t *testing.T, h Harness) {
 		"DiscardSave":     testDiscardSave,
 		"Prepare":         testPrepare,
 		"Snapshot":        testSnapshot,
+		"GuestTime":       testGuestTime,
 	}
 	for _, name := range Cases {
 		t.Run(name, func(t *testing.T) {
@@ -613,5 +620,115 @@ func testClose(t *testing.T, e *env) {
 	}
 	if err := e.hv.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// guestPause is how long testGuestTime keeps a guest suspended or saved.
+const guestPause = 3 * time.Second
+
+// guestSkew is how far a guest's clock may be from the host's right after
+// SetGuestTime (reading it takes a round trip to the guest).
+const guestSkew = time.Second
+
+// testGuestTime: without an agent SetGuestTime gives ErrNoAgent; with one,
+// the guest's clock is behind after a suspend and after a save and
+// restore, and SetGuestTime puts it right.
+func testGuestTime(t *testing.T, e *env) {
+	if e.h.GuestClock == nil {
+		t.Skip("the harness cannot read a guest's clock (no GuestClock)")
+	}
+	wantErr(t, "SetGuestTime of a missing domain", e.hv.SetGuestTime(e.ctx, e.name+"-missing"), hypervisor.ErrNotFound)
+	e.start(t, e.name) // Spec.Agent false
+	wantErr(t, "SetGuestTime without an agent", e.hv.SetGuestTime(e.ctx, e.name), hypervisor.ErrNoAgent)
+	if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("Stop(destroy): %v", err)
+	}
+	e.wantGone(t, e.name, hypervisor.StateShutoff)
+
+	spec := e.h.Spec(t, e.name)
+	spec.Agent = true
+	if err := e.hv.Start(e.ctx, spec); err != nil {
+		t.Fatalf("Start with an agent: %v", err)
+	}
+	e.guestClock(t, spec) // waits for the guest
+	e.setGuestTime(t, spec.Name)
+
+	if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopSuspend); err != nil {
+		t.Fatalf("Stop(suspend): %v", err)
+	}
+	wantErr(t, "SetGuestTime of a paused domain", e.hv.SetGuestTime(e.ctx, e.name), hypervisor.ErrNotRunning)
+	time.Sleep(guestPause)
+	if err := e.hv.Resume(e.ctx, e.name); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	e.checkGuestTime(t, spec, "resume")
+
+	if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopSave); err != nil {
+		t.Fatalf("Stop(save): %v", err)
+	}
+	e.wantState(t, e.name, hypervisor.StateSaved)
+	time.Sleep(guestPause)
+	if err := e.hv.Start(e.ctx, spec); err != nil {
+		t.Fatalf("Start (restore): %v", err)
+	}
+	e.checkGuestTime(t, spec, "restore")
+}
+
+// checkGuestTime checks that the guest's clock is behind by about
+// guestPause after a resume or restore (what), and right after
+// SetGuestTime.
+func (e *env) checkGuestTime(t *testing.T, spec hypervisor.Spec, what string) {
+	t.Helper()
+	lag := e.guestClock(t, spec)
+	t.Logf("after %s: guest clock %v behind the host's", what, lag)
+	if lag < guestPause/2 {
+		t.Errorf("after %s: guest clock only %v behind the host's, want about %v (did it run while stopped?)", what, lag, guestPause)
+	}
+	e.setGuestTime(t, spec.Name)
+	lag = e.guestClock(t, spec)
+	t.Logf("after %s and SetGuestTime: guest clock %v behind the host's", what, lag)
+	if lag > guestSkew || lag < -guestSkew {
+		t.Errorf("after %s and SetGuestTime: guest clock %v off the host's, want within %v", what, lag, guestSkew)
+	}
+}
+
+// guestClock returns how far the guest's clock is behind the host's,
+// retrying until the guest answers or the harness timeout.
+func (e *env) guestClock(t *testing.T, spec hypervisor.Spec) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(e.h.Timeout)
+	for {
+		before := time.Now()
+		g, err := e.h.GuestClock(t, e.hv, spec)
+		after := time.Now()
+		if err == nil {
+			// The guest read its clock somewhere in [before, after].
+			return before.Add(after.Sub(before) / 2).Sub(g)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read the guest clock of %q: %v", spec.Name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// setGuestTime calls SetGuestTime, retrying while the agent is not
+// (yet) answering.
+func (e *env) setGuestTime(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(e.h.Timeout)
+	for {
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		t0 := time.Now()
+		err := e.hv.SetGuestTime(ctx, name)
+		cancel()
+		if err == nil {
+			t.Logf("SetGuestTime took %v", time.Since(t0))
+			return
+		}
+		if !errors.Is(err, hypervisor.ErrAgentUnresponsive) || time.Now().After(deadline) {
+			t.Fatalf("SetGuestTime(%q): %v", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

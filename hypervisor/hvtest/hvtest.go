@@ -23,6 +23,12 @@
 //	         other states → ErrNotRunning
 //	Resume:  paused → running (EventResumed), else ErrNotRunning
 //	Crash:   running/paused → crashed (EventCrashed)
+//	SetGuestTime: running with Spec.Agent → guest clock = host clock,
+//	         no Agent → ErrNoAgent, not running → ErrNotRunning
+//
+// The guest's clock (GuestClock) stops while the domain is suspended or
+// saved, as a real guest's does, and is behind the host's afterwards until
+// SetGuestTime.
 //
 // Guest readiness survives suspend and save (memory is kept) and is reset by
 // destroy, shutdown and crash. Foreign domains (AddForeign) are never listed
@@ -44,7 +50,7 @@ import (
 // Call is one operation the fake was asked to perform, as recorded for
 // OnCall hooks and Calls.
 type Call struct {
-	Op   string // "start", "prepare", "stop", "resume", "discard", "save-snapshot", "restore-snapshot", "set-time"
+	Op   string // "start", "prepare", "stop", "resume", "discard", "set-time", "save-snapshot", "restore-snapshot"
 	Name string
 	Mode hypervisor.StopMode // for "stop"
 	Err  error               // the result
@@ -70,6 +76,27 @@ type domain struct {
 	// restores counts RestoreSnapshot calls that started it.
 	restores int
 	stats    hypervisor.InterfaceStats
+	// The guest's clock: behind the host's by lag, and stopped since
+	// stoppedAt while suspended or saved (zero while it runs), like a
+	// real guest's whose hypervisor clock stops with its vCPUs.
+	lag       time.Duration
+	stoppedAt time.Time
+}
+
+// stopClock stops the guest's clock (suspend, save).
+func (d *domain) stopClock(now time.Time) {
+	if d.stoppedAt.IsZero() {
+		d.stoppedAt = now
+	}
+}
+
+// runClock lets the guest's clock run again (resume, restore): it is now
+// behind by the time it was stopped.
+func (d *domain) runClock(now time.Time) {
+	if !d.stoppedAt.IsZero() {
+		d.lag += now.Sub(d.stoppedAt)
+		d.stoppedAt = time.Time{}
+	}
 }
 
 // Fake is the fake hypervisor. Create it with New and Close it.
@@ -271,10 +298,12 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) err
 			return hypervisor.ErrAlreadyRunning
 		}
 		d.state = hypervisor.StateRunning
+		d.runClock(time.Now())
 		f.emitLocked(spec.Name, hypervisor.EventResumed, "unpaused")
 	case hypervisor.StateSaved:
 		d.spec = spec
 		d.state = hypervisor.StateRunning
+		d.runClock(time.Now())
 		d.started = time.Now()
 		d.starts++
 		f.emitLocked(spec.Name, hypervisor.EventStarted, "restored")
@@ -284,6 +313,7 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) err
 		d.started = time.Now()
 		d.starts++
 		d.ready = f.autoReady
+		d.lag, d.stoppedAt = 0, time.Time{} // a fresh guest reads the host's clock at boot
 		f.emitLocked(spec.Name, hypervisor.EventStarted, "booted")
 	}
 	if paused {
@@ -355,9 +385,11 @@ func (f *Fake) stop(ctx context.Context, name string, mode hypervisor.StopMode) 
 				return nil
 			}
 			d.state = hypervisor.StatePaused
+			d.stopClock(time.Now())
 			f.emitLocked(name, hypervisor.EventSuspended, "paused")
 		case hypervisor.StopSave:
 			d.state = hypervisor.StateSaved
+			d.stopClock(time.Now())
 			f.emitLocked(name, hypervisor.EventStopped, "saved")
 		}
 		f.changedLocked()
@@ -381,10 +413,51 @@ func (f *Fake) resume(ctx context.Context, name string) error {
 			return hypervisor.ErrNotRunning
 		}
 		d.state = hypervisor.StateRunning
+		d.runClock(time.Now())
 		f.emitLocked(name, hypervisor.EventResumed, "unpaused")
 		f.changedLocked()
 		return nil
 	})
+}
+
+// SetGuestTime implements hypervisor.Hypervisor: it sets the guest's
+// clock (see GuestClock) to the host's and is recorded as a Call with Op
+// "set-time". A domain whose spec has no Agent gives ErrNoAgent, one that
+// is not running ErrNotRunning.
+func (f *Fake) SetGuestTime(ctx context.Context, name string) error {
+	err := f.withDomain(ctx, name, func(d *domain) error {
+		if d.state != hypervisor.StateRunning {
+			return hypervisor.ErrNotRunning
+		}
+		if !d.spec.Agent {
+			return hypervisor.ErrNoAgent
+		}
+		d.lag = 0
+		return nil
+	})
+	f.record(Call{Op: "set-time", Name: name, Err: err})
+	if err != nil {
+		return fmt.Errorf("set guest time of %q: %w", name, err)
+	}
+	return nil
+}
+
+// GuestClock returns what the guest of domain name would read on its
+// clock now: behind the host's by the time it spent suspended or saved
+// since its boot or its last SetGuestTime. ok is false for an unknown
+// domain.
+func (f *Fake) GuestClock(name string) (t time.Time, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.domains[name]
+	if d == nil {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	if !d.stoppedAt.IsZero() {
+		now = d.stoppedAt
+	}
+	return now.Add(-d.lag), true
 }
 
 // State implements hypervisor.Hypervisor.
@@ -671,7 +744,8 @@ func (f *Fake) Spec(name string) (hypervisor.Spec, bool) {
 	return hypervisor.Spec{}, false
 }
 
-// Calls returns every Start, Stop and Resume call so far, in order.
+// Calls returns every Start, Prepare, Stop, Resume, DiscardSave and
+// SetGuestTime call so far, in order.
 func (f *Fake) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()

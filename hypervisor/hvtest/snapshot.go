@@ -12,6 +12,13 @@ import (
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
+// savedDomain is what the fake writes to a save file: the spec and the
+// guest's clock at the save.
+type savedDomain struct {
+	Spec      hypervisor.Spec
+	GuestTime time.Time
+}
+
 // snapshotMagic starts every save file the fake writes; a file without it
 // is corrupt.
 var snapshotMagic = []byte("hvtest snapshot\n")
@@ -40,7 +47,8 @@ func (f *Fake) saveSnapshot(ctx context.Context, name, path string) error {
 			delete(f.failSave, name)
 			return err
 		}
-		b, err := json.Marshal(d.spec)
+		now := time.Now()
+		b, err := json.Marshal(savedDomain{Spec: d.spec, GuestTime: now.Add(-d.lag)})
 		if err != nil {
 			return err
 		}
@@ -49,6 +57,7 @@ func (f *Fake) saveSnapshot(ctx context.Context, name, path string) error {
 		}
 		d.state = hypervisor.StateShutoff
 		d.ready = false
+		d.stopClock(now)
 		f.emitLocked(name, hypervisor.EventStopped, "saved")
 		f.changedLocked()
 		return nil
@@ -58,7 +67,8 @@ func (f *Fake) saveSnapshot(ctx context.Context, name, path string) error {
 // RestoreSnapshot implements hypervisor.Hypervisor: it reads a file
 // written by SaveSnapshot (a file without the fake's header is corrupt)
 // and starts the domain with the spec saved in it (EventStarted, Detail
-// "restored"); its guest is ready per SetAutoReady. The file stays.
+// "restored"), its guest's clock going on from the time of the save (see
+// GuestClock); its guest is ready per SetAutoReady. The file stays.
 func (f *Fake) RestoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
 	err := f.restoreSnapshot(ctx, spec, path)
 	f.record(Call{Op: "restore-snapshot", Name: spec.Name, Err: err})
@@ -79,7 +89,7 @@ func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path s
 	if err != nil {
 		return err
 	}
-	var saved hypervisor.Spec
+	var saved savedDomain
 	if !bytes.HasPrefix(b, snapshotMagic) {
 		return errors.New("not a save file")
 	}
@@ -103,9 +113,12 @@ func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path s
 	if d.state == hypervisor.StateRunning || d.state == hypervisor.StatePaused {
 		return hypervisor.ErrAlreadyRunning
 	}
-	d.spec = saved
+	now := time.Now()
+	d.spec = saved.Spec
 	d.state = hypervisor.StateRunning
-	d.started = time.Now()
+	// The guest's clock goes on from the save: behind by the time since.
+	d.lag, d.stoppedAt = now.Sub(saved.GuestTime), time.Time{}
+	d.started = now
 	d.starts++
 	d.restores++
 	d.ready = f.autoReady
@@ -138,24 +151,4 @@ func (f *Fake) Restores(name string) int {
 		return d.restores
 	}
 	return 0
-}
-
-// SetGuestTime implements hypervisor.Hypervisor: it records the call
-// ("set-time") and fails for a domain that does not run or whose spec has
-// no Agent. (Placeholder until the guest agent's branch lands.)
-func (f *Fake) SetGuestTime(ctx context.Context, name string) error {
-	err := f.withDomain(ctx, name, func(d *domain) error {
-		if d.state != hypervisor.StateRunning {
-			return hypervisor.ErrNotRunning
-		}
-		if !d.spec.Agent {
-			return errors.New("no guest agent")
-		}
-		return nil
-	})
-	f.record(Call{Op: "set-time", Name: name, Err: err})
-	if err != nil {
-		return fmt.Errorf("set time of %q: %w", name, err)
-	}
-	return nil
 }

@@ -85,17 +85,3 @@ func (h *Hypervisor) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, 
 		zap.Duration("took", time.Since(t0)))
 	return nil
 }
-
-// SetGuestTime sets the guest's clock to the host's through the guest
-// agent (virDomainSetTime). See hypervisor.Hypervisor.
-func (h *Hypervisor) SetGuestTime(ctx context.Context, name string) error {
-	return h.call(ctx, "set time of", name, func() error {
-		_, d, _, done, err := h.openDomain(ctx, "set time of", name)
-		if err != nil {
-			return err
-		}
-		defer done()
-		now := time.Now()
-		return h.wrap("set time of", name, d.SetTime(now.Unix(), uint(now.Nanosecond()), 0))
-	})
-}

@@ -23,6 +23,23 @@ const metadataPrefix = "jitsu"
 // DefaultMemoryBytes is the guest memory used when a Spec leaves it at 0.
 const DefaultMemoryBytes = 128 << 20
 
+// AgentChannel is the name of the QEMU guest agent's virtio-serial port;
+// libvirt talks to the agent on the channel with this name.
+const AgentChannel = "org.qemu.guest_agent.0"
+
+// AgentPort is the virtio-serial port number of the agent channel. The
+// example unikernel has no sysfs to read port names from: it opens the
+// port with this number (the minor of its /dev/vportNpM node).
+const AgentPort = 1
+
+// rngRateBytes per rngRatePeriodMS bounds what a guest can draw from the
+// host's /dev/urandom through virtio-rng: the example unikernel reads 64
+// bytes per re-seed.
+const (
+	rngRateBytes    = 1024
+	rngRatePeriodMS = 1000
+)
+
 // metadata is jitsu's metadata element as libvirt returns it from
 // virDomainGetMetadata (without the prefix).
 type metadata struct {
@@ -85,7 +102,7 @@ func validateSpec(spec hypervisor.Spec) error {
 // domainXML renders spec as libvirt domain XML (uuid may be empty, for a
 // new domain): direct kernel boot, one
 // virtio NIC on spec.Bridge, the serial console written to consoleLog, a
-// pvpanic device, and none of the devices libvirt adds by default that a
+// pvpanic device, the guest agent's devices if spec.Agent, and none of the devices libvirt adds by default that a
 // unikernel does not need (balloon, USB, graphics).
 func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string) (string, error) {
 	if err := validateSpec(spec); err != nil {
@@ -169,6 +186,9 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+len(d.Devices.Disks))), Bus: "virtio"},
 		})
 	}
+	if spec.Agent {
+		addAgent(d.Devices)
+	}
 	if consoleLog != "" {
 		port := uint(0)
 		src := &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: consoleLog, Append: "off"}}
@@ -180,6 +200,32 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 		return "", fmt.Errorf("marshal domain XML for %q: %w", spec.Name, err)
 	}
 	return out, nil
+}
+
+// addAgent adds the guest agent's devices: a virtio-serial controller with
+// the agent channel at port AgentPort (a UNIX socket whose path libvirt
+// chooses), and a rate-limited virtio-rng fed from the host's
+// /dev/urandom.
+func addAgent(devs *libvirtxml.DomainDeviceList) {
+	zero, port, ports := uint(0), uint(AgentPort), uint(AgentPort+1)
+	// Only the ports used (QEMU's default is 31): the guest sets up two
+	// virtqueues per port at boot.
+	devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{
+		Type: "virtio-serial", Index: &zero,
+		VirtIOSerial: &libvirtxml.DomainControllerVirtIOSerial{Ports: &ports},
+	})
+	devs.Channels = append(devs.Channels, libvirtxml.DomainChannel{
+		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{Mode: "bind"}},
+		Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: AgentChannel}},
+		Address: &libvirtxml.DomainAddress{VirtioSerial: &libvirtxml.DomainAddressVirtioSerial{
+			Controller: &zero, Bus: &zero, Port: &port,
+		}},
+	})
+	devs.RNGs = append(devs.RNGs, libvirtxml.DomainRNG{
+		Model:   "virtio",
+		Rate:    &libvirtxml.DomainRNGRate{Bytes: rngRateBytes, Period: rngRatePeriodMS},
+		Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
+	})
 }
 
 // liveTarget returns the host-side device name of the domain's first NIC.

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -108,6 +109,69 @@ func TestDomainXML(t *testing.T) {
 			check("metadata mac", md.MAC, tt.wantMAC)
 			if !strings.Contains(d.Metadata.XML, MetadataNamespace) {
 				t.Errorf("metadata %q lacks namespace %s", d.Metadata.XML, MetadataNamespace)
+			}
+		})
+	}
+}
+
+// TestDomainXMLAgent: Agent adds a virtio-serial controller, the agent
+// channel at port AgentPort and a rate-limited virtio-rng on the host's
+// /dev/urandom; without it the XML has none of them.
+func TestDomainXMLAgent(t *testing.T) {
+	for _, agent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("agent=%v", agent), func(t *testing.T) {
+			spec := hypervisor.Spec{Name: "a", Kernel: "/k", Bridge: "br0", DomainType: "qemu", Agent: agent}
+			x, err := domainXML(spec, "", "", "/c.log", "pc")
+			if err != nil {
+				t.Fatalf("domainXML: %v", err)
+			}
+			var d libvirtxml.Domain
+			if err := d.Unmarshal(x); err != nil {
+				t.Fatalf("unmarshal %s: %v", x, err)
+			}
+			var serialCtl int
+			for _, c := range d.Devices.Controllers {
+				if c.Type == "virtio-serial" {
+					serialCtl++
+					if c.VirtIOSerial == nil || c.VirtIOSerial.Ports == nil || *c.VirtIOSerial.Ports != AgentPort+1 {
+						t.Errorf("virtio-serial controller %+v, want %d ports", c.VirtIOSerial, AgentPort+1)
+					}
+				}
+			}
+			if !agent {
+				if serialCtl != 0 || len(d.Devices.Channels) != 0 || len(d.Devices.RNGs) != 0 {
+					t.Fatalf("agent off: %d virtio-serial controllers, channels %+v, rngs %+v, want none", serialCtl, d.Devices.Channels, d.Devices.RNGs)
+				}
+				if strings.Contains(x, AgentChannel) {
+					t.Errorf("agent off: XML mentions %s:\n%s", AgentChannel, x)
+				}
+				return
+			}
+			if serialCtl != 1 {
+				t.Errorf("%d virtio-serial controllers, want 1", serialCtl)
+			}
+			if len(d.Devices.Channels) != 1 {
+				t.Fatalf("channels %+v, want 1", d.Devices.Channels)
+			}
+			ch := d.Devices.Channels[0]
+			if ch.Source == nil || ch.Source.UNIX == nil || ch.Source.UNIX.Path != "" {
+				t.Errorf("channel source %+v, want a unix socket whose path libvirt picks", ch.Source)
+			}
+			if ch.Target == nil || ch.Target.VirtIO == nil || ch.Target.VirtIO.Name != AgentChannel {
+				t.Errorf("channel target %+v, want virtio %s", ch.Target, AgentChannel)
+			}
+			if a := ch.Address; a == nil || a.VirtioSerial == nil || a.VirtioSerial.Port == nil || *a.VirtioSerial.Port != AgentPort {
+				t.Errorf("channel address %+v, want virtio-serial port %d", ch.Address, AgentPort)
+			}
+			if len(d.Devices.RNGs) != 1 {
+				t.Fatalf("rngs %+v, want 1", d.Devices.RNGs)
+			}
+			rng := d.Devices.RNGs[0]
+			if rng.Model != "virtio" || rng.Backend == nil || rng.Backend.Random == nil || rng.Backend.Random.Device != "/dev/urandom" {
+				t.Errorf("rng %+v, want virtio on /dev/urandom", rng)
+			}
+			if rng.Rate == nil || rng.Rate.Bytes == 0 {
+				t.Errorf("rng rate %+v, want a limit", rng.Rate)
 			}
 		})
 	}

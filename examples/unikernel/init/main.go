@@ -15,6 +15,10 @@
 // and only then looks at the command line. It mounts /proc (for
 // /proc/cmdline) and nothing else, and never exits.
 //
+// When the VM has a QEMU guest agent port (org.qemu.guest_agent.0), a
+// minimal agent (agent.go) answers libvirt on it: guest-set-time steps the
+// clock and re-seeds the kernel RNG, for restored and resumed guests.
+//
 // Parameters read from the kernel command line: ip= (checked against the
 // interface addresses), jitsu.ip6=ADDR/PREFIX and jitsu.gw6=ADDR (the IPv6
 // address and default route, configured by /init when given), jitsu.name= (logged, and sent as the X-Jitsu-Name
@@ -63,7 +67,11 @@ func main() {
 	// HTTPS on 443 with the certificate and key of the seed-file disk,
 	// when jitsu attached one (after port 80: the readiness probe waits
 	// for 80).
-	serveSeedTLS(h)
+	tlsCfg := serveSeedTLS(h)
+	// The guest agent, when the domain has its port (hypervisor
+	// Spec.Agent): sets the clock and re-seeds the RNGs after a restore
+	// or resume, and then replaces the TLS session ticket keys.
+	startAgent(func() { rotateTicketKeys(tlsCfg) })
 	if bc.Debug {
 		// Boot profiling (docs/boot.md): mark the listen in the kernel log,
 		// so that it carries the same clock as the kernel's own messages,
@@ -134,8 +142,12 @@ func handler(cfg *atomic.Pointer[BootConfig]) http.Handler {
 		files http.Handler
 	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == bytesPath {
+		switch r.URL.Path {
+		case bytesPath:
 			serveBytes(w, r)
+			return
+		case nowPath:
+			serveNow(w, r)
 			return
 		}
 		bc := cfg.Load()

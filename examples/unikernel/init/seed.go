@@ -119,15 +119,16 @@ func seedTLS(files map[string][]byte) (*tls.Config, error) {
 }
 
 // serveSeedTLS serves HTTPS on port 443 when the seed disk holds a
-// certificate and key. It returns at once when there is nothing to do.
-func serveSeedTLS(h http.Handler) {
+// certificate and key, and returns the TLS configuration it serves with
+// (nil when there is nothing to do; it returns at once then).
+func serveSeedTLS(h http.Handler) *tls.Config {
 	f, err := openSeed()
 	if errors.Is(err, errNoSeed) {
-		return
+		return nil
 	}
 	if err != nil {
 		logf("%v", err)
-		return
+		return nil
 	}
 	files, err := readSeed(f)
 	f.Close()
@@ -137,25 +138,46 @@ func serveSeedTLS(h http.Handler) {
 	cfg, err := seedTLS(files)
 	if err != nil {
 		logf("%v", err)
-		return
+		return nil
 	}
 	if cfg == nil {
 		logf("seed disk: %d files, no %s: HTTPS off", len(files), seedCert)
-		return
+		return nil
 	}
 	logf("seed disk: %d files; serving HTTPS on port 443", len(files))
+	// The listener serves with cfg itself (ServeTLS would serve with a
+	// clone), so that rotateTicketKeys reaches the live configuration.
+	cfg.NextProtos = []string{"h2", "http/1.1"}
 	go func() {
 		for {
 			ln := listenForever(443)
 			srv := &http.Server{
 				Handler:           h,
-				TLSConfig:         cfg,
+				TLSConfig:         cfg.Clone(), // for HTTP/2's set-up only
 				ReadHeaderTimeout: 10 * time.Second,
 				IdleTimeout:       60 * time.Second,
 			}
-			err := srv.ServeTLS(ln, "", "")
+			err := srv.Serve(tls.NewListener(ln, cfg))
 			logf("serve HTTPS: %v; listening again", err)
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
+	return cfg
+}
+
+// rotateTicketKeys replaces the TLS session ticket keys of cfg (nil: no
+// HTTPS) with a fresh one, after the RNG was re-seeded: the keys Go made
+// before a snapshot are the same in every restore of it, so a ticket from
+// one restore would resume a session in another. Explicit keys end Go's
+// own 24-hour rotation; every later re-seed replaces them again.
+func rotateTicketKeys(cfg *tls.Config) {
+	if cfg == nil {
+		return
+	}
+	k, err := newTicketKey()
+	if err != nil {
+		logf("new TLS session ticket key: %v", err)
+		return
+	}
+	cfg.SetSessionTicketKeys([][32]byte{k})
 }

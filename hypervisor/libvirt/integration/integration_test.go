@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,8 +97,43 @@ func TestContractQEMU(t *testing.T) {
 		Foreign: func(t *testing.T, _ hypervisor.Hypervisor) string {
 			return defineForeign(t, env, img)
 		},
+		GuestClock: func(t *testing.T, _ hypervisor.Hypervisor, spec hypervisor.Spec) (time.Time, error) {
+			return guestNow(env, spec)
+		},
 		Timeout: 60 * time.Second,
 	})
+}
+
+// guestNow reads the example unikernel's clock from its /.jitsu/now
+// (examples/unikernel/README.md), at the address of spec's ip=.
+func guestNow(env *testenv.Env, spec hypervisor.Spec) (time.Time, error) {
+	var ip string
+	for _, f := range strings.Fields(spec.Cmdline) {
+		if v, ok := strings.CutPrefix(f, "ip="); ok {
+			ip, _, _ = strings.Cut(v, ":")
+		}
+	}
+	if ip == "" {
+		return time.Time{}, fmt.Errorf("no ip= in the command line %q", spec.Cmdline)
+	}
+	client := env.HTTPClient()
+	client.Timeout = 2 * time.Second
+	resp, err := client.Get("http://" + ip + "/.jitsu/now")
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer resp.Body.Close()
+	var now struct {
+		UnixNano int64  `json:"unix_nano"`
+		Random   string `json:"random"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&now); err != nil || resp.StatusCode != http.StatusOK {
+		return time.Time{}, fmt.Errorf("GET /.jitsu/now: status %s, decode: %v", resp.Status, err)
+	}
+	if len(now.Random) != 32 {
+		return time.Time{}, fmt.Errorf("GET /.jitsu/now: random %q, want 32 hex digits", now.Random)
+	}
+	return time.Unix(0, now.UnixNano), nil
 }
 
 // defineForeign defines (without starting) a domain that has no jitsu
