@@ -108,6 +108,21 @@ const (
 	DefaultWarmMemory = 1 << 30
 )
 
+// DefaultGuestCPUWeight is hypervisor.guest_cpu_weight: the guests'
+// QEMU processes together weigh a tenth of jitsu (cgroup v2 scale, where
+// 100 is the default). A weight matters only when the CPU is short: the
+// guests then get 10/110 of it while jitsu answers, and all of it when
+// jitsu is idle, so a DNS answer never waits behind a busy guest.
+const DefaultGuestCPUWeight = 10
+
+// DefaultMaxStarting is budget.max_starting on a host with cores: one
+// boot in flight per core (at least one). A boot is CPU work from the
+// create call to ready (QEMU's start-up and libvirt's handshake, then the
+// guest's boot, one busy vCPU under TCG); more boots than cores at once
+// only share the cores, so each finishes later and none sooner, and the
+// last ones time out.
+func DefaultMaxStarting(cores int) int { return max(cores, 1) }
+
 // DefaultBudgetMemory is budget.memory on a host with mem bytes of RAM:
 // three quarters of it (the rest is the host's, jitsu's and QEMU's), in
 // whole MiB; 0 (unlimited) when mem is unknown.

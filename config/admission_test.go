@@ -57,10 +57,12 @@ func TestBudgetFromHost(t *testing.T) {
 		text string
 		want BudgetConfig
 	}{
-		{"8 GiB host", Host{Cores: 2, Memory: 8 << 30}, "", BudgetConfig{MaxRunning: 48, Memory: 6 << 30, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
-		{"tiny host", Host{Cores: 1, Memory: 100 << 20}, "", BudgetConfig{MaxRunning: 1, Memory: 75 << 20, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
-		{"unknown memory: unlimited", Host{Cores: 1}, "", BudgetConfig{MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
-		{"explicit 0 is unlimited", Host{Cores: 2, Memory: 8 << 30}, "[budget]\nmax_running = 0\nmemory = \"0\"\nmin_up = \"0s\"\nwarm_max = 0\nwarm_memory = \"0\"\n", BudgetConfig{}},
+		{"8 GiB host", Host{Cores: 2, Memory: 8 << 30}, "", BudgetConfig{MaxRunning: 48, MaxStarting: 2, Memory: 6 << 30, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
+		{"tiny host", Host{Cores: 1, Memory: 100 << 20}, "", BudgetConfig{MaxRunning: 1, MaxStarting: 1, Memory: 75 << 20, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
+		{"unknown memory: unlimited", Host{Cores: 1}, "", BudgetConfig{MaxStarting: 1, MinUp: 30 * time.Second, WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}},
+		{"explicit 0 is unlimited", Host{Cores: 2, Memory: 8 << 30}, "[budget]\nmax_running = 0\nmemory = \"0\"\nmin_up = \"0s\"\nwarm_max = 0\nwarm_memory = \"0\"\nmax_starting = 0\n", BudgetConfig{}},
+		{"unknown cores: one start", Host{Memory: 8 << 30}, "[budget]\nmax_running = 0\nmemory = \"0\"\nmin_up = \"0s\"\nwarm_max = 0\nwarm_memory = \"0\"\n", BudgetConfig{MaxStarting: 1}},
+		{"8 cores, max_starting set", Host{Cores: 8, Memory: 8 << 30}, "[budget]\nmax_running = 0\nmemory = \"0\"\nmin_up = \"0s\"\nwarm_max = 0\nwarm_memory = \"0\"\nmax_starting = 3\n", BudgetConfig{MaxStarting: 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			withHost(t, tc.host)

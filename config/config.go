@@ -188,6 +188,10 @@ type HypervisorConfig struct {
 	// SnapshotDir holds the save files of the unikernels with
 	// start = "snapshot", at most one per unikernel.
 	SnapshotDir string
+	// GuestCPUWeight is the CPU weight of the guests' QEMU processes in
+	// all, on the cgroup v2 scale (100 = jitsu's); 0 = left as libvirt
+	// placed them. Default DefaultGuestCPUWeight.
+	GuestCPUWeight int
 }
 
 // NetworkConfig is [network].
@@ -210,9 +214,13 @@ type SynProxyConfig struct {
 // Memory are derived from the host's memory (DefaultMaxRunning,
 // DefaultBudgetMemory).
 type BudgetConfig struct {
-	MaxRunning int    // unikernels running (booting included)
-	MaxBooting int    // unikernels booting at once
-	Memory     uint64 // bytes of guest memory in all
+	MaxRunning int // unikernels running (booting included)
+	MaxBooting int // unikernels booting at once (queued or not); more are refused
+	// MaxStarting bounds the boots in flight (hypervisor call to ready);
+	// more wait in the start queue, first come first served. Default
+	// DefaultMaxStarting; 0 = unlimited.
+	MaxStarting int
+	Memory      uint64 // bytes of guest memory in all
 	// MinUp: a unikernel stays up this long after its boot started
 	// before the budget may evict it to make room.
 	MinUp time.Duration

@@ -154,7 +154,7 @@ func TestDefaults(t *testing.T) {
 	if len(c.DNS.Listen) != 1 || c.DNS.Listen[0] != DefaultListen || c.DNS.SummonTTL != time.Second || c.DNS.ResponseDelay != 0 {
 		t.Errorf("dns = %+v", c.DNS)
 	}
-	if c.Hypervisor != (HypervisorConfig{URI: "qemu:///system", DomainType: "kvm", ConsoleDir: "/var/log/jitsu", ShutdownTimeout: 30 * time.Second, SeedDir: DefaultSeedDir, SnapshotDir: DefaultSnapshotDir}) {
+	if c.Hypervisor != (HypervisorConfig{URI: "qemu:///system", DomainType: "kvm", ConsoleDir: "/var/log/jitsu", ShutdownTimeout: 30 * time.Second, SeedDir: DefaultSeedDir, SnapshotDir: DefaultSnapshotDir, GuestCPUWeight: DefaultGuestCPUWeight}) {
 		t.Errorf("hypervisor = %+v", c.Hypervisor)
 	}
 	if c.Network.Bridge != "br-jitsu" || c.Network.Gateway.IsValid() || c.Network.Gateway6.IsValid() {
@@ -165,7 +165,7 @@ func TestDefaults(t *testing.T) {
 	}
 	mem := HostResources().Memory
 	if c.Budget != (BudgetConfig{MaxRunning: DefaultMaxRunning(mem), Memory: DefaultBudgetMemory(mem), MinUp: DefaultMinUp,
-		WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory}) {
+		WarmMax: DefaultWarmMax, WarmMemory: DefaultWarmMemory, MaxStarting: DefaultMaxStarting(HostResources().Cores)}) {
 		t.Errorf("budget = %+v", c.Budget)
 	}
 	if c.Metrics != (MetricsConfig{}) {

@@ -104,6 +104,13 @@ func TestParseErrors(t *testing.T) {
 		{name: "integer range", text: "[synproxy]\nmax_total = 0 # E1\n",
 			want: []wantErr{{"# E1", "synproxy.max_total", "out of range"}}},
 
+		{name: "guest_cpu_weight range", text: "[hypervisor]\nguest_cpu_weight = 20000 # E1\n",
+			want: []wantErr{{"# E1", "hypervisor.guest_cpu_weight", "out of range (want 0 to 10000)"}}},
+		{name: "max_starting negative", text: "[budget]\nmax_starting = -1 # E1\n",
+			want: []wantErr{{"# E1", "budget.max_starting", "out of range"}}},
+		{name: "max_starting type", text: "[budget]\nmax_starting = \"2\" # E1\n",
+			want: []wantErr{{"# E1", "budget.max_starting", "want integer, got string"}}},
+
 		// Warm pool and summon groups.
 		{name: "warm with suspend", text: unikernel("a", "2", "stop_mode = \"suspend\"", "warm = true # E1"),
 			want: []wantErr{{"# E1", "unikernel[0].warm", "stop_mode is suspend"}}},

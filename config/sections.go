@@ -117,6 +117,10 @@ func (d *decoder) hypervisor(t *table, c *HypervisorConfig) {
 		c.ShutdownTimeout = v
 	}
 	d.seedDir(t, c)
+	c.GuestCPUWeight = DefaultGuestCPUWeight
+	if v, ok := t.integer("guest_cpu_weight", 0, 10000); ok {
+		c.GuestCPUWeight = int(v)
+	}
 	t.done()
 }
 
@@ -215,6 +219,10 @@ func (d *decoder) budget(t *table, c *BudgetConfig) {
 	mem := HostResources().Memory
 	c.MaxRunning, c.Memory, c.MinUp = DefaultMaxRunning(mem), DefaultBudgetMemory(mem), DefaultMinUp
 	c.WarmMax, c.WarmMemory = DefaultWarmMax, DefaultWarmMemory
+	c.MaxStarting = DefaultMaxStarting(HostResources().Cores)
+	if v, ok := t.integer("max_starting", 0, math.MaxInt32); ok {
+		c.MaxStarting = int(v)
+	}
 	if v, ok := t.integer("warm_max", 0, math.MaxInt32); ok {
 		c.WarmMax = int(v)
 	}

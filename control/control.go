@@ -66,7 +66,10 @@ type BootTimeline struct {
 	Query time.Time `json:"query,omitzero"`
 	// Trigger is what asked for it: dns, tcp, udp, control, frontdoor or group.
 	Trigger string `json:"trigger,omitempty"`
-	// Start is when the hypervisor was asked to start the domain.
+	// Queued is when the boot entered the start queue (max_starting).
+	Queued time.Time `json:"queued,omitzero"`
+	// Start is when the hypervisor was asked to start the domain, once
+	// the boot left the start queue (zero while it waits there).
 	Start time.Time `json:"start,omitzero"`
 	// Ready is when the readiness probe first succeeded.
 	Ready time.Time `json:"ready,omitzero"`

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/config"
+	"github.com/jitsu-unikernel/jitsu/guestcpu"
 )
 
 // DefaultProbeTimeout is how long the KVM probe boot may take.
@@ -115,6 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) Report {
 	}
 	add(checkPaths(imagePaths(cfg), qemuUser())...)
 	add(checkFit(cfg, config.HostResources()))
+	add(checkGuestCPU(cfg.Hypervisor.GuestCPUWeight, "/proc"))
 	return rep
 }
 
@@ -173,5 +175,26 @@ func checkFit(cfg *config.Config, h config.Host) Result {
 		r.Status, r.Detail = Warn, strings.Join(ws, "; ")
 		r.Fix = "fine if they are not all used at once (idle ones are evicted); else raise budget.max_running or budget.memory, or give the host more memory"
 	}
+	return r
+}
+
+// checkGuestCPU reports how the guests' CPU weight is lowered
+// (hypervisor.guest_cpu_weight): a cgroup cpu controller passes, none
+// warns, weight 0 is skipped.
+func checkGuestCPU(weight int, proc string) Result {
+	r := Result{Check: "guest CPU weight"}
+	if weight == 0 {
+		r.Status, r.Detail = Skip, "hypervisor.guest_cpu_weight = 0: the guests keep the weight libvirt gives them"
+		return r
+	}
+	mode, mount := guestcpu.Detect(proc)
+	if mode == guestcpu.ModeNone {
+		r.Status = Warn
+		r.Detail = fmt.Sprintf("no cgroup cpu controller is mounted: the guests keep their CPU weight (not %d), and DNS answers may wait behind busy guests", weight)
+		r.Fix = "mount the cgroup cpu controller (v1 cpu, or v2 with cpu in cgroup.controllers)"
+		return r
+	}
+	r.Status = Pass
+	r.Detail = fmt.Sprintf("%s at %s: guests weigh %d (jitsu 100)", mode, mount, weight)
 	return r
 }

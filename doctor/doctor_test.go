@@ -386,3 +386,24 @@ func TestBridgeMACDetail(t *testing.T) {
 		})
 	}
 }
+
+func TestGuestCPU(t *testing.T) {
+	dir := t.TempDir()
+	mi := func(s string) string {
+		p := filepath.Join(dir, s)
+		if err := os.MkdirAll(filepath.Join(p, "self"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v1, none := mi("v1"), mi("none")
+	if err := os.WriteFile(filepath.Join(v1, "self/mountinfo"), []byte("35 25 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(none, "self/mountinfo"), []byte("24 1 0:22 / /sys rw - sysfs sysfs rw\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantResult(t, checkGuestCPU(10, v1), Pass, "cgroup v1 (cpu.shares) at /sys/fs/cgroup/cpu: guests weigh 10", "")
+	wantResult(t, checkGuestCPU(10, none), Warn, "the guests keep their CPU weight (not 10)", "mount the cgroup cpu controller")
+	wantResult(t, checkGuestCPU(0, v1), Skip, "guest_cpu_weight = 0", "")
+}

@@ -8,7 +8,7 @@
 # /run/jitsu-libvirtd.lock. DOMAIN_TYPE (Makefile) sets their libvirt
 # domain type.
 
-BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor
+BENCH_TARGETS += bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-coldstart bench-frontdoor bench-dnsload
 
 COLDSTART_RUNS  ?= 10
 # Images bench-coldstart runs its cases for, one table each (bench/coldstart -image).
@@ -17,12 +17,14 @@ FRONTDOOR_ROUNDS ?= 3
 BOOTFLOOR_RUNS  ?= 10
 BOOTFLOOR_MB    ?= /var/lib/jitsu/images/multiboot/hello.elf
 BENCH_DNS_SECONDS ?= 10
+# Flags of bench/dnsload, e.g. DNSLOAD_ARGS='-guests 24 -rounds 8'
+DNSLOAD_ARGS ?= -guests 12 -rounds 6
 # Flags of bench/bootbench, e.g.
 #   make bench-bootbench BOOTBENCH_ARGS='-runs 10 -kernel /var/lib/jitsu/images/example/bzImage'
 BOOTBENCH_ARGS  ?= -runs 10
 FRONTDOOR_ROUNDS ?= 3
 
-.PHONY: bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
+.PHONY: bench-dnsload bench-density bench-frontdoor bench-dns bench-dns-guard bench-summoner bench-synproxy bench-bootfloor bench-bootfloor-floor bench-bootbench bench-coldstart
 
 # bench-dns runs dnsperf against jitsu's dnsserver (bench/dns, fake instant
 # summoner) and against knotd on the same zone, one core each, and prints
@@ -65,3 +67,12 @@ bench-coldstart: build ## as root: cold start, DNS query -> first byte (HTTP; JI
 
 bench-frontdoor: build ## as root, with haproxy: front door vs direct vs HAProxy SNI from a client netns: 100 MB download, new-connection GETs/s, added latency (FRONTDOOR_ROUNDS)
 	$(GO) run ./bench/frontdoor -rounds $(FRONTDOOR_ROUNDS) -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE)
+
+bench-dnsload: build ## as root: jitsu's DNS p50/p99 for a static name while spinning guests burn the CPU, guests flat vs weighted (guest_cpu_weight), interleaved
+	$(GO) run ./bench/dnsload -jitsu bin/jitsu $(DNSLOAD_ARGS)
+
+# Flags of bench/density, e.g. DENSITY_ARGS='-steps 10,20 -quiet 10s'.
+DENSITY_ARGS ?=
+
+bench-density: build ## as root: density, M=200 unikernels, brought up in steps (10, 20, 40, ...) until DNS p99 >= 5 ms or a guest fails; CPU and RSS per idle guest, DNS p50/p99, time to bring them up (DENSITY_ARGS)
+	$(GO) run ./bench/density -jitsu bin/jitsu -domain-type $(DOMAIN_TYPE) $(DENSITY_ARGS)

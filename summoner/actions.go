@@ -63,7 +63,7 @@ func (s *Summoner) doCount(u *unit, _ event, from State) (*event, error) {
 	}
 	u.mu.Lock()
 	u.boots++
-	u.timeline = BootTimeline{Query: u.query, Start: now, Trigger: u.trigger, Mode: mode}
+	u.timeline = BootTimeline{Query: u.query, Queued: now, Trigger: u.trigger, Mode: mode}
 	t := u.trigger
 	u.mu.Unlock()
 	s.m.boots.WithLabelValues(u.name).Inc()
@@ -112,31 +112,39 @@ func (s *Summoner) doResume(u *unit, _ event, _ State) (*event, error) {
 }
 
 // startAsync runs call for u's current boot generation in its own
-// goroutine, under a context that cancelBoot cancels, and arms the create
-// deadline (Options.CreateTimeout): a call not returned by then times the
-// boot out. A failure is posted as evBootFailed; a call that succeeds
-// after its boot was given up destroys what it started.
+// goroutine, under a context that cancelBoot cancels. The boot first
+// waits for a slot in the start queue (Options.MaxStarting), then arms
+// the create deadline (Options.CreateTimeout): a call not returned by
+// then times the boot out. A failure is posted as evBootFailed; a call
+// that succeeds after its boot was given up destroys what it started.
+// The slot is given back by cancelBoot (ready, failed, cancelled).
 func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hypervisor.Spec) error) {
 	ctx, cancel := context.WithCancel(s.runCtx)
 	started := make(chan struct{})
-	u.startCancel, u.started = cancel, started
+	ticket := s.startq.enter(s.clock.Now())
+	u.startCancel, u.started, u.ticket = cancel, started, ticket
 	gen, spec := u.gen, u.cfg.Load().Spec
-	deadline := s.clock.AfterFunc(s.opts.CreateTimeout, func() {
-		s.post(u, event{kind: evBootTimeout, gen: gen, reason: "create timeout"})
-	})
-	u.timer = deadline
 	u.startCalls.Add(1)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
 		defer close(started) // after a failure is posted: the probe never beats it
+		defer u.startCalls.Add(-1)
+		if !s.awaitSlot(ctx, u, ticket) {
+			return // cancelled while queued: cancelBoot left the queue
+		}
+		deadline := s.clock.AfterFunc(s.opts.CreateTimeout, func() {
+			s.post(u, event{kind: evBootTimeout, gen: gen, reason: "create timeout"})
+		})
 		err := call(ctx, spec)
 		deadline.Stop()
-		u.startCalls.Add(-1)
 		if errors.Is(err, hypervisor.ErrAlreadyRunning) {
 			s.log.Info("domain already running; adopting it", zap.String("unikernel", u.name))
 			err = nil
+		}
+		if err == nil && s.opts.Placer != nil {
+			s.opts.Placer.Started(u.domain)
 		}
 		switch {
 		case err != nil:
@@ -150,6 +158,34 @@ func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hy
 			}
 		}
 	}()
+}
+
+// awaitSlot waits for u's boot to leave the start queue; it records the
+// wait in the timeline, the metrics and the log. It reports false if the
+// boot was given up meanwhile.
+func (s *Summoner) awaitSlot(ctx context.Context, u *unit, t *startTicket) bool {
+	select {
+	case <-t.granted:
+	default:
+		inflight, waiting := s.startq.counts()
+		s.log.Info("boot queued: max_starting boots in flight", zap.String("unikernel", u.name),
+			zap.Int("in_flight", inflight), zap.Int("queued", waiting))
+	}
+	if !t.wait(ctx) {
+		return false
+	}
+	now := s.clock.Now()
+	waited := now.Sub(t.queuedAt)
+	s.m.queueWait.Observe(waited.Seconds())
+	u.mu.Lock()
+	if u.timeline.Start.IsZero() { // not the save and restore of a boot that made its snapshot
+		u.timeline.Start = now
+	}
+	u.mu.Unlock()
+	if waited > 0 {
+		s.log.Info("boot left the start queue", zap.String("unikernel", u.name), zap.Duration("waited", waited))
+	}
+	return true
 }
 
 // doProbe starts the readiness probe, which posts evReady or evBootFailed
@@ -204,6 +240,9 @@ func (s *Summoner) doRelease(u *unit, _ event, _ State) (*event, error) {
 	u.mu.Lock()
 	if !u.bootStart.IsZero() {
 		u.lastDur = now.Sub(u.bootStart)
+		if !u.timeline.Start.IsZero() {
+			u.lastDur = now.Sub(u.timeline.Start) // not the wait in the start queue
+		}
 		u.timeline.Ready = now
 		s.m.bootDuration.WithLabelValues(u.name).Observe(u.lastDur.Seconds())
 	}

@@ -31,6 +31,9 @@ type metrics struct {
 	prepares        *prometheus.CounterVec
 	snapshots       *prometheus.CounterVec
 	guestTime       *prometheus.CounterVec
+	startsInFlight  prometheus.Gauge
+	startsQueued    prometheus.Gauge
+	queueWait       prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -84,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
 		m.refusals, m.budgetRefused, m.running, m.booting, m.memory, m.summons, m.gateErrors, m.trafficErrors,
 		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops, m.warm, m.warmMemory, m.prepares,
-		m.snapshots, m.guestTime} {
+		m.snapshots, m.guestTime, m.startsInFlight, m.startsQueued, m.queueWait} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register summoner metrics: %w", err)
 		}
@@ -143,4 +146,17 @@ func (m *metrics) addSummonerMetrics() {
 		Name: "jitsu_unikernel_guest_time_failures_total",
 		Help: "Restores after which setting the guest's clock through its agent failed.",
 	}, []string{"unikernel"})
+	m.startsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jitsu_starts_in_flight",
+		Help: "Boots holding a start slot (hypervisor call to ready), bounded by max_starting.",
+	})
+	m.startsQueued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jitsu_starts_queued",
+		Help: "Boots waiting in the start queue for a slot (max_starting).",
+	})
+	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "jitsu_start_queue_wait_seconds",
+		Help:    "Time boots waited in the start queue before their hypervisor call.",
+		Buckets: []float64{0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60},
+	})
 }

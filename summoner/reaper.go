@@ -6,7 +6,16 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
+
+// allStatsReader is implemented by hypervisors that report the interface
+// counters of every running domain in one call (by domain name); the
+// reaper prefers it to one hypervisor.StatsReader call per unikernel.
+type allStatsReader interface {
+	AllInterfaceStats(ctx context.Context) (map[string]hypervisor.InterfaceStats, error)
+}
 
 // meterWait bounds how long a scan waits for the traffic read it started:
 // a hung read never delays idle-out by more; the next scans go on without
@@ -74,11 +83,16 @@ func (s *Summoner) scan(ctx context.Context) {
 }
 
 // readTraffic reads the Meter, or else the hypervisor's interface
-// counters, and marks the ready unikernels whose count changed as active.
-// Errors are counted and logged, never ignored.
+// counters (of every domain in one call when it can), and marks the ready
+// unikernels whose count changed as active. Errors are counted and
+// logged, never ignored.
 func (s *Summoner) readTraffic(ctx context.Context) {
 	if s.opts.Meter != nil {
 		s.readMeter(ctx)
+		return
+	}
+	if s.allStats != nil {
+		s.readAllStats(ctx)
 		return
 	}
 	if s.stats == nil {
@@ -96,15 +110,43 @@ func (s *Summoner) readTraffic(ctx context.Context) {
 			s.trafficError(u.name, err)
 			continue
 		}
-		// Only what the guest sends counts: the host's own multicast and
-		// neighbour chatter on the bridge reaches every guest and would
-		// keep all of them alive, while a download, an upload (its ACKs)
-		// or a WebSocket in use always makes the guest send.
-		if u.statsSeen && (st.TxPackets != u.lastStats.TxPackets || st.TxBytes != u.lastStats.TxBytes) {
-			u.activity.Store(s.clock.Now().UnixNano())
-		}
-		u.lastStats, u.statsSeen = st, true
+		s.noteStats(u, st)
 	}
+}
+
+// readAllStats reads every running domain's counters in one call: the
+// reaper's read costs one hypervisor call every StatsInterval, not one
+// (four libvirt calls) per running unikernel.
+func (s *Summoner) readAllStats(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	all, err := s.allStats.AllInterfaceStats(cctx)
+	cancel()
+	if err != nil {
+		s.trafficError("", err)
+		return
+	}
+	for _, u := range s.units.Load().all {
+		st, ok := all[u.domain]
+		if u.State() != StateReady || !ok {
+			// Not running (the reconciler sees to a ready unikernel
+			// without its domain): its next counts start afresh.
+			u.statsSeen = false
+			continue
+		}
+		s.noteStats(u, st)
+	}
+}
+
+// noteStats marks u active when what its guest sent changed since the last
+// read. Only what the guest sends counts: the host's own multicast and
+// neighbour chatter on the bridge reaches every guest and would keep all
+// of them alive, while a download, an upload (its ACKs) or a WebSocket in
+// use always makes the guest send.
+func (s *Summoner) noteStats(u *unit, st hypervisor.InterfaceStats) {
+	if u.statsSeen && (st.TxPackets != u.lastStats.TxPackets || st.TxBytes != u.lastStats.TxBytes) {
+		u.activity.Store(s.clock.Now().UnixNano())
+	}
+	u.lastStats, u.statsSeen = st, true
 }
 
 // readMeter reads the client traffic counts.

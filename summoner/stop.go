@@ -33,6 +33,10 @@ func (s *Summoner) doStop(u *unit, ev event, from State) (*event, error) {
 	ctx, cancel := context.WithTimeout(s.runCtx, s.opts.StopTimeout)
 	err := s.hv.Stop(ctx, u.domain, mode)
 	cancel()
+	if from == StateStarting && errors.Is(err, hypervisor.ErrNotFound) {
+		// a boot stopped before its domain existed (queued, say)
+		return &event{kind: evStoppedOff, reason: ev.reason}, nil
+	}
 	if err == nil {
 		if ev.discard {
 			s.discardSave(u)

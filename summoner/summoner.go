@@ -15,6 +15,10 @@
 // ("armed") at the gate when its triggers include tcp or udp: the first
 // packet summons it (OnPacket) and is replayed once it is ready.
 //
+// A start queue (startq.go) bounds the boots in flight, from their
+// hypervisor call to ready (Options.MaxStarting); the others wait their
+// turn, starting, their timeouts not yet running.
+//
 // A reaper goroutine stops idle unikernels (no DNS query and no client
 // traffic for their idle timeout); a budget (max running, max booting,
 // memory; a pure value, budget.go) evicts the least recently used idle
@@ -83,6 +87,13 @@ type Gate interface {
 // clients. The reaper reads it every StatsInterval; a change is activity.
 type Meter interface {
 	Traffic(ctx context.Context) (map[netip.Addr]uint64, error)
+}
+
+// Placer is told each time a domain's process exists: its Start,
+// Resume or Prepare call returned. guestcpu.Weigher fits (it lowers the
+// QEMU's CPU weight). It must not block.
+type Placer interface {
+	Started(domain string)
 }
 
 // Trigger is what summoned a unikernel: the label of its boots in the
@@ -221,12 +232,20 @@ type Options struct {
 	// count only here, not against MaxRunning or MemoryBudget.
 	WarmMax    int
 	WarmMemory uint64
+	// MaxStarting bounds the boots in flight at once: from the
+	// hypervisor call (Start, a restore, or the Resume of a warm or
+	// suspended domain) until ready or given up. Further boots wait in
+	// FIFO order, starting, and their create deadline and boot timeout
+	// run only once they leave the queue. 0: unlimited.
+	MaxStarting int
 	// EvictIdle is how long a ready unikernel must have been without
 	// activity before the budget may stop it to make room; default 10s.
 	EvictIdle time.Duration
 	// MinUp is how long a unikernel stays up after its boot started
 	// before the budget may evict it, however idle; 0: no minimum.
 	MinUp time.Duration
+	// Placer, if set, is told of every domain started (Placer).
+	Placer Placer
 	// Admit, if set, is asked before each boot a summon would start
 	// (admission control); nil admits every boot.
 	Admit Admitter
@@ -288,12 +307,16 @@ var (
 	ErrClosed = errors.New("summoner stopped")
 )
 
-// BootTimeline is when the last boot was asked for, started and ready,
+// BootTimeline is when the last boot was asked for, queued, started and ready,
 // when the packets held for it were first replayed (zero if none was),
 // what triggered it and how it started.
 type BootTimeline struct {
 	Query, Start, Ready, FirstReplay time.Time
-	Trigger                          Trigger
+	// Queued is when the boot entered the start queue (Options.MaxStarting);
+	// Start, when it left it and called the hypervisor (zero while it
+	// waits). Equal when a slot was free.
+	Queued  time.Time
+	Trigger Trigger
 	// Mode is how it started: ModeBoot, ModeWarm, ModeResume,
 	// ModeRestore or ModeSnapshot.
 	Mode string
@@ -337,6 +360,10 @@ type Summoner struct {
 	clock Clock
 	m     *metrics
 
+	// allStats reads every domain's counters in one call; nil: stats,
+	// one call per unikernel.
+	allStats allStatsReader
+
 	cfgMu sync.Mutex // serializes Update
 	units atomic.Pointer[unitMap]
 
@@ -356,6 +383,8 @@ type Summoner struct {
 	reconcileKick chan struct{} // a reconciliation is wanted now
 	meterBusy     atomic.Bool   // a traffic read is under way
 	unadopted     atomic.Bool   // Run could not list the domains yet: no boot until it has
+
+	startq *startQueue // boots in flight (MaxStarting)
 
 	admitRefused atomic.Int64 // boots refused by admission control
 	admitLogAt   atomic.Int64 // unix ns a refusal was last logged
@@ -385,7 +414,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 	defDur(&opts.CreateTimeout, DefaultCreateTimeout)
 	defDur(&opts.StopTimeout, time.Minute)
 	defDur(&opts.ReconcileInterval, 10*time.Second)
-	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 {
+	if opts.MaxRunning < 0 || opts.MaxBooting < 0 || opts.WarmMax < 0 || opts.MaxStarting < 0 {
 		return nil, errors.New("new summoner: negative limit")
 	}
 	m, err := newMetrics(opts.Registerer)
@@ -406,7 +435,12 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 		running:       make(chan struct{}),
 		reconcileKick: make(chan struct{}, 1),
 	}
+	s.startq = &startQueue{max: opts.MaxStarting, onChange: func(inflight, waiting int) {
+		m.startsInFlight.Set(float64(inflight))
+		m.startsQueued.Set(float64(waiting))
+	}}
 	s.stats, _ = opts.Hypervisor.(hypervisor.StatsReader)
+	s.allStats, _ = opts.Hypervisor.(allStatsReader)
 	cfgs, err := s.normalize(uks)
 	if err != nil {
 		return nil, fmt.Errorf("new summoner: %w", err)

@@ -1,6 +1,7 @@
 package summoner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,10 +10,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
 )
 
 func TestSummonSingleFlight(t *testing.T) {
@@ -600,3 +603,50 @@ func TestNewValidates(t *testing.T) {
 
 // nopHV is a Hypervisor for New's validation tests; it is never run.
 type nopHV struct{ hypervisor.Hypervisor }
+
+// countingStats counts the reaper's reads of the fake's interface
+// counters: in one call for every domain, or one per domain.
+type countingStats struct {
+	f        *hvtest.Fake
+	all, one atomic.Int64
+}
+
+func (c *countingStats) AllInterfaceStats(ctx context.Context) (map[string]hypervisor.InterfaceStats, error) {
+	c.all.Add(1)
+	return c.f.AllInterfaceStats(ctx)
+}
+
+func (c *countingStats) InterfaceStats(ctx context.Context, name string) (hypervisor.InterfaceStats, error) {
+	c.one.Add(1)
+	return c.f.InterfaceStats(ctx, name)
+}
+
+// TestReaperReadsAllCountersInOneCall: without a Meter, the reaper reads
+// the counters of every running unikernel in one hypervisor call per
+// scan, not one per unikernel, and still tells the active guest from the
+// idle ones.
+func TestReaperReadsAllCountersInOneCall(t *testing.T) {
+	h := newHarness(t, Options{}, uk("a", "10.0.0.1"), uk("b", "10.0.0.2"), uk("c", "10.0.0.3"))
+	c := &countingStats{f: h.f}
+	h.s.stats, h.s.allStats = c, c
+	h.run()
+	for _, n := range []string{"a", "b", "c"} {
+		h.bootReady(n)
+	}
+	before := c.all.Load()
+	for range 12 { // more than the idle timeout of ticks
+		h.f.AddTraffic("a", 100)
+		h.tick()
+	}
+	if got := c.all.Load() - before; got < 12 {
+		t.Errorf("%d reads of every domain's counters in 12 scans, want one per scan", got)
+	}
+	if got := c.one.Load(); got != 0 {
+		t.Errorf("%d reads of one domain's counters, want none", got)
+	}
+	h.waitState("b", StateStopped)
+	h.waitState("c", StateStopped)
+	if st := h.status("a").State; st != StateReady {
+		t.Errorf("a, whose guest sent every tick, is %s", st)
+	}
+}

@@ -74,10 +74,10 @@ type unit struct {
 
 	// owned by the actor
 	gen         uint64
-	timer       Timer
 	probeCancel context.CancelFunc
 	startCancel context.CancelFunc
 	started     chan struct{} // closed when the current boot's Start/Resume call returned; nil: none
+	ticket      *startTicket  // the current boot's place or slot in the start queue; nil: none
 	failures    int
 	bootStart   time.Time
 	consoleOff  int64
@@ -155,13 +155,10 @@ func (u *unit) status() Status {
 	return st
 }
 
-// cancelBoot stops the boot timeout, the probe and a Start under way;
+// cancelBoot stops the boot timeout, the probe and a Start under way,
+// and gives back the boot's start slot (or place in the queue);
 // actor only.
 func (u *unit) cancelBoot() {
-	if u.timer != nil {
-		u.timer.Stop()
-		u.timer = nil
-	}
 	if u.probeCancel != nil {
 		u.probeCancel()
 		u.probeCancel = nil
@@ -169,6 +166,10 @@ func (u *unit) cancelBoot() {
 	if u.startCancel != nil {
 		u.startCancel()
 		u.startCancel = nil
+	}
+	if u.ticket != nil {
+		u.ticket.leave() // its slot, or its place in the queue
+		u.ticket = nil
 	}
 	u.started = nil
 }

@@ -84,6 +84,9 @@ func (s *Summoner) doPrepare(u *unit, _ event, _ State) (*event, error) {
 		return &event{kind: evPrepareFailed, reason: "prepare failed", err: err}, nil
 	}
 	u.warmFails = 0
+	if s.opts.Placer != nil {
+		s.opts.Placer.Started(u.domain)
+	}
 	s.m.prepares.WithLabelValues(u.name, "ok").Inc()
 	s.log.Info("warm domain prepared", zap.String("unikernel", u.name), zap.Duration("took", time.Since(t0)))
 	return nil, nil

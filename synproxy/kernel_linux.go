@@ -32,6 +32,8 @@ const (
 	udp4Name    = "udp4"
 	udp6Name    = "udp6"
 	meterChain  = "meter"
+	meter4Name  = "meter4"
+	meter6Name  = "meter6"
 	packetHost  = 0 // skb pkt_type of a packet addressed to this host's MAC
 	icmpv6MLD   = 130
 	protoICMPv6 = 58
@@ -61,6 +63,8 @@ type kernelIO struct {
 	udp4     *nftables.Set
 	udp6     *nftables.Set
 	meter    *nftables.Chain
+	meter4   *nftables.Set // metered addresses, a counter each
+	meter6   *nftables.Set
 	udp      map[netip.Addr]bool // addresses in udp4/udp6
 	metered  map[netip.Addr]bool
 	nl       *vnl.Handle
@@ -214,7 +218,8 @@ func (k *kernelIO) onPacket(a nfqueue.Attribute) int {
 }
 
 // install creates the table: sets of held addresses (TCP: held4, held6;
-// UDP too: udp4, udp6), a chain of per-address traffic counters (meter),
+// UDP too: udp4, udp6), sets of metered addresses with a counter each
+// (meter4, meter6) and the chain of fixed rules that counts in them (meter),
 // and base chains in the forward (routed clients), output (clients on the
 // host) and input (guests answering the host) hooks. Each base chain jumps
 // to meter first; forward and output then queue, per family, TCP SYNs
@@ -228,12 +233,15 @@ func (k *kernelIO) install(compat bool) error {
 	k.set6 = &nftables.Set{Table: k.table, Name: set6Name, KeyType: nftables.TypeIP6Addr}
 	k.udp4 = &nftables.Set{Table: k.table, Name: udp4Name, KeyType: nftables.TypeIPAddr}
 	k.udp6 = &nftables.Set{Table: k.table, Name: udp6Name, KeyType: nftables.TypeIP6Addr}
-	for _, set := range []*nftables.Set{k.set4, k.set6, k.udp4, k.udp6} {
+	for _, set := range append([]*nftables.Set{k.set4, k.set6, k.udp4, k.udp6}, k.meterSets()...) {
 		if err := k.nft.AddSet(set, nil); err != nil {
 			return fmt.Errorf("add set %s: %w", set.Name, err)
 		}
 	}
 	k.meter = k.nft.AddChain(&nftables.Chain{Name: meterChain, Table: k.table})
+	for _, exprs := range append(k.meterRules(false), k.meterRules(true)...) {
+		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: k.meter, Exprs: exprs})
+	}
 	prio := nftables.ChainPriorityMangle
 	policy := nftables.ChainPolicyAccept
 	for _, hook := range []struct {

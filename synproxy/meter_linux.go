@@ -10,65 +10,83 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Meter adds the counting rules of a to the meter chain: one per direction
-// (and, for IPv6, per ICMPv6 or not), each with a counter, tagged with the
-// address in the rule's user data.
+// The meter counts per address with one set per family whose elements
+// carry a counter (meter4, meter6): the meter chain's rules are fixed, and
+// each ends in a lookup of the packet's address in the set, which counts
+// the element it finds. A packet costs one hash lookup per rule whatever
+// the number of metered addresses; one rule per address, as before, cost
+// every packet through the host's input, output and forward hooks a
+// linear scan (measured over loopback: +30 us per round trip with 200
+// addresses, +1.4 ms with 10,000).
 //
-//	client -> guest: daddr a, mark != bypass, saddr not link-local
-//	guest -> client: saddr a, pkttype host (the guest sent it to the
-//	                 host's MAC: no broadcast, no multicast), daddr not
+//	client -> guest: daddr in the set, mark != bypass, saddr not link-local
+//	guest -> client: saddr in the set, pkttype host (the guest sent it to
+//	                 the host's MAC: no broadcast, no multicast), daddr not
 //	                 link-local and not multicast
 //
 // and, for IPv6, ICMPv6 counts only below type 130 (errors and echo): MLD
 // and neighbour and router discovery are the guest's own chatter. ARP is
 // not IP and never reaches these hooks.
+
+// Meter adds a to its family's meter set.
 func (k *kernelIO) Meter(a netip.Addr) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.metered[a] {
 		return nil
 	}
-	for _, exprs := range k.meterRules(a) {
-		k.nft.AddRule(&nftables.Rule{Table: k.table, Chain: k.meter, Exprs: exprs, UserData: []byte(a.String())})
+	set := k.meter4
+	if a.Is6() {
+		set = k.meter6
+	}
+	if err := k.nft.SetAddElements(set, []nftables.SetElement{{Key: a.AsSlice()}}); err != nil {
+		return fmt.Errorf("add %v to meter set: %w", a, err)
 	}
 	if err := k.nft.Flush(); err != nil {
-		return fmt.Errorf("add meter rules of %v: %w", a, err)
+		return fmt.Errorf("add %v to meter set: %w", a, err)
 	}
 	k.metered[a] = true
 	return nil
 }
 
-// meterRules returns the expressions of a's counting rules.
-func (k *kernelIO) meterRules(a netip.Addr) [][]expr.Any {
-	nfproto, saddr, daddr, n := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16), uint32(4)
-	if a.Is6() {
-		nfproto, saddr, daddr, n = unix.NFPROTO_IPV6, 8, 24, 16
+// meterSets returns the meter sets, to be added to the table.
+func (k *kernelIO) meterSets() []*nftables.Set {
+	k.meter4 = &nftables.Set{Table: k.table, Name: meter4Name, KeyType: nftables.TypeIPAddr, Counter: true}
+	k.meter6 = &nftables.Set{Table: k.table, Name: meter6Name, KeyType: nftables.TypeIP6Addr, Counter: true}
+	return []*nftables.Set{k.meter4, k.meter6}
+}
+
+// meterRules returns the meter chain's rules for one family: each ends
+// in the lookup that counts.
+func (k *kernelIO) meterRules(v6 bool) [][]expr.Any {
+	nfproto, saddr, daddr, n, set := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16), uint32(4), k.meter4
+	if v6 {
+		nfproto, saddr, daddr, n, set = unix.NFPROTO_IPV6, 8, 24, 16, k.meter6
 	}
 	family := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
 	}
-	is := func(off uint32) []expr.Any {
+	in := func(off uint32) []expr.Any {
 		return []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 		}
 	}
-	toGuest := cat(family, is(daddr),
+	toGuest := cat(family,
 		[]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, k.mark)},
 		},
-		notLinkLocal(a.Is6(), saddr))
-	fromGuest := cat(family, is(saddr),
+		notLinkLocal(v6, saddr))
+	fromGuest := cat(family,
 		[]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{packetHost}},
 		},
-		notLinkLocal(a.Is6(), daddr), notMulticast(a.Is6(), daddr))
-	counter := []expr.Any{&expr.Counter{}}
-	if a.Is4() {
-		return [][]expr.Any{cat(toGuest, counter), cat(fromGuest, counter)}
+		notLinkLocal(v6, daddr), notMulticast(v6, daddr))
+	if !v6 {
+		return [][]expr.Any{cat(toGuest, in(daddr)), cat(fromGuest, in(saddr))}
 	}
 	notICMP := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -81,8 +99,8 @@ func (k *kernelIO) meterRules(a netip.Addr) [][]expr.Any {
 		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: []byte{icmpv6MLD}},
 	}
 	return [][]expr.Any{
-		cat(toGuest, notICMP, counter), cat(toGuest, icmpBelowMLD, counter),
-		cat(fromGuest, notICMP, counter), cat(fromGuest, icmpBelowMLD, counter),
+		cat(toGuest, notICMP, in(daddr)), cat(toGuest, icmpBelowMLD, in(daddr)),
+		cat(fromGuest, notICMP, in(saddr)), cat(fromGuest, icmpBelowMLD, in(saddr)),
 	}
 }
 
@@ -126,27 +144,26 @@ func cat(parts ...[]expr.Any) []expr.Any {
 	return out
 }
 
-// Counters sums the counters of the meter chain's rules per address.
+// Counters returns the packet count of every metered address: its meter
+// set element's counter.
 func (k *kernelIO) Counters() (map[netip.Addr]uint64, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	rules, err := k.nft.GetRules(k.table, k.meter)
-	if err != nil {
-		return nil, fmt.Errorf("list meter rules: %w", err)
-	}
 	out := make(map[netip.Addr]uint64, len(k.metered))
 	for a := range k.metered {
 		out[a] = 0
 	}
-	for _, r := range rules {
-		a, err := netip.ParseAddr(string(r.UserData))
+	for _, set := range []*nftables.Set{k.meter4, k.meter6} {
+		elems, err := k.nft.GetSetElements(set)
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("list meter set %s: %w", set.Name, err)
 		}
-		for _, e := range r.Exprs {
-			if c, ok := e.(*expr.Counter); ok {
-				out[a] += c.Packets
+		for _, e := range elems {
+			a, ok := netip.AddrFromSlice(e.Key)
+			if !ok || e.Counter == nil {
+				continue
 			}
+			out[a] += e.Counter.Packets
 		}
 	}
 	return out, nil

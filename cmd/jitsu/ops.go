@@ -196,7 +196,7 @@ func printStatusTable(env *cliEnv, st []control.UnikernelStatus, now time.Time) 
 		if addr == "" {
 			addr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Name, u.State, addr, uptime, activity, u.Boots, boot)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Name, shownState(u, now), addr, uptime, activity, u.Boots, boot)
 	}
 	tw.Flush()
 	for _, u := range st {
@@ -204,6 +204,15 @@ func printStatusTable(env *cliEnv, st []control.UnikernelStatus, now time.Time) 
 			fmt.Fprintf(env.stdout, "%s: last error: %s\n", u.Name, u.LastError)
 		}
 	}
+}
+
+// shownState is u's state, with how long a starting one has waited in
+// the start queue (max_starting) so far.
+func shownState(u control.UnikernelStatus, now time.Time) string {
+	if b := u.LastBoot; u.State == "starting" && b != nil && !b.Queued.IsZero() && b.Start.IsZero() {
+		return "starting (queued " + shortDuration(now.Sub(b.Queued)) + ")"
+	}
+	return u.State
 }
 
 // isUp reports whether a state has a running domain.

@@ -20,6 +20,7 @@ import (
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/control"
 	"github.com/jitsu-unikernel/jitsu/dnsserver"
+	"github.com/jitsu-unikernel/jitsu/guestcpu"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 	hvlibvirt "github.com/jitsu-unikernel/jitsu/hypervisor/libvirt"
 	"github.com/jitsu-unikernel/jitsu/summoner"
@@ -63,6 +64,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 // socket's view of them.
 type daemon struct {
 	log   *zap.Logger
+	cpu   *guestcpu.Weigher
 	sum   *summoner.Summoner
 	dns   *dnsserver.Server
 	proxy *synproxy.Proxy // nil when the SYN proxy is off
@@ -163,6 +165,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	if err != nil {
 		return fail(err)
 	}
+	d.cpu = newWeigher(cfg, log)
 	p.sum, err = summoner.New(summoner.Options{
 		Hypervisor:   hv,
 		Gate:         gate,
@@ -171,6 +174,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		Registerer:   reg,
 		MaxRunning:   cfg.Budget.MaxRunning,
 		MaxBooting:   cfg.Budget.MaxBooting,
+		MaxStarting:  cfg.Budget.MaxStarting,
 		MemoryBudget: cfg.Budget.Memory,
 		MinUp:        cfg.Budget.MinUp,
 		WarmMax:      cfg.Budget.WarmMax,
@@ -179,6 +183,7 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		SnapshotDir:  filepath.Join(cfg.Hypervisor.SnapshotDir, cfg.Daemon.ID),
 		SnapshotSalt: cfg.Daemon.ID,
 		Admit:        admit,
+		Placer:       d.cpu,
 		LowMemory:    lowMemory,
 		ProbeMark:    probeMark,
 		StopTimeout:  cfg.Hypervisor.ShutdownTimeout + stopSlack,
@@ -303,6 +308,7 @@ func (p *parts) run(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		})
 	}
+	goRun(g, gctx, "guest CPU weight", func(ctx context.Context) error { return p.d.cpu.Run(ctx, weighEvery) })
 	g.Go(func() error { p.d.reloadOn(gctx, hup); return nil })
 	g.Go(func() error {
 		for _, c := range ready {
@@ -396,9 +402,9 @@ func (d *daemon) Status(context.Context) ([]control.UnikernelStatus, error) {
 		for _, a := range s.Addrs {
 			us.Addrs = append(us.Addrs, a.String())
 		}
-		if !s.LastBoot.Start.IsZero() {
+		if !s.LastBoot.Queued.IsZero() || !s.LastBoot.Start.IsZero() {
 			us.LastBoot = &control.BootTimeline{Query: s.LastBoot.Query, Trigger: string(s.LastBoot.Trigger),
-				Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay, Mode: s.LastBoot.Mode}
+				Queued: s.LastBoot.Queued, Start: s.LastBoot.Start, Ready: s.LastBoot.Ready, FirstReplay: s.LastBoot.FirstReplay, Mode: s.LastBoot.Mode}
 		}
 		out = append(out, us)
 	}
@@ -458,6 +464,7 @@ func (d *daemon) Reload(context.Context) error {
 	if err := d.sum.Update(unikernels(cfg)); err != nil {
 		return fmt.Errorf("reload unikernels: %w", err)
 	}
+	d.cpu.SetDomains(domainNames(cfg))
 	if d.proxy != nil {
 		if err := d.proxy.Track(unikernelAddrs(cfg)); err != nil {
 			d.log.Warn("metering the new unikernels' traffic", zap.Error(err))

@@ -5,9 +5,13 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/dnsserver"
+	"github.com/jitsu-unikernel/jitsu/guestcpu"
 	"github.com/jitsu-unikernel/jitsu/hypervisor"
 	"github.com/jitsu-unikernel/jitsu/seeddisk"
 	"github.com/jitsu-unikernel/jitsu/summoner"
@@ -165,6 +169,32 @@ func unikernelAddrs(cfg *config.Config) []netip.Addr {
 		if u.IP6.IsValid() {
 			out = append(out, u.IP6)
 		}
+	}
+	return out
+}
+
+// weighEvery is how often the guest CPU weigher looks for QEMU processes
+// of jitsu's domains it has not placed yet (adopted ones, say).
+const weighEvery = 5 * time.Second
+
+// newWeigher builds the guest CPU weigher (hypervisor.guest_cpu_weight).
+// It cannot stop jitsu: on error it logs and weighs nothing.
+func newWeigher(cfg *config.Config, log *zap.Logger) *guestcpu.Weigher {
+	l := log.Named("guestcpu")
+	w, err := guestcpu.New(guestcpu.Options{Weight: cfg.Hypervisor.GuestCPUWeight, Logger: l})
+	if err != nil {
+		l.Warn("the guests keep their CPU weight", zap.Error(err))
+		w, _ = guestcpu.New(guestcpu.Options{Logger: l})
+	}
+	w.SetDomains(domainNames(cfg))
+	return w
+}
+
+// domainNames are the libvirt domain names of the configured unikernels.
+func domainNames(cfg *config.Config) []string {
+	out := make([]string, 0, len(cfg.Unikernels))
+	for _, u := range cfg.Unikernels {
+		out = append(out, config.DomainPrefix+u.Name)
 	}
 	return out
 }

@@ -507,6 +507,26 @@ func (f *Fake) InterfaceStats(ctx context.Context, name string) (hypervisor.Inte
 	return d.stats, nil
 }
 
+// AllInterfaceStats returns the counters of every running domain, as
+// the libvirt backend's bulk read does.
+func (f *Fake) AllInterfaceStats(ctx context.Context) (map[string]hypervisor.InterfaceStats, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.unavailable {
+		return nil, fmt.Errorf("interface stats of every domain: %w", hypervisor.ErrUnavailable)
+	}
+	out := make(map[string]hypervisor.InterfaceStats)
+	for name, d := range f.domains {
+		if d.state == hypervisor.StateRunning {
+			out[name] = d.stats
+		}
+	}
+	return out, nil
+}
+
 // DiscardSave implements hypervisor.Hypervisor: a saved domain becomes shut
 // off (its next Start boots afresh); other states are left as they are.
 func (f *Fake) DiscardSave(ctx context.Context, name string) error {

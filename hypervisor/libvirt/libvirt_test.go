@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -331,5 +332,84 @@ func TestConsoleLogMode(t *testing.T) {
 				t.Fatalf("console log mode %v, want %v", fi.Mode().Perm(), os.FileMode(libvirt.ConsoleMode))
 			}
 		})
+	}
+}
+
+// TestAllInterfaceStats: the bulk read lists every running domain and no
+// stopped one. (The test driver's bulk stats carry no NIC counters, and
+// its per-domain ones change at every read: the counters are libvirt's
+// own, those of `virsh domstats --interface`.)
+func TestAllInterfaceStats(t *testing.T) {
+	ctx := context.Background()
+	hv := newTestDriver(t)
+	var names []string
+	for range 3 {
+		name := fmt.Sprintf("stats-%d", run.Add(1))
+		spec := testSpec(name)
+		spec.Bridge = "br-test"
+		if err := hv.Start(ctx, spec); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		names = append(names, name)
+	}
+	all, err := hv.AllInterfaceStats(ctx)
+	if err != nil {
+		t.Fatalf("AllInterfaceStats: %v", err)
+	}
+	for _, name := range names {
+		if _, ok := all[name]; !ok {
+			t.Errorf("%s missing from %v", name, all)
+		}
+	}
+	if err := hv.Stop(ctx, names[0], hypervisor.StopDestroy); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if all, err = hv.AllInterfaceStats(ctx); err != nil {
+		t.Fatalf("AllInterfaceStats: %v", err)
+	}
+	if _, ok := all[names[0]]; ok {
+		t.Errorf("stopped %s still listed", names[0])
+	}
+}
+
+// TestListRereadsMetadataOfANewRun: List reads a running domain's
+// metadata once per run (cached by its UUID and id): a domain started
+// again under the same name with another MAC is listed with the new one,
+// and the foreign domain stays out at every listing.
+func TestListRereadsMetadataOfANewRun(t *testing.T) {
+	ctx := context.Background()
+	hv := newTestDriver(t)
+	name := fmt.Sprintf("relist-%d", run.Add(1))
+	macOf := func() net.HardwareAddr {
+		t.Helper()
+		doms, err := hv.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		var mac net.HardwareAddr
+		for _, d := range doms {
+			if d.Name == "test" {
+				t.Errorf("List contains the foreign domain %q", d.Name)
+			}
+			if d.Name == name {
+				mac = d.MAC
+			}
+		}
+		return mac
+	}
+	for i, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
+		spec := testSpec(name)
+		spec.MAC, _ = net.ParseMAC(mac)
+		if err := hv.Start(ctx, spec); err != nil {
+			t.Fatalf("Start %d: %v", i, err)
+		}
+		for range 2 { // the second listing comes from the cache
+			if got := macOf(); got.String() != mac {
+				t.Errorf("run %d: listed with MAC %v, want %s", i, got, mac)
+			}
+		}
+		if err := hv.Stop(ctx, name, hypervisor.StopDestroy); err != nil {
+			t.Fatalf("Stop %d: %v", i, err)
+		}
 	}
 }

@@ -48,6 +48,10 @@ type JitsuConfig struct {
 	MaxRunning int
 	// SnapshotDir is hypervisor.snapshot_dir; "" leaves the default.
 	SnapshotDir string
+	// GuestCPUWeight is hypervisor.guest_cpu_weight; 0 turns it off (the
+	// tests and benchmarks compare boots with bare domains: the guests
+	// keep their weight unless a test asks).
+	GuestCPUWeight int
 }
 
 // JitsuUnikernel is one [[unikernel]]; empty fields take the defaults
@@ -123,6 +127,7 @@ shutdown_timeout = "5s"
 {{- if .SnapshotDir}}
 snapshot_dir = "{{.SnapshotDir}}"
 {{- end}}
+guest_cpu_weight = {{.GuestCPUWeight}}
 
 [network]
 bridge = "` + Bridge + `"

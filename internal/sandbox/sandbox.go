@@ -563,6 +563,14 @@ func (e *Env) Command(ctx context.Context, name string, args ...string) *exec.Cm
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", e.NS, name}, args...)...)
 }
 
+// CommandNet is Command in the sandbox's network namespace only
+// (nsenter --net): unlike ip netns exec, which mounts a sysfs of the
+// namespace's own, it keeps the host's /sys/fs/cgroup, so that jitsu's
+// guest CPU weight (hypervisor.guest_cpu_weight) finds the cpu controller.
+func (e *Env) CommandNet(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + e.NS, name}, args...)...)
+}
+
 // Do runs fn inside the host namespace (see InNamespace).
 func (e *Env) Do(fn func() error) error { return InNamespace(e.NS, fn) }
 

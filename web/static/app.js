@@ -76,11 +76,11 @@ function collectBoots(list) {
   for (const u of list) {
     const b = u.last_boot;
     if (!b) continue;
-    const origin = b.query || b.start;
+    const origin = b.query || b.queued || b.start;
     if (!origin) continue;
     const key = u.name + "|" + origin;
     boots.set(key, {
-      name: u.name, trigger: b.trigger || "", query: ms(b.query), start: ms(b.start),
+      name: u.name, trigger: b.trigger || "", query: ms(b.query), queued: ms(b.queued), start: ms(b.start),
       ready: ms(b.ready), replay: ms(b.first_replay), mode: b.mode || "boot",
     });
   }
@@ -89,8 +89,8 @@ function collectBoots(list) {
   for (const k of keys.slice(MAX_BOOTS)) boots.delete(k);
 }
 
-const t0 = (b) => (isFinite(b.query) ? b.query : b.start);
-const tEnd = (b) => [b.replay, b.ready, b.start, b.query].find(isFinite);
+const t0 = (b) => [b.query, b.queued, b.start].find(isFinite);
+const tEnd = (b) => [b.replay, b.ready, b.start, b.queued, b.query].find(isFinite);
 
 // niceStep picks a tick spacing of 1, 2 or 5 × 10^n ms for about 5 ticks.
 function niceStep(span) {
@@ -138,7 +138,9 @@ function renderTimeline() {
       bar.title = what + ": " + human(to - from);
       track.append(bar);
     };
-    seg("dns", b.query, b.start, (b.trigger || "query") + " → start");
+    const q = isFinite(b.queued) ? b.queued : b.start;
+    seg("dns", b.query, q, (b.trigger || "query") + " → start");
+    if (q < b.start) seg("queued", q, b.start, "queued (max_starting)");
     const fast = b.mode === "warm" || b.mode === "snapshot";
     seg(fast ? b.mode : "boot", b.start, b.ready, fast ? "start (" + b.mode + ") → ready" : "start → ready");
     seg("hold", b.ready, b.replay, "ready → first replayed SYN");
