@@ -185,6 +185,9 @@ type HypervisorConfig struct {
 	// SeedDir holds the unikernels' seed-file disk images (see
 	// Unikernel.Files).
 	SeedDir string
+	// SnapshotDir holds the save files of the unikernels with
+	// start = "snapshot", at most one per unikernel.
+	SnapshotDir string
 	// GuestCPUWeight is the CPU weight of the guests' QEMU processes in
 	// all, on the cgroup v2 scale (100 = jitsu's); 0 = left as libvirt
 	// placed them. Default DefaultGuestCPUWeight.
@@ -296,6 +299,9 @@ type Unikernel struct {
 	// (the warm pool, within budget.warm_max and warm_memory), so that a
 	// summon is a resume.
 	Warm bool
+	// Start is how a cold start begins: StartBoot (boot the kernel) or
+	// StartSnapshot (restore the save file made after its first boot).
+	Start string
 	// With names the unikernels summoned with it (a summon group), one
 	// level only; each is another configured unikernel.
 	With []string

@@ -154,7 +154,7 @@ func TestDefaults(t *testing.T) {
 	if len(c.DNS.Listen) != 1 || c.DNS.Listen[0] != DefaultListen || c.DNS.SummonTTL != time.Second || c.DNS.ResponseDelay != 0 {
 		t.Errorf("dns = %+v", c.DNS)
 	}
-	if c.Hypervisor != (HypervisorConfig{URI: "qemu:///system", DomainType: "kvm", ConsoleDir: "/var/log/jitsu", ShutdownTimeout: 30 * time.Second, SeedDir: DefaultSeedDir, GuestCPUWeight: DefaultGuestCPUWeight}) {
+	if c.Hypervisor != (HypervisorConfig{URI: "qemu:///system", DomainType: "kvm", ConsoleDir: "/var/log/jitsu", ShutdownTimeout: 30 * time.Second, SeedDir: DefaultSeedDir, SnapshotDir: DefaultSnapshotDir, GuestCPUWeight: DefaultGuestCPUWeight}) {
 		t.Errorf("hypervisor = %+v", c.Hypervisor)
 	}
 	if c.Network.Bridge != "br-jitsu" || c.Network.Gateway.IsValid() || c.Network.Gateway6.IsValid() {

@@ -25,6 +25,9 @@ const (
 	DefaultFrontdoorActivityInterval = 5 * time.Second
 	// DefaultSeedDir is where the seed-file disk images are written.
 	DefaultSeedDir = "/var/lib/jitsu/seed"
+	// DefaultSnapshotDir is where the save files of the unikernels with
+	// start = "snapshot" are written (hypervisor.snapshot_dir).
+	DefaultSnapshotDir = "/var/lib/jitsu/snapshot"
 	// MaxSeedFileName is the longest name of a seed file: what a ustar
 	// header holds (155 bytes of prefix, '/', 100 of name).
 	MaxSeedFileName = 255
@@ -151,11 +154,15 @@ func (d *decoder) checkFrontdoor(c *Config) {
 	}
 }
 
-// seedDir decodes hypervisor.seed_dir into c.
+// seedDir decodes hypervisor.seed_dir and snapshot_dir into c.
 func (d *decoder) seedDir(t *table, c *HypervisorConfig) {
 	c.SeedDir = DefaultSeedDir
 	if s, ok := t.str("seed_dir"); ok && d.absPath(t, "seed_dir", s) {
 		c.SeedDir = s
+	}
+	c.SnapshotDir = DefaultSnapshotDir
+	if s, ok := t.str("snapshot_dir"); ok && d.absPath(t, "snapshot_dir", s) {
+		c.SnapshotDir = s
 	}
 }
 

@@ -328,6 +328,7 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 		if l := d.warmKeys(c, t, &u); l != nil {
 			withs[len(c.Unikernels)] = l
 		}
+		d.startKey(t, &u)
 
 		if c.Budget.Memory > 0 && u.Memory > c.Budget.Memory {
 			t.errorf("memory", "%s does not fit in budget.memory (%s)", FormatSize(u.Memory), FormatSize(c.Budget.Memory))
@@ -346,6 +347,41 @@ func (d *decoder) unikernels(c *Config, ts []*table, defTmpl cmdTmpl) {
 	}
 	d.deriveMACs(c, ts, macs)
 	d.groups(c, withs, names)
+}
+
+// Values of the [[unikernel]] key start.
+const (
+	// StartBoot: every cold start boots the kernel (the default).
+	StartBoot = "boot"
+	// StartSnapshot: the first boot is saved to a file once ready; later
+	// cold starts restore it.
+	StartSnapshot = "snapshot"
+)
+
+// startKey decodes the start key into u and checks it against the keys it
+// conflicts with.
+func (d *decoder) startKey(t *table, u *Unikernel) {
+	u.Start = StartBoot
+	s, ok := t.str("start")
+	if !ok {
+		return
+	}
+	switch s {
+	case StartBoot:
+	case StartSnapshot:
+		switch {
+		case u.Warm:
+			t.errorf("start", "%q, but warm is true: a unikernel starts either from the warm pool or from a snapshot", s)
+		case u.StopMode == hypervisor.StopSuspend || u.StopMode == hypervisor.StopSave:
+			t.errorf("start", "%q, but stop_mode is %s: a snapshot unikernel is stopped with destroy or shutdown (its next start restores the snapshot)", s, u.StopMode)
+		case u.Ready.Kind == ReadyConsole:
+			t.errorf("start", "%q, but ready is a console probe: a restored guest prints no boot messages (use tcp or delay)", s)
+		}
+	default:
+		t.errorf("start", "unknown start %q (want %q or %q)", s, StartBoot, StartSnapshot)
+		return
+	}
+	u.Start = s
 }
 
 // warmKeys decodes the warm and with keys into u and returns with's

@@ -76,7 +76,8 @@ type BootTimeline struct {
 	// FirstReplay is when the first held SYN was replayed to the guest.
 	FirstReplay time.Time `json:"first_replay,omitzero"`
 	// Mode is how it started: boot, warm (a warm-pool domain resumed),
-	// resume or restore.
+	// resume (a suspended one), restore (from a managed save, stop mode
+	// save) or snapshot (from the save file of start = "snapshot").
 	Mode string `json:"mode,omitempty"`
 }
 

@@ -202,6 +202,20 @@ type Hypervisor interface {
 	// next Start boots afresh; a domain without one is left as it is (nil).
 	// ErrNotFound if jitsu has no such domain.
 	DiscardSave(ctx context.Context, name string) error
+	// SaveSnapshot writes the running domain's memory and device state to
+	// the file at path (an external save file, not a managed save image)
+	// and stops the domain: a transient domain is gone afterwards. The
+	// file is the caller's: RestoreSnapshot keeps it. ErrNotRunning if
+	// the domain does not run; ErrNotFound if jitsu has no such domain.
+	SaveSnapshot(ctx context.Context, name, path string) error
+	// RestoreSnapshot starts spec's domain from the save file at path,
+	// running, and keeps the file, so that it can be restored again. The
+	// domain gets the configuration it was saved with: the caller makes
+	// sure the file was saved from the same spec. It returns once the
+	// domain runs. ErrAlreadyRunning if the domain runs or is paused; an
+	// unreadable or incompatible file gives another error (the caller
+	// discards the file and boots).
+	RestoreSnapshot(ctx context.Context, spec Spec, path string) error
 	// SetGuestTime sets the running guest's clock to the host's current
 	// time through its guest agent, which also re-seeds the guest's RNG
 	// (see docs/boot.md): call it after a restore or a resume, before the

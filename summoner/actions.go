@@ -35,6 +35,7 @@ func init() {
 		actTail:      (*Summoner).doTail,
 		actReconcile: (*Summoner).doReconcile,
 		actPrepare:   (*Summoner).doPrepare,
+		actSnapshot:  (*Summoner).doSnapshot,
 	}
 }
 
@@ -45,6 +46,7 @@ func init() {
 func (s *Summoner) doArm(u *unit, _ event, _ State) (*event, error) {
 	u.cancelBoot()
 	u.gen++
+	u.snapSave, u.snapRestore = false, false
 	return nil, nil
 }
 
@@ -55,9 +57,12 @@ func (s *Summoner) doCount(u *unit, _ event, from State) (*event, error) {
 	now := s.clock.Now()
 	u.bootStart = now
 	u.consoleOff = consoleSize(cfg.Spec.ConsoleLog)
+	mode := startMode(from)
+	if mode == ModeBoot {
+		mode = s.planSnapshot(u, cfg) // takes u.mu
+	}
 	u.mu.Lock()
 	u.boots++
-	mode := startMode(from)
 	u.timeline = BootTimeline{Query: u.query, Queued: now, Trigger: u.trigger, Mode: mode}
 	t := u.trigger
 	u.mu.Unlock()
@@ -79,6 +84,13 @@ func (s *Summoner) doHold(u *unit, _ event, _ State) (*event, error) {
 // doStart starts the domain beside the actor: a hung Start delays nothing
 // but its own boot, whose timeout still fires (and cancels it).
 func (s *Summoner) doStart(u *unit, _ event, _ State) (*event, error) {
+	if u.snapRestore {
+		path := u.snapPath
+		s.startAsync(u, "restore failed", func(ctx context.Context, spec hypervisor.Spec) error {
+			return s.restoreOrBoot(ctx, u, spec, path)
+		})
+		return nil, nil
+	}
 	s.startAsync(u, "start failed", func(ctx context.Context, spec hypervisor.Spec) error {
 		return s.hv.Start(ctx, spec)
 	})
@@ -166,7 +178,9 @@ func (s *Summoner) awaitSlot(ctx context.Context, u *unit, t *startTicket) bool 
 	waited := now.Sub(t.queuedAt)
 	s.m.queueWait.Observe(waited.Seconds())
 	u.mu.Lock()
-	u.timeline.Start = now
+	if u.timeline.Start.IsZero() { // not the save and restore of a boot that made its snapshot
+		u.timeline.Start = now
+	}
 	u.mu.Unlock()
 	if waited > 0 {
 		s.log.Info("boot left the start queue", zap.String("unikernel", u.name), zap.Duration("waited", waited))
@@ -182,6 +196,10 @@ func (s *Summoner) doProbe(u *unit, ev event, _ State) (*event, error) {
 	pctx, cancel := context.WithCancel(s.runCtx)
 	u.probeCancel = cancel
 	gen, off, cfg, started := u.gen, u.consoleOff, u.cfg.Load(), u.started
+	ready := evReady
+	if u.snapSave {
+		ready = evSnapshot // save and restore it before the release
+	}
 	if ev.kind == evAdoptRunning {
 		off = 0
 	}
@@ -207,7 +225,7 @@ func (s *Summoner) doProbe(u *unit, ev event, _ State) (*event, error) {
 			s.post(u, event{kind: evBootFailed, gen: gen, reason: "probe failed", err: err})
 			return
 		}
-		s.post(u, event{kind: evReady, gen: gen, reason: "probe ok"})
+		s.post(u, event{kind: ready, gen: gen, reason: "probe ok"})
 	}()
 	return nil, nil
 }

@@ -196,7 +196,7 @@ func (s *Summoner) accept(u *unit, ev event) bool {
 		return false
 	}
 	switch ev.kind {
-	case evReady, evBootFailed, evBootTimeout:
+	case evReady, evBootFailed, evBootTimeout, evSnapshot:
 		return ev.gen == 0 || ev.gen == u.gen
 	case evStop:
 		// a saved unikernel is stopped already; only discarding its save

@@ -286,7 +286,7 @@ func (s *Summoner) notifyChanged() {
 // trigger; other changes take effect at its next boot. A unikernel whose
 // domain name changed is removed and added. On error nothing changes.
 func (s *Summoner) Update(uks []Unikernel) error {
-	cfgs, err := normalize(uks)
+	cfgs, err := s.normalize(uks)
 	if err != nil {
 		return fmt.Errorf("update unikernels: %w", err)
 	}
@@ -319,6 +319,7 @@ func (s *Summoner) Update(uks []Unikernel) error {
 	}
 	// Removed units first lose their domain mapping, then are stopped.
 	s.units.Store(um)
+	s.sweepAll()
 	s.applyUpdate(added, restarted, removed)
 	s.log.Info("unikernels reloaded", zap.Int("added", len(added)), zap.Int("kept", len(keep)),
 		zap.Int("changed", len(restarted)), zap.Int("removed", len(removed)))

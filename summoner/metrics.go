@@ -29,6 +29,8 @@ type metrics struct {
 	warm            prometheus.Gauge
 	warmMemory      prometheus.Gauge
 	prepares        *prometheus.CounterVec
+	snapshots       *prometheus.CounterVec
+	guestTime       *prometheus.CounterVec
 	startsInFlight  prometheus.Gauge
 	startsQueued    prometheus.Gauge
 	queueWait       prometheus.Histogram
@@ -85,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.state, m.boots, m.bootDuration, m.stops, m.failures,
 		m.refusals, m.budgetRefused, m.running, m.booting, m.memory, m.summons, m.gateErrors, m.trafficErrors,
 		m.reconcileErrors, m.reconcileFixes, m.admission, m.drops, m.warm, m.warmMemory, m.prepares,
-		m.startsInFlight, m.startsQueued, m.queueWait} {
+		m.snapshots, m.guestTime, m.startsInFlight, m.startsQueued, m.queueWait} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register summoner metrics: %w", err)
 		}
@@ -136,6 +138,14 @@ func (m *metrics) addSummonerMetrics() {
 		Name: "jitsu_unikernel_prepares_total",
 		Help: "Warm domains prepared (created paused) for the warm pool, by result (ok, error).",
 	}, []string{"unikernel", "result"})
+	m.snapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_unikernel_snapshot_ops_total",
+		Help: "Snapshot saves and restores (start = snapshot), by op (save, restore, discard) and result (ok, error).",
+	}, []string{"unikernel", "op", "result"})
+	m.guestTime = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jitsu_unikernel_guest_time_failures_total",
+		Help: "Restores after which setting the guest's clock through its agent failed.",
+	}, []string{"unikernel"})
 	m.startsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "jitsu_starts_in_flight",
 		Help: "Boots holding a start slot (hypervisor call to ready), bounded by max_starting.",

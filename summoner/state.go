@@ -66,13 +66,14 @@ const (
 	evPrepare                     // the warm pool wants a paused domain ready (warm budget reserved)
 	evPrepareFailed               // creating the paused domain failed
 	evAdoptWarm                   // at Run or on reconcile: the domain of a warm unikernel is paused
+	evSnapshot                    // the probe succeeded on a boot that makes the unikernel's save file
 
 	numEvKinds
 )
 
 var evNames = [...]string{"summon", "adopt-running", "adopt-paused", "adopt-saved", "ready", "boot-failed",
 	"boot-timeout", "idle", "stop", "stopped", "suspended", "saved", "stop-failed", "crashed", "domain-stopped",
-	"stop-unknown", "prepare", "prepare-failed", "adopt-warm"}
+	"stop-unknown", "prepare", "prepare-failed", "adopt-warm", "snapshot"}
 
 func (e evKind) String() string {
 	if e < numEvKinds {
@@ -101,12 +102,13 @@ const (
 	actTail                        // log the console tail
 	actReconcile                   // ask the reconciler to settle the domain's state
 	actPrepare                     // hypervisor Prepare: create the domain paused (warm pool)
+	actSnapshot                    // save the domain to its save file and restore it, under the create deadline
 
 	numActions
 )
 
 var actNames = [...]string{"", "arm", "count", "hold", "start", "resume", "probe", "release", "cancel",
-	"drop", "destroy", "backoff", "stop", "tail", "reconcile", "prepare"}
+	"drop", "destroy", "backoff", "stop", "tail", "reconcile", "prepare", "snapshot"}
 
 func (a action) String() string {
 	if int(a) < len(actNames) {
@@ -129,6 +131,7 @@ var (
 	tailActs   = []action{actTail}
 	unknownAct = []action{actReconcile}
 	prepareAct = []action{actPrepare}
+	snapActs   = []action{actArm, actSnapshot, actProbe}
 	noActs     []action
 )
 
@@ -170,7 +173,10 @@ var (
 var machine = [numStates]edges{
 	StateStopped: join(booting, adopted, edges{evPrepare: {StateWarm, prepareAct}}),
 	StateStarting: {
-		evReady:         {StateReady, readyActs},
+		evReady: {StateReady, readyActs},
+		// A snapshot unikernel's first boot is ready: it is saved to its
+		// file and restored, then probed again (start = "snapshot").
+		evSnapshot:      {StateStarting, snapActs},
 		evBootFailed:    {StateFailed, failActs},
 		evBootTimeout:   {StateFailed, failActs},
 		evStop:          {StateStopping, abortBoot},

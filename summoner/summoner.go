@@ -116,7 +116,10 @@ const (
 	ModeBoot    = "boot"    // a fresh domain booted
 	ModeWarm    = "warm"    // a warm domain (created paused before its guest ran) resumed
 	ModeResume  = "resume"  // a suspended domain resumed
-	ModeRestore = "restore" // restored from a managed save image
+	ModeRestore = "restore" // restored from a managed save image (stop_mode save)
+	// ModeSnapshot: restored from the save file made after its first
+	// boot (Unikernel.Snapshot); the file stays for the next start.
+	ModeSnapshot = "snapshot"
 )
 
 // ReadyKind is the kind of a readiness probe.
@@ -184,6 +187,13 @@ type Unikernel struct {
 	// With names unikernels summoned with it (TriggerGroup), one level:
 	// theirs are not followed.
 	With []string
+	// Snapshot: after its first boot is ready, save it to a file in
+	// Options.SnapshotDir and restore that file on every later cold start
+	// (ModeSnapshot) while its spec and image files stay the same. Not
+	// with Warm, nor with StopMode suspend or save; its probe must work
+	// after a restore (tcp or delay). Spec.Agent lets the summoner set a
+	// restored guest's clock.
+	Snapshot bool
 }
 
 // ProbeFunc replaces the readiness probers (for tests): it blocks until
@@ -270,6 +280,11 @@ type Options struct {
 	// StopTimeout bounds each Stop call, which waits for a guest's
 	// shutdown; default 60s.
 	StopTimeout time.Duration
+	// SnapshotDir holds the save files of the unikernels with Snapshot
+	// (required if there are any); SnapshotSalt is mixed into their
+	// names' hash (the daemon's instance id), so that a file made by
+	// another setup is never restored.
+	SnapshotDir, SnapshotSalt string
 	// ReconcileInterval is how often the reconciler compares the
 	// summoner's view with the hypervisor's; default 10s.
 	ReconcileInterval time.Duration
@@ -302,8 +317,8 @@ type BootTimeline struct {
 	// waits). Equal when a slot was free.
 	Queued  time.Time
 	Trigger Trigger
-	// Mode is how it started: ModeBoot, ModeWarm, ModeResume or
-	// ModeRestore.
+	// Mode is how it started: ModeBoot, ModeWarm, ModeResume,
+	// ModeRestore or ModeSnapshot.
 	Mode string
 }
 
@@ -426,7 +441,7 @@ func New(opts Options, uks []Unikernel) (*Summoner, error) {
 	}}
 	s.stats, _ = opts.Hypervisor.(hypervisor.StatsReader)
 	s.allStats, _ = opts.Hypervisor.(allStatsReader)
-	cfgs, err := normalize(uks)
+	cfgs, err := s.normalize(uks)
 	if err != nil {
 		return nil, fmt.Errorf("new summoner: %w", err)
 	}
@@ -473,6 +488,7 @@ func (s *Summoner) Run(ctx context.Context) error {
 	} else {
 		s.armStopped()
 	}
+	s.sweepAll()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tick, tickTimer := s.armTick()

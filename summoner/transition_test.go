@@ -89,10 +89,12 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateStopped, evAdoptSaved, StateSaved)
 	row(StateStopped, evPrepare, StateWarm, actPrepare) // issue 16: the warm pool
 	row(StateStopped, evAdoptWarm, StateWarm)
-	ignored(StateStopped, evPrepareFailed, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
+	ignored(StateStopped, evSnapshot, evPrepareFailed, evReady, evBootFailed, evBootTimeout, evIdle, evStop, evStoppedOff,
 		evSuspendedDone, evSavedDone, evStopFailed, evCrashed, evDomainStopped, evStopUnknown)
 
 	row(StateStarting, evReady, StateReady, actRelease)
+	// issue 16: a snapshot unikernel's first boot is ready: save, restore, probe again
+	row(StateStarting, evSnapshot, StateStarting, actArm, actSnapshot, actProbe)
 	row(StateStarting, evBootFailed, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
 	row(StateStarting, evBootTimeout, StateFailed, actCancel, actDrop, actDestroy, actBackoff)
 	row(StateStarting, evStop, StateStopping, actCancel, actDrop, actStop)
@@ -105,7 +107,7 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateReady, evStop, StateStopping, actStop)
 	row(StateReady, evCrashed, StateStopped, actTail)
 	row(StateReady, evDomainStopped, StateStopped)
-	ignored(StateReady, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+	ignored(StateReady, evSnapshot, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
 		evBootFailed, evBootTimeout, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateStopping, evStoppedOff, StateStopped)
@@ -115,7 +117,7 @@ func transitionRows(row func(State, evKind, State, ...action), ignored func(Stat
 	row(StateStopping, evStopFailed, StateReady, actRelease)
 	row(StateStopping, evStopUnknown, StateUnknown, actReconcile)
 	row(StateStopping, evCrashed, StateStopped, actTail)
-	ignored(StateStopping, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
+	ignored(StateStopping, evSnapshot, evPrepare, evPrepareFailed, evAdoptWarm, evSummon, evAdoptRunning, evAdoptPaused, evAdoptSaved, evReady,
 		evBootFailed, evBootTimeout, evIdle, evStop, evDomainStopped)
 
 	restingRows(row, ignored)
@@ -132,7 +134,7 @@ func restingRows(row func(State, evKind, State, ...action), ignored func(State, 
 	row(StateSuspended, evCrashed, StateStopped, actTail)
 	row(StateSuspended, evDomainStopped, StateStopped)
 	row(StateSuspended, evAdoptRunning, StateStarting, actArm, actProbe) // reconcile: resumed behind our back
-	ignored(StateSuspended, evPrepare, evPrepareFailed, evAdoptWarm, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+	ignored(StateSuspended, evSnapshot, evPrepare, evPrepareFailed, evAdoptWarm, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	row(StateSaved, evSummon, StateStarting, boot...)
@@ -142,7 +144,7 @@ func restingRows(row func(State, evKind, State, ...action), ignored func(State, 
 	row(StateSaved, evAdoptRunning, StateStarting, actArm, actProbe)
 	row(StateSaved, evAdoptPaused, StateSuspended)
 	row(StateSaved, evAdoptWarm, StateWarm)
-	ignored(StateSaved, evPrepare, evPrepareFailed, evAdoptSaved, evReady, evBootFailed,
+	ignored(StateSaved, evSnapshot, evPrepare, evPrepareFailed, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
 		evCrashed, evStopUnknown)
 
@@ -151,7 +153,7 @@ func restingRows(row func(State, evKind, State, ...action), ignored func(State, 
 	row(StateFailed, evAdoptRunning, StateStarting, actArm, actProbe)
 	row(StateFailed, evAdoptPaused, StateSuspended)
 	row(StateFailed, evAdoptWarm, StateWarm)
-	ignored(StateFailed, evPrepare, evPrepareFailed, evAdoptSaved, evReady, evBootFailed,
+	ignored(StateFailed, evSnapshot, evPrepare, evPrepareFailed, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStop, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed,
 		evCrashed, evDomainStopped, evStopUnknown)
 
@@ -163,7 +165,7 @@ func restingRows(row func(State, evKind, State, ...action), ignored func(State, 
 	row(StateUnknown, evDomainStopped, StateStopped)
 	row(StateUnknown, evCrashed, StateStopped, actTail)
 	row(StateUnknown, evStop, StateStopping, actStop)
-	ignored(StateUnknown, evPrepare, evPrepareFailed, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
+	ignored(StateUnknown, evSnapshot, evPrepare, evPrepareFailed, evSummon, evReady, evBootFailed, evBootTimeout, evIdle, evStoppedOff,
 		evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 
 	// issue 16: a warm domain (created paused before its guest ran)
@@ -173,6 +175,6 @@ func restingRows(row func(State, evKind, State, ...action), ignored func(State, 
 	row(StateWarm, evDomainStopped, StateStopped)
 	row(StateWarm, evCrashed, StateStopped, actTail)
 	row(StateWarm, evAdoptRunning, StateStarting, actArm, actProbe)
-	ignored(StateWarm, evPrepare, evAdoptWarm, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
+	ignored(StateWarm, evSnapshot, evPrepare, evAdoptWarm, evAdoptPaused, evAdoptSaved, evReady, evBootFailed,
 		evBootTimeout, evIdle, evStoppedOff, evSuspendedDone, evSavedDone, evStopFailed, evStopUnknown)
 }

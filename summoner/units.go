@@ -81,7 +81,11 @@ type unit struct {
 	failures    int
 	bootStart   time.Time
 	consoleOff  int64
-	warmFails   int // failed prepares in a row
+	warmFails   int    // failed prepares in a row
+	snapPath    string // the save file of the current cold start (start = snapshot)
+	snapRestore bool   // the current cold start restores snapPath
+	snapSave    bool   // the current boot makes snapPath once ready
+	snapBroken  string // a save file that failed to restore right after its save: not made again (u.mu)
 
 	warming   bool         // an evPrepare is posted (u.mu)
 	warmRetry atomic.Int64 // unix ns before which the pool does not prepare it again
@@ -272,6 +276,9 @@ func (c *Unikernel) check() error {
 	}
 	if c.Warm && (c.StopMode == hypervisor.StopSuspend || c.StopMode == hypervisor.StopSave) {
 		return fmt.Errorf("warm with stop mode %s (want destroy or shutdown)", c.StopMode)
+	}
+	if c.Snapshot && (c.Warm || c.StopMode == hypervisor.StopSuspend || c.StopMode == hypervisor.StopSave) {
+		return fmt.Errorf("snapshot with warm or stop mode %s (want no warm pool, destroy or shutdown)", c.StopMode)
 	}
 	if len(c.Triggers) == 0 {
 		return fmt.Errorf("no trigger (want some of %q)", configurableTriggers)

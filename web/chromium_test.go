@@ -195,8 +195,8 @@ func TestLayoutInChromium(t *testing.T) {
 	if l.Width != 1200 {
 		t.Fatalf("window %d px wide, want 1200", l.Width)
 	}
-	if len(l.ItemTops) != 5 {
-		t.Fatalf("%d legend items, want 5", len(l.ItemTops))
+	if len(l.ItemTops) != 6 {
+		t.Fatalf("%d legend items, want 6", len(l.ItemTops))
 	}
 	for i := range l.ItemTops {
 		if l.ItemTops[i] != l.ItemTops[0] || l.ItemLines[i] != 1 {

@@ -130,6 +130,36 @@ func bootAndSuspend(ctx context.Context, b *bench) error {
 	return waitState(ctx, c, "suspended")
 }
 
+// snapshotBytes is the size of the snapshot case's save file (0: none
+// made), for the memory report.
+var snapshotBytes int64
+
+// bootAndStop makes sure the snapshot case's save file exists (a query
+// and a GET, not measured: the first boot makes the file, later ones
+// restore it) and stops the unikernel, waiting until jitsu reports it
+// stopped: its domain is gone, the file stays.
+func bootAndStop(ctx context.Context, b *bench) error {
+	if _, _, err := queryThenGet(ctx, b); err != nil {
+		return fmt.Errorf("first boot: %w", err)
+	}
+	c, err := control.Dial(ctx, b.socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Stop(ctx, "www", ""); err != nil {
+		return fmt.Errorf("stop www: %w", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(b.dir, "snapshot", "*", "*.save"))
+	if len(files) != 1 {
+		return fmt.Errorf("save files %q, want one", files)
+	}
+	if fi, err := os.Stat(files[0]); err == nil {
+		snapshotBytes = fi.Size()
+	}
+	return waitState(ctx, c, "stopped")
+}
+
 // destroyLeft destroys the domain if it is still there once jitsu exited
 // (jitsu leaves its domains to the next jitsu: a warm one is prepared
 // again after every stop). It uses virsh: the benchmark's own hypervisor

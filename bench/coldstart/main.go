@@ -114,6 +114,12 @@ var cases = []*benchCase{
 			c.Unikernels[0].StopMode = "suspend"
 		},
 		prepare: bootAndSuspend, sample: jitsuSample(queryThenGet)},
+	{key: "snapshot", label: "jitsu, SYN proxy, start = snapshot: query, then GET (restore of the save file made by its first boot)",
+		conf: func(c *sandbox.JitsuConfig) {
+			c.SynProxy, c.ResponseDelay = true, "0s"
+			c.Unikernels[0].Start, c.SnapshotDir = "snapshot", filepath.Join(c.ConsoleDir, "snapshot")
+		},
+		prepare: bootAndStop, sample: jitsuSample(queryThenGet)},
 }
 
 // References of the paired differences.
@@ -353,6 +359,9 @@ func (b *bench) reportMemory(selected []*benchCase) {
 			continue // the floor: no jitsu, nothing waits
 		}
 		fmt.Printf("%-8s %s\n", c.key, rssRow(b.samples[c.key]))
+	}
+	if snapshotBytes > 0 {
+		fmt.Printf("snapshot: no process while it waits; its save file takes %.1f MiB of disk\n", float64(snapshotBytes)/(1<<20))
 	}
 }
 

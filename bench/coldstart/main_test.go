@@ -41,13 +41,14 @@ func TestSelectCases(t *testing.T) {
 		want      []string
 		wantErr   bool
 	}{
-		{"", false, []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume"}, false},
+		{"", false, []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume", "snapshot"}, false},
 		{"floor,proxy,warm,resume,cached", false, []string{"floor", "proxy", "warm", "resume", "cached"}, false},
 		{"proxy,floor", false, []string{"proxy", "floor"}, false},
 		{"floor,bogus", false, nil, true},
 		{"", true, []string{"floor", "proxy", "delay", "warm"}, false},
 		{"warm,floor", true, []string{"warm", "floor"}, false},
 		{"floor,resume", true, nil, true},
+		{"snapshot", true, nil, true}, // the multiboot example's probe is its console
 	}
 	for _, tt := range tests {
 		got, err := selectCases(tt.only, tt.multiboot)

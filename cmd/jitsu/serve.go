@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -178,6 +179,9 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 		MinUp:        cfg.Budget.MinUp,
 		WarmMax:      cfg.Budget.WarmMax,
 		WarmMemory:   cfg.Budget.WarmMemory,
+		// One directory per instance: each sweeps its own files only.
+		SnapshotDir:  filepath.Join(cfg.Hypervisor.SnapshotDir, cfg.Daemon.ID),
+		SnapshotSalt: cfg.Daemon.ID,
 		Admit:        admit,
 		Placer:       d.cpu,
 		LowMemory:    lowMemory,

@@ -86,6 +86,8 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 				MAC:           u.MAC,
 				DomainType:    cfg.Hypervisor.DomainType,
 				ConsoleLog:    filepath.Join(cfg.Hypervisor.ConsoleDir, dom+".log"),
+				// The guest agent sets a restored guest's clock.
+				Agent: u.Start == config.StartSnapshot,
 			},
 			IdleTimeout: u.IdleTimeout,
 			BootTimeout: u.BootTimeout,
@@ -100,6 +102,7 @@ func unikernels(cfg *config.Config) []summoner.Unikernel {
 			Memory:    u.Memory,
 			DropAfter: u.DropAfter,
 			Warm:      u.Warm,
+			Snapshot:  u.Start == config.StartSnapshot,
 			With:      u.With,
 		})
 	}

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +56,7 @@ var Cases = []string{
 	"StartStateList", "ExplicitMAC", "StopDestroy", "StopShutdown",
 	"SuspendResume", "SaveRestore", "NotFound", "BadStopMode", "Foreign",
 	"Crash", "ConcurrentStart", "Close", "DiscardSave", "Prepare",
-	"GuestTime",
+	"GuestTime", "Snapshot",
 }
 
 // Run runs every case of the contract against h, each as a subtest with a
@@ -79,6 +81,7 @@ func Run(t *testing.T, h Harness) {
 		"Close":           testClose,
 		"DiscardSave":     testDiscardSave,
 		"Prepare":         testPrepare,
+		"Snapshot":        testSnapshot,
 		"GuestTime":       testGuestTime,
 	}
 	for _, name := range Cases {
@@ -470,6 +473,57 @@ func testDiscardSave(t *testing.T, e *env) {
 	e.wantState(t, e.name, hypervisor.StateRunning)
 	// Booted afresh: a second EventStarted without a restore in between.
 	e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStopped, hypervisor.EventStarted)
+}
+
+// testSnapshot: a domain saved to a file stops; it is restored from the
+// file, which stays, as often as wanted; a corrupt file is an error.
+func testSnapshot(t *testing.T, e *env) {
+	path := filepath.Join(t.TempDir(), "snap.save")
+	wantErr(t, "SaveSnapshot of a missing domain", e.hv.SaveSnapshot(e.ctx, e.name+"-missing", path), hypervisor.ErrNotFound)
+	spec := e.start(t, e.name)
+	e.waitEvents(t, e.name, hypervisor.EventStarted)
+	t0 := time.Now()
+	if err := e.hv.SaveSnapshot(e.ctx, e.name, path); err != nil {
+		t.Fatalf("SaveSnapshot: %v", err)
+	}
+	t.Logf("save took %v", time.Since(t0))
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("save file: %v, %v", fi, err)
+	}
+	e.wantGone(t, e.name, hypervisor.StateShutoff)
+	e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStopped)
+	for i := range 2 {
+		t0 = time.Now()
+		if err := e.hv.RestoreSnapshot(e.ctx, spec, path); err != nil {
+			t.Fatalf("RestoreSnapshot #%d: %v", i+1, err)
+		}
+		t.Logf("restore #%d took %v", i+1, time.Since(t0))
+		e.wantState(t, e.name, hypervisor.StateRunning)
+		if i == 0 {
+			wantErr(t, "RestoreSnapshot of a running domain", e.hv.RestoreSnapshot(e.ctx, spec, path), hypervisor.ErrAlreadyRunning)
+		}
+		if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopDestroy); err != nil {
+			t.Fatalf("Stop(destroy) after restore: %v", err)
+		}
+		e.wantGone(t, e.name, hypervisor.StateShutoff)
+	}
+	evs := e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStopped, hypervisor.EventStarted,
+		hypervisor.EventStopped, hypervisor.EventStarted, hypervisor.EventStopped)
+	t.Logf("events %v", describe(evs))
+	if n := e.count(e.name, hypervisor.EventCrashed); n != 0 {
+		t.Errorf("save/restore gave crashed events: %v", describe(e.events(e.name)))
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("save file gone after restores: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.save")
+	if err := os.WriteFile(bad, []byte("not a save file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hv.RestoreSnapshot(e.ctx, spec, bad); err == nil {
+		t.Errorf("RestoreSnapshot of a corrupt file: no error")
+		_ = e.hv.Stop(e.ctx, e.name, hypervisor.StopDestroy)
+	}
 }
 
 func testNotFound(t *testing.T, e *env) {

@@ -50,7 +50,7 @@ import (
 // Call is one operation the fake was asked to perform, as recorded for
 // OnCall hooks and Calls.
 type Call struct {
-	Op   string // "start", "prepare", "stop", "resume", "discard", "set-time"
+	Op   string // "start", "prepare", "stop", "resume", "discard", "set-time", "save-snapshot", "restore-snapshot"
 	Name string
 	Mode hypervisor.StopMode // for "stop"
 	Err  error               // the result
@@ -73,7 +73,9 @@ type domain struct {
 	started time.Time
 	ready   bool
 	starts  int
-	stats   hypervisor.InterfaceStats
+	// restores counts RestoreSnapshot calls that started it.
+	restores int
+	stats    hypervisor.InterfaceStats
 	// The guest's clock: behind the host's by lag, and stopped since
 	// stoppedAt while suspended or saved (zero while it runs), like a
 	// real guest's whose hypervisor clock stops with its vCPUs.
@@ -104,6 +106,8 @@ type Fake struct {
 	foreign     map[string]bool
 	failStart   map[string]error
 	failStop    map[string]error
+	failSave    map[string]error
+	failRestore map[string]error
 	hang        map[string]chan struct{} // Start of name blocks until closed
 	hanging     map[string]int           // Start/Prepare calls of name blocked on hang now
 	unavailable bool
@@ -129,16 +133,18 @@ var (
 // events; Close stops it.
 func New() *Fake {
 	f := &Fake{
-		domains:   map[string]*domain{},
-		foreign:   map[string]bool{},
-		failStart: map[string]error{},
-		failStop:  map[string]error{},
-		hang:      map[string]chan struct{}{},
-		hanging:   map[string]int{},
-		changed:   make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		events:    make(chan hypervisor.Event),
-		done:      make(chan struct{}),
+		domains:     map[string]*domain{},
+		foreign:     map[string]bool{},
+		failStart:   map[string]error{},
+		failStop:    map[string]error{},
+		failSave:    map[string]error{},
+		failRestore: map[string]error{},
+		hang:        map[string]chan struct{}{},
+		hanging:     map[string]int{},
+		changed:     make(chan struct{}),
+		wake:        make(chan struct{}, 1),
+		events:      make(chan hypervisor.Event),
+		done:        make(chan struct{}),
 	}
 	f.pumpWG.Add(1)
 	go f.pump()

@@ -46,6 +46,8 @@ type JitsuConfig struct {
 	Gateway6 string
 	// MaxRunning is budget.max_running; 0 leaves the default.
 	MaxRunning int
+	// SnapshotDir is hypervisor.snapshot_dir; "" leaves the default.
+	SnapshotDir string
 	// GuestCPUWeight is hypervisor.guest_cpu_weight; 0 turns it off (the
 	// tests and benchmarks compare boots with bare domains: the guests
 	// keep their weight unless a test asks).
@@ -66,6 +68,10 @@ type JitsuUnikernel struct {
 	// summon group), nil for none.
 	Warm bool
 	With []string
+	// Start is the start key ("boot" or "snapshot"); "" leaves it out.
+	Start string
+	// Extra is TOML appended to its [[unikernel]] table.
+	Extra string
 }
 
 // FilesTOML returns Files as a TOML inline table.
@@ -118,6 +124,9 @@ uri = "` + URI + `"
 domain_type = "{{or .DomainType "qemu"}}"
 console_dir = "{{.ConsoleDir}}"
 shutdown_timeout = "5s"
+{{- if .SnapshotDir}}
+snapshot_dir = "{{.SnapshotDir}}"
+{{- end}}
 guest_cpu_weight = {{.GuestCPUWeight}}
 
 [network]
@@ -190,6 +199,12 @@ warm = true
 {{- end}}
 {{- if .With}}
 with = [{{range $i, $n := .With}}{{if $i}}, {{end}}"{{$n}}"{{end}}]
+{{- end}}
+{{- if .Start}}
+start = "{{.Start}}"
+{{- end}}
+{{- if .Extra}}
+{{.Extra}}
 {{- end}}
 {{end}}
 {{.Extra}}

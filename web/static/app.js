@@ -141,8 +141,8 @@ function renderTimeline() {
     const q = isFinite(b.queued) ? b.queued : b.start;
     seg("dns", b.query, q, (b.trigger || "query") + " → start");
     if (q < b.start) seg("queued", q, b.start, "queued (max_starting)");
-    const warm = b.mode === "warm";
-    seg(warm ? "warm" : "boot", b.start, b.ready, warm ? "start (warm) → ready" : "start → ready");
+    const fast = b.mode === "warm" || b.mode === "snapshot";
+    seg(fast ? b.mode : "boot", b.start, b.ready, fast ? "start (" + b.mode + ") → ready" : "start → ready");
     seg("hold", b.ready, b.replay, "ready → first replayed SYN");
     row.append(label, track, el("div", "total", human(tEnd(b) - o)));
     box.append(row);
