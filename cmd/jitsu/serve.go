@@ -120,14 +120,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, hup <-chan 
 	return p.run(ctx, hup)
 }
 
-// build builds every part. Nothing listens or runs yet, except the
-// libvirt backend's background connection attempts.
-func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := &daemon{log: log, cfg: cfg}
-	p := &parts{d: d}
-
+// openHypervisor opens the libvirt backend of cfg (it connects in the
+// background).
+func openHypervisor(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*hvlibvirt.Hypervisor, error) {
 	hv, err := hvlibvirt.Open(hvlibvirt.Options{
 		URI:             cfg.Hypervisor.URI,
 		Logger:          log.Named("hypervisor"),
@@ -138,6 +133,21 @@ func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("libvirt backend: %w", err)
+	}
+	return hv, nil
+}
+
+// build builds every part. Nothing listens or runs yet, except the
+// libvirt backend's background connection attempts.
+func build(cfg *config.Config, log *zap.Logger) (*parts, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &daemon{log: log, cfg: cfg}
+	p := &parts{d: d}
+
+	hv, err := openHypervisor(cfg, log, reg)
+	if err != nil {
+		return nil, err
 	}
 	p.hv = hv
 	fail := func(err error) (*parts, error) {
