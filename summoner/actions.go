@@ -304,6 +304,9 @@ func (s *Summoner) doBackoff(u *unit, ev event, _ State) (*event, error) {
 	s.m.failures.WithLabelValues(u.name).Inc()
 	s.log.Warn("unikernel boot failed", zap.String("unikernel", u.name), zap.String("why", why),
 		zap.Int("failures", u.failures), zap.Duration("backoff", d))
+	// Armed again when the backoff is over (if still failed then); a post
+	// after Run ended is refused, so the timer needs no stopping.
+	s.clock.AfterFunc(d, func() { s.post(u, event{kind: evRearm}) })
 	return nil, nil
 }
 

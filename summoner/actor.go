@@ -92,7 +92,11 @@ func (s *Summoner) step(u *unit, first event) {
 		ev := queue[0]
 		queue = queue[1:]
 		if ev.kind == evRearm {
-			if resting(u.State()) {
+			// A failed unikernel is armed again once its backoff is
+			// over (doBackoff posts evRearm then): a client's SYN may
+			// summon it again, as a query may.
+			st := u.State()
+			if resting(st) || st == StateFailed && s.clock.Now().UnixNano() >= u.backoffUntil.Load() {
 				s.arm(u)
 			}
 			continue

@@ -1,10 +1,12 @@
 package summoner
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
 )
@@ -157,5 +159,31 @@ func TestRemovedUnikernelDisarmed(t *testing.T) {
 	h.settle()
 	if h.gate.holds(web1) != nil || h.gate.holds(netip.MustParseAddr("10.0.0.2")) == nil {
 		t.Fatalf("after reload: a held %v, b held %v", h.gate.holds(web1), h.gate.holds(netip.MustParseAddr("10.0.0.2")))
+	}
+}
+
+// TestFailedRearmedAfterBackoff: a failed boot drops what was held; once
+// the backoff is over the unikernel's address is armed again, and a
+// client's next SYN summons it (without a DNS query).
+func TestFailedRearmedAfterBackoff(t *testing.T) {
+	h := withGate(t, Options{BackoffBase: 10 * time.Second}, uk("web", "10.0.0.1")).run()
+	h.f.FailStart("web", errors.New("boom"))
+	h.summon("web")
+	h.waitState("web", StateFailed)
+	h.settle()
+	if got := h.gate.holds(web1); got != nil {
+		t.Fatalf("held %v during the backoff, want nothing", got)
+	}
+	h.clk.Advance(11 * time.Second)
+	h.settle()
+	if got := h.gate.holds(web1); !slices.Equal(got, []Proto{ProtoTCP}) {
+		t.Fatalf("held %v after the backoff, want tcp (armed again)", got)
+	}
+	h.gate.packet(web1, ProtoTCP)
+	h.waitStarts("web", 1) // the first, failed, Start is not counted
+	h.f.SetReady("web", true)
+	h.waitState("web", StateReady)
+	if st := h.status("web"); st.LastBoot.Trigger != TriggerTCP {
+		t.Fatalf("second boot's trigger %s, want tcp", st.LastBoot.Trigger)
 	}
 }
