@@ -35,6 +35,10 @@ const snapshotExt = ".save"
 // guestTimeTimeout bounds the SetGuestTime call after a restore.
 const guestTimeTimeout = 2 * time.Second
 
+// guestTimeRetry is the pause between SetGuestTime attempts while the
+// restored guest's agent is not connected yet.
+const guestTimeRetry = 20 * time.Millisecond
+
 // snapshotPath is the save file of c's spec as it is now: in
 // Options.SnapshotDir, named after the domain and a hash of the spec, the
 // size and modification time of the kernel, initrd and disks, and the
@@ -214,7 +218,19 @@ func (s *Summoner) setGuestTime(ctx context.Context, u *unit) {
 	tctx, cancel := context.WithTimeout(ctx, guestTimeTimeout)
 	defer cancel()
 	t0 := time.Now()
-	if err := s.hv.SetGuestTime(tctx, u.domain); err != nil {
+	err := s.hv.SetGuestTime(tctx, u.domain)
+	// Just after a restore libvirt may not have seen the guest's agent
+	// port open yet ("not connected"): retry that until the deadline.
+	for errors.Is(err, hypervisor.ErrAgentUnresponsive) {
+		select {
+		case <-tctx.Done():
+		case <-time.After(guestTimeRetry):
+			err = s.hv.SetGuestTime(tctx, u.domain)
+			continue
+		}
+		break
+	}
+	if err != nil {
 		s.m.guestTime.WithLabelValues(u.name).Inc()
 		s.log.Warn("setting the restored guest's clock failed", zap.String("unikernel", u.name), zap.Error(err))
 		return

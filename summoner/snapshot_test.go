@@ -193,6 +193,27 @@ func TestSnapshotNoAgent(t *testing.T) {
 	}
 }
 
+// TestSnapshotAgentLate: just after a restore libvirt may not see the
+// guest's agent yet; setting the clock is retried until it does.
+func TestSnapshotAgentLate(t *testing.T) {
+	h, _ := snapHarness(t, snapUK("a", "10.0.0.1"))
+	h.coldStart("a")
+	h.idleOut("a")
+	h.f.AgentLate("a", 3)
+	if mode := h.coldStart("a"); mode != ModeSnapshot {
+		t.Errorf("mode %q, want %q", mode, ModeSnapshot)
+	}
+	if n := h.countCalls("set-time a"); n != 5 { // one after the save, four after the restore
+		t.Errorf("%d set-time calls, want 5: %q", n, h.calls())
+	}
+	if got := h.metric("jitsu_unikernel_guest_time_failures_total", "unikernel", "a"); got != 0 {
+		t.Errorf("guest time failures = %v, want 0", got)
+	}
+	if c, _ := h.f.GuestClock("a"); time.Since(c).Abs() > time.Second {
+		t.Errorf("restored guest's clock off by %v, want set", time.Since(c))
+	}
+}
+
 // TestSnapshotBroken: a file that cannot be restored right after it was
 // saved is discarded, the unikernel boots, and no file is made again for
 // that spec; a failed save carries on with the running guest.

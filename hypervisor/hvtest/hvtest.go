@@ -108,6 +108,7 @@ type Fake struct {
 	failStop    map[string]error
 	failSave    map[string]error
 	failRestore map[string]error
+	agentLate   map[string]int           // SetGuestTime calls of name to fail as if the agent had not connected yet
 	hang        map[string]chan struct{} // Start of name blocks until closed
 	hanging     map[string]int           // Start/Prepare calls of name blocked on hang now
 	unavailable bool
@@ -139,6 +140,7 @@ func New() *Fake {
 		failStop:    map[string]error{},
 		failSave:    map[string]error{},
 		failRestore: map[string]error{},
+		agentLate:   map[string]int{},
 		hang:        map[string]chan struct{}{},
 		hanging:     map[string]int{},
 		changed:     make(chan struct{}),
@@ -432,6 +434,10 @@ func (f *Fake) SetGuestTime(ctx context.Context, name string) error {
 		if !d.spec.Agent {
 			return hypervisor.ErrNoAgent
 		}
+		if f.agentLate[name] > 0 {
+			f.agentLate[name]--
+			return hypervisor.ErrAgentUnresponsive
+		}
 		d.lag = 0
 		return nil
 	})
@@ -440,6 +446,15 @@ func (f *Fake) SetGuestTime(ctx context.Context, name string) error {
 		return fmt.Errorf("set guest time of %q: %w", name, err)
 	}
 	return nil
+}
+
+// AgentLate makes the next n SetGuestTime calls of name fail with
+// ErrAgentUnresponsive, as libvirt answers until it has seen a restored
+// guest's agent port open.
+func (f *Fake) AgentLate(name string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.agentLate[name] = n
 }
 
 // GuestClock returns what the guest of domain name would read on its
