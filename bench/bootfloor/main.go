@@ -30,8 +30,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
@@ -263,27 +261,10 @@ func idleCPU(ctx context.Context, name string, settle, d time.Duration) (time.Du
 	return t1 - t0, nil
 }
 
-// cpuTime reads utime+stime of pid from /proc/PID/stat (USER_HZ = 100).
+// cpuTime reads utime+stime of pid.
 func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+	t, err := benchkit.ProcTicks(pid)
+	return benchkit.Ticks(t), err
 }
 
 // waitMarker polls the console log until it contains marker.

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -435,7 +434,7 @@ func qemuRSS(dom string) (int, error) {
 		if err != nil {
 			continue
 		}
-		if kib, err := vmRSS(string(status)); err == nil {
+		if kib, err := benchkit.ParseVmRSS(string(status)); err == nil {
 			return kib, nil
 		}
 	}
@@ -457,18 +456,4 @@ func isQEMUOf(args []string, dom string) bool {
 		}
 	}
 	return false
-}
-
-// vmRSS returns the VmRSS line of /proc/PID/status, in KiB.
-func vmRSS(status string) (int, error) {
-	for _, l := range strings.Split(status, "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("VmRSS line %q", l)
-			}
-			return strconv.Atoi(f[0])
-		}
-	}
-	return 0, errors.New("no VmRSS line (a kernel thread or a zombie)")
 }

@@ -88,26 +88,6 @@ func TestIsQEMUOf(t *testing.T) {
 	}
 }
 
-func TestVmRSS(t *testing.T) {
-	tests := []struct {
-		name, status string
-		want         int
-		wantErr      bool
-	}{
-		{"status", "Name:\tqemu-system-x86\nVmPeak:\t  900000 kB\nVmRSS:\t   62340 kB\nRssAnon:\t 1 kB\n", 62340, false},
-		{"zombie", "Name:\tqemu\nState:\tZ (zombie)\n", 0, true},
-		{"bad unit", "VmRSS:\t 12 MB\n", 0, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := vmRSS(tt.status)
-			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Errorf("vmRSS = %d, %v; want %d, error %v", got, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-}
-
 func TestRSSRow(t *testing.T) {
 	tests := []struct {
 		name string

@@ -30,25 +30,6 @@ func TestParseSteps(t *testing.T) {
 	}
 }
 
-func TestParseStatTicks(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    uint64
-		wantErr bool
-	}{
-		// A command with spaces and a parenthesis: utime 7, stime 5.
-		{"42 (qemu sys) x) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 100 1000 50", 12, false},
-		{"42 (short) S 1 2", 0, true},
-		{"no command", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseStatTicks(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseStatTicks(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 func TestPercentile(t *testing.T) {
 	var l latencies
 	for i := 1; i <= 100; i++ {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jitsu-unikernel/jitsu/bench/internal/benchkit"
+	"github.com/jitsu-unikernel/jitsu/internal/sandbox"
 )
 
 // row is what one step measured.
@@ -99,9 +100,9 @@ func (b *bench) measureIdle(ctx context.Context, r *row) error {
 	}
 	qemus := make([]int, 0, b.up)
 	for _, g := range b.guests[:b.up] {
-		p := qemuPid(benchkit.DomainPrefix + g.name)
-		if p == 0 {
-			return fmt.Errorf("no QEMU process for %s", g.name)
+		p, err := sandbox.QEMUPid(benchkit.DomainPrefix + g.name)
+		if err != nil {
+			return fmt.Errorf("no QEMU process for %s: %w", g.name, err)
 		}
 		qemus = append(qemus, p)
 	}
@@ -119,19 +120,19 @@ func (b *bench) measureIdle(ctx context.Context, r *row) error {
 	}
 	r.cpu = use(a, z)
 	for _, p := range qemus {
-		kib, err := rssKiB(p)
+		kib, err := benchkit.RSSKiB(p)
 		if err != nil {
 			return err
 		}
 		r.qemuRSSKiB += kib
 	}
-	if r.jitsuRSSKiB, err = rssKiB(b.jitsuPid); err != nil {
+	if r.jitsuRSSKiB, err = benchkit.RSSKiB(b.jitsuPid); err != nil {
 		return err
 	}
-	if r.jitsuFDs, err = openFiles(b.jitsuPid); err != nil {
+	if r.jitsuFDs, err = benchkit.OpenFiles(b.jitsuPid); err != nil {
 		return err
 	}
-	r.virtFDs, err = openFiles(virt)
+	r.virtFDs, err = benchkit.OpenFiles(virt)
 	return err
 }
 

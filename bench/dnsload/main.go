@@ -297,15 +297,9 @@ func destroyGuests(env *sandbox.Env, n int) {
 func cpuTicks(pids []int) int64 {
 	var sum int64
 	for _, p := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
+		if t, err := benchkit.ProcTicks(p); err == nil { // gone: not counted
+			sum += int64(t)
 		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		k, _ := strconv.ParseInt(f[12], 10, 64)
-		sum += u + k
 	}
 	return sum
 }

@@ -34,7 +34,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,7 +155,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	for _, g := range guests {
-		if g.cpu0, err = cpuTicks(g.pid); err != nil {
+		if g.cpu0, err = benchkit.ProcTicks(g.pid); err != nil {
 			return err
 		}
 	}
@@ -237,20 +236,20 @@ func boot(ctx context.Context, host *benchkit.Host, g *guest, timeout time.Durat
 // report reads every guest's CPU time and RSS, checks that it still
 // answers, and prints the figures per case.
 func report(ctx context.Context, host *benchkit.Host, guests []*guest, o options, took time.Duration) error {
-	hz := float64(clockTicks)
+	hz := float64(benchkit.UserHZ)
 	pct := make([][]float64, len(o.cases))
 	rss := make([][]float64, len(o.cases))
 	for _, g := range guests {
-		t1, err := cpuTicks(g.pid)
+		t1, err := benchkit.ProcTicks(g.pid)
 		if err != nil {
 			return err
 		}
-		r, err := rssBytes(g.pid)
+		kib, err := benchkit.RSSKiB(g.pid)
 		if err != nil {
 			return err
 		}
 		pct[g.c] = append(pct[g.c], float64(t1-g.cpu0)/hz/took.Seconds()*100)
-		rss[g.c] = append(rss[g.c], float64(r)/(1<<20))
+		rss[g.c] = append(rss[g.c], float64(kib)/1024)
 	}
 	var dead []string
 	for _, g := range guests {
@@ -271,57 +270,6 @@ func report(ctx context.Context, host *benchkit.Host, guests []*guest, o options
 	}
 	fmt.Printf("all %d guests still answer HTTP\n", len(guests))
 	return nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on
-// every Linux architecture jitsu runs on).
-const clockTicks = 100
-
-// cpuTicks returns utime+stime of pid in clock ticks.
-func cpuTicks(pid int) (uint64, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	u, err1 := strconv.ParseUint(f[13], 10, 64)
-	s, err2 := strconv.ParseUint(f[14], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	return u + s, nil
-}
-
-// rssBytes returns the resident set size of pid.
-func rssBytes(pid int) (uint64, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	pages, err := strconv.ParseUint(f[23], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	return pages * uint64(os.Getpagesize()), nil
-}
-
-// statFields returns the fields of /proc/PID/stat, numbered from 0 as in
-// proc(5) minus one (the command name, which may hold spaces, is field 1).
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, fmt.Errorf("read QEMU's stat: %w", err)
-	}
-	s := string(b)
-	end := strings.LastIndexByte(s, ')')
-	if end < 0 {
-		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := append([]string{s[:end+1]}, strings.Fields(s[end+1:])...)
-	f = append([]string{""}, f...) // f[0] pid placeholder, f[1] comm
-	if len(f) < 24 {
-		return nil, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	return f, nil
 }
 
 type summary struct{ med, p90, min, max, sum float64 }
