@@ -164,9 +164,11 @@ func (s *Summoner) startAsync(u *unit, why string, call func(context.Context, hy
 // wait in the timeline, the metrics and the log. It reports false if the
 // boot was given up meanwhile.
 func (s *Summoner) awaitSlot(ctx context.Context, u *unit, t *startTicket) bool {
+	queued := false
 	select {
 	case <-t.granted:
 	default:
+		queued = true
 		inflight, waiting := s.startq.counts()
 		s.log.Info("boot queued: max_starting boots in flight", zap.String("unikernel", u.name),
 			zap.Int("in_flight", inflight), zap.Int("queued", waiting))
@@ -182,7 +184,7 @@ func (s *Summoner) awaitSlot(ctx context.Context, u *unit, t *startTicket) bool 
 		u.timeline.Start = now
 	}
 	u.mu.Unlock()
-	if waited > 0 {
+	if queued {
 		s.log.Info("boot left the start queue", zap.String("unikernel", u.name), zap.Duration("waited", waited))
 	}
 	return true

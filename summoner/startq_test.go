@@ -134,6 +134,10 @@ func TestStartQueue(t *testing.T) {
 	if err := h.f.WaitHanging(h.ctx, "c", 1); err != nil {
 		t.Fatal(err)
 	}
+	// Only a boot that waited says it left the queue: c, not a or b.
+	if left := h.logged("boot left the start queue"); len(left) != 1 {
+		t.Fatalf("%d \"left the start queue\" logs, want 1 (c's)", len(left))
+	}
 	// b times out (its boot timeout runs once its Start returned): d next.
 	release["b"]()
 	h.waitProbes("b", 1)
