@@ -111,33 +111,10 @@ func (c *benchCase) idleState() string {
 	return c.idle
 }
 
-// bootAndSuspend boots the unikernel once (a query and a GET, not
-// measured) and stops it with its own stop mode (suspend), as its idle-out
-// would, waiting until jitsu reports it suspended.
-func bootAndSuspend(ctx context.Context, b *bench) error {
-	if _, _, err := queryThenGet(ctx, b); err != nil {
-		return fmt.Errorf("first boot: %w", err)
-	}
-	c, err := control.Dial(ctx, b.socket)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Stop(ctx, "www", ""); err != nil {
-		return fmt.Errorf("suspend www: %w", err)
-	}
-	return waitState(ctx, c, "suspended")
-}
-
-// snapshotBytes is the size of the snapshot case's save file (0: none
-// made), for the memory report.
-var snapshotBytes int64
-
-// bootAndStop makes sure the snapshot case's save file exists (a query
-// and a GET, not measured: the first boot makes the file, later ones
-// restore it) and stops the unikernel, waiting until jitsu reports it
-// stopped: its domain is gone, the file stays.
-func bootAndStop(ctx context.Context, b *bench) error {
+// bootThenStop boots the unikernel once (a query and a GET, not
+// measured) and stops it with its own stop mode, as its idle-out would,
+// waiting until jitsu reports it in state want.
+func bootThenStop(ctx context.Context, b *bench, want string) error {
 	if _, _, err := queryThenGet(ctx, b); err != nil {
 		return fmt.Errorf("first boot: %w", err)
 	}
@@ -149,6 +126,26 @@ func bootAndStop(ctx context.Context, b *bench) error {
 	if err := c.Stop(ctx, "www", ""); err != nil {
 		return fmt.Errorf("stop www: %w", err)
 	}
+	return waitState(ctx, c, want)
+}
+
+// bootAndSuspend boots the unikernel once and suspends it (its stop
+// mode).
+func bootAndSuspend(ctx context.Context, b *bench) error {
+	return bootThenStop(ctx, b, "suspended")
+}
+
+// snapshotBytes is the size of the snapshot case's save file (0: none
+// made), for the memory report.
+var snapshotBytes int64
+
+// bootAndStop makes sure the snapshot case's save file exists (the first
+// boot makes the file, later ones restore it) and stops the unikernel:
+// its domain is gone, the file stays.
+func bootAndStop(ctx context.Context, b *bench) error {
+	if err := bootThenStop(ctx, b, "stopped"); err != nil {
+		return err
+	}
 	files, _ := filepath.Glob(filepath.Join(b.dir, "snapshot", "*", "*.save"))
 	if len(files) != 1 {
 		return fmt.Errorf("save files %q, want one", files)
@@ -156,7 +153,7 @@ func bootAndStop(ctx context.Context, b *bench) error {
 	if fi, err := os.Stat(files[0]); err == nil {
 		snapshotBytes = fi.Size()
 	}
-	return waitState(ctx, c, "stopped")
+	return nil
 }
 
 // destroyLeft destroys the domain if it is still there once jitsu exited
@@ -292,27 +289,9 @@ func (b *bench) startJitsu(ctx context.Context, c *benchCase) (func() error, err
 		return nil, err
 	}
 	cmd := b.env.Command(context.Background(), b.bin, "serve", "--config", c.confPath, "--log-json")
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start jitsu: %w", err)
-	}
-	stop := func() error {
-		defer logf.Close()
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("jitsu exit after SIGTERM: %w (log %s)", err, logf.Name())
-			}
-			return nil
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("jitsu did not stop within 15 s of SIGTERM")
-		}
+	stop, err := benchkit.StartLogged("jitsu", cmd, logf, 15*time.Second)
+	if err != nil {
+		return nil, err
 	}
 	if err := b.waitJitsu(ctx, cmd, c.idleState()); err != nil {
 		return nil, errors.Join(err, stop())

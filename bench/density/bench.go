@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -107,30 +106,12 @@ func (b *bench) startJitsu(ctx context.Context) (func() error, error) {
 	// /sys/fs/cgroup to give the guests their CPU weight, as it does on a
 	// real host.
 	cmd := b.host.Env.CommandNet(context.Background(), b.o.bin, "serve", "--config", b.conf, "--log-json")
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start jitsu: %w", err)
+	stop, err := benchkit.StartLogged("jitsu", cmd, logf, 30*time.Second)
+	if err != nil {
+		return nil, err
 	}
-	// ip netns exec execs jitsu in its own process.
+	// nsenter execs jitsu in its own process.
 	b.jitsuPid = cmd.Process.Pid
-	stop := func() error {
-		defer logf.Close()
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("jitsu exit after SIGTERM: %w (log %s)", err, b.o.jitsuLog)
-			}
-			return nil
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("jitsu did not stop within 30 s of SIGTERM (log %s)", b.o.jitsuLog)
-		}
-	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, serr := b.status(ctx)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -97,4 +99,33 @@ func ParseVmRSS(status string) (int, error) {
 func OpenFiles(pid int) (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents), err
+}
+
+// StartLogged starts cmd (called name in errors) with its standard error appended to log (closed
+// when it stops) and returns a function that stops it: SIGTERM, then
+// SIGKILL if it has not exited within grace. The error of stop says
+// whether it exited cleanly, and names the log.
+func StartLogged(name string, cmd *exec.Cmd, log *os.File, grace time.Duration) (stop func() error, err error) {
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return func() error {
+		defer log.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("%s exit after SIGTERM: %w (log %s)", name, err, log.Name())
+			}
+			return nil
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("%s did not stop within %v of SIGTERM (log %s)", name, grace, log.Name())
+		}
+	}, nil
 }
