@@ -217,6 +217,11 @@ type Hypervisor interface {
 	// unreadable or incompatible file gives another error (the caller
 	// discards the file and boots).
 	RestoreSnapshot(ctx context.Context, spec Spec, path string) error
+	// PrepareSnapshot is RestoreSnapshot with the domain left paused: a
+	// warm domain (StatePaused) whose guest continues from the save when
+	// Resume runs it. Its clock is behind by the time since the save
+	// until SetGuestTime.
+	PrepareSnapshot(ctx context.Context, spec Spec, path string) error
 	// SetGuestTime sets the running guest's clock to the host's current
 	// time through its guest agent, which also re-seeds the guest's RNG
 	// (see docs/boot.md): call it after a restore or a resume, before the
