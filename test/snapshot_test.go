@@ -152,3 +152,56 @@ func logLine(w *world, msg string) string {
 	}
 	return m[len(m)-1]
 }
+
+// TestWarmSnapshotStart (issue 16): warm = true with start = "snapshot".
+// Before its first boot made the save file the unikernel has no warm
+// domain; after each idle-out its warm domain is the file restored paused
+// (virsh: paused), and a query and a GET resume it (mode warm-snapshot).
+// After each resume the guest's clock is within 1 s of the host's and
+// two resumes of the same file give different random bytes. Query →
+// first byte and the paused QEMU's RSS are logged (no timed assertion).
+func TestWarmSnapshotStart(t *testing.T) {
+	snapDir, err := os.MkdirTemp("/var/lib/jitsu", "e2e-warmsnap-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(snapDir) })
+	w := newWorld(t, true, unikernelConf{Name: "wsnap", IP: "10.213.0.8", Start: "snapshot", Warm: true, IdleTimeout: "4s"})
+	w.data.SnapshotDir = snapDir
+	w.writeConf()
+	w.startJitsu()
+	dom := config.DomainPrefix + "wsnap"
+	if s := w.status("wsnap"); s.State != "stopped" || w.hasDomain("wsnap") {
+		t.Fatalf("before its first boot: state %s, domain exists %v; want stopped and no domain", s.State, w.hasDomain("wsnap"))
+	}
+	bootTTFB := w.queryAndGet("wsnap")
+	if s := w.status("wsnap"); s.LastBoot == nil || s.LastBoot.Mode != "boot" {
+		t.Errorf("first start's timeline %+v: want mode boot", s.LastBoot)
+	}
+	randoms := map[string]int{}
+	for i := 1; i <= 2; i++ {
+		w.waitState("wsnap", 60*time.Second, "warm")
+		if st := w.domState(dom); st != "paused" {
+			t.Fatalf("resume %d: virsh domstate %s = %q, want paused", i, dom, st)
+		}
+		rss := qemuRSS(t, dom)
+		ttfb := w.queryAndGet("wsnap")
+		if s := w.status("wsnap"); s.LastBoot == nil || s.LastBoot.Mode != "warm-snapshot" {
+			t.Errorf("resume %d: timeline %+v, want mode warm-snapshot", i, s.LastBoot)
+		}
+		t.Logf("query → first byte: boot (with save and restore) %v, warm snapshot %d %v; paused QEMU RSS %d KiB; %s",
+			bootTTFB.Round(time.Millisecond), i, ttfb.Round(time.Millisecond), rss, logLine(w, "warm domain prepared"))
+		now, skew, ok := w.guestNow(w.resolve("wsnap.example.test"))
+		if !ok {
+			continue
+		}
+		if skew > time.Second || skew < -time.Second || now.ClockSets < 1 {
+			t.Errorf("resume %d: guest clock %v off the host's (clock sets %d), want within 1 s", i, skew, now.ClockSets)
+		}
+		if j, dup := randoms[now.Random]; dup {
+			t.Errorf("resumes %d and %d gave the same random bytes %s", j, i, now.Random)
+		}
+		randoms[now.Random] = i
+		t.Logf("resume %d: guest clock off by %v, random %s", i, skew.Round(time.Microsecond), now.Random)
+	}
+}
