@@ -507,8 +507,8 @@ func mustParseFile(t *testing.T, file, text string) *Config {
 // TestStartKey: the start key and its combination with warm.
 func TestStartKey(t *testing.T) {
 	tests := []struct {
-		name     string
-		extra    []string
+		name  string
+		extra []string
 		start string
 		warm  bool
 	}{

@@ -156,6 +156,37 @@ func bootAndStop(ctx context.Context, b *bench) error {
 	return nil
 }
 
+// warmSnapFiles lists the warmsnap case's save files.
+func warmSnapFiles(b *bench) []string {
+	files, _ := filepath.Glob(filepath.Join(b.dir, "warmsnap", "*", "*.save"))
+	return files
+}
+
+// warmSnapStart is the state of the warmsnap case's unikernel when jitsu
+// starts: warm once its save file exists, stopped before.
+func warmSnapStart(b *bench) string {
+	if len(warmSnapFiles(b)) == 0 {
+		return "stopped"
+	}
+	return "warm"
+}
+
+// warmSnapPrepare makes the warmsnap case's save file if it does not
+// exist yet (a boot that saves, then a stop, after which jitsu restores
+// the file paused into the warm pool).
+func warmSnapPrepare(ctx context.Context, b *bench) error {
+	if len(warmSnapFiles(b)) != 0 {
+		return nil
+	}
+	if err := bootThenStop(ctx, b, "warm"); err != nil {
+		return err
+	}
+	if files := warmSnapFiles(b); len(files) != 1 {
+		return fmt.Errorf("warmsnap save files %q, want one", files)
+	}
+	return nil
+}
+
 // destroyLeft destroys the domain if it is still there once jitsu exited
 // (jitsu leaves its domains to the next jitsu: a warm one is prepared
 // again after every stop). It uses virsh: the benchmark's own hypervisor
@@ -293,7 +324,11 @@ func (b *bench) startJitsu(ctx context.Context, c *benchCase) (func() error, err
 	if err != nil {
 		return nil, err
 	}
-	if err := b.waitJitsu(ctx, cmd, c.idleState()); err != nil {
+	want := c.idleState()
+	if c.startIdle != nil {
+		want = c.startIdle(b)
+	}
+	if err := b.waitJitsu(ctx, cmd, want); err != nil {
 		return nil, errors.Join(err, stop())
 	}
 	return stop, nil

@@ -74,6 +74,10 @@ type benchCase struct {
 	prepare func(ctx context.Context, b *bench) error
 	// confPath is the case's jitsu config, written at start-up.
 	confPath string
+	// startIdle, if set, is the state jitsu reports for the unikernel
+	// when it starts, if that is not idle (warmsnap before its save file
+	// exists).
+	startIdle func(b *bench) string
 }
 
 // sample is one measurement: the time to the first byte and what the
@@ -120,6 +124,13 @@ var cases = []*benchCase{
 			c.Unikernels[0].Start, c.SnapshotDir = "snapshot", filepath.Join(c.ConsoleDir, "snapshot")
 		},
 		prepare: bootAndStop, sample: jitsuSample(queryThenGet)},
+	{key: "warmsnap", label: "jitsu, SYN proxy, warm = true, start = snapshot: query, then GET (resume of the save file restored paused)",
+		conf: func(c *sandbox.JitsuConfig) {
+			c.SynProxy, c.ResponseDelay = true, "0s"
+			c.Unikernels[0].Warm = true
+			c.Unikernels[0].Start, c.SnapshotDir = "snapshot", filepath.Join(c.ConsoleDir, "warmsnap")
+		},
+		idle: "warm", startIdle: warmSnapStart, prepare: warmSnapPrepare, sample: jitsuSample(queryThenGet)},
 }
 
 // References of the paired differences.
