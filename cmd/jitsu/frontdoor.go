@@ -169,6 +169,13 @@ func (f *frontDoor) dnsSummoner(inner dnsserver.Summoner) dnsserver.Summoner {
 	return frontdoorDNS{f: f, inner: inner}
 }
 
+// frontdoorDNS forwards every optional interface the DNS server asserts
+// on its Summoner (TestDNSWrappersForward checks them all).
+var (
+	_ dnsserver.SourceSummoner = frontdoorDNS{}
+	_ dnsserver.Waiter         = frontdoorDNS{}
+)
+
 type frontdoorDNS struct {
 	f     *frontDoor
 	inner dnsserver.Summoner
