@@ -379,7 +379,7 @@ func TestProxyProtocol(t *testing.T) {
 }
 
 // TestBounds: a silent client, a 64 KiB Host line, a full boot queue and
-// a boot timeout are refused and counted, and never stall another name.
+// a wait past MaxWait are refused and counted, and never stall another name.
 func TestBounds(t *testing.T) {
 	f := startFixture(t, httpBackend(t), nil, func(c *Config) {
 		c.NameTimeout = 300 * time.Millisecond
@@ -442,7 +442,7 @@ func TestBounds(t *testing.T) {
 			t.Errorf("waiter after the boot: %d %q", r.status, r.body)
 		}
 	}
-	// A boot that outlasts the boot timeout: 503.
+	// A boot that outlasts the route's MaxWait: 503.
 	releaseLate := f.sum.block("late")
 	defer releaseLate()
 	if s, _ := get(t, f.httpAddr, "late.example.test"); s != 503 {
