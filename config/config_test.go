@@ -503,3 +503,26 @@ func mustParseFile(t *testing.T, file, text string) *Config {
 	}
 	return c
 }
+
+// TestStartKey: the start key and its combination with warm.
+func TestStartKey(t *testing.T) {
+	tests := []struct {
+		name     string
+		extra    []string
+		start string
+		warm  bool
+	}{
+		{"default", nil, StartBoot, false},
+		{"snapshot", []string{`start = "snapshot"`}, StartSnapshot, false},
+		{"warm boot", []string{"warm = true"}, StartBoot, true},
+		{"warm snapshot", []string{"warm = true", `start = "snapshot"`}, StartSnapshot, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := mustParse(t, base+unikernel("a", "2", tc.extra...)).Unikernels[0]
+			if u.Start != tc.start || u.Warm != tc.warm {
+				t.Errorf("start %q warm %v; want %q %v", u.Start, u.Warm, tc.start, tc.warm)
+			}
+		})
+	}
+}

@@ -118,8 +118,6 @@ func TestParseErrors(t *testing.T) {
 			want: []wantErr{{"# E1", "unikernel[0].warm", "warm_max is 0"}}},
 		{name: "start unknown", text: unikernel("a", "2", "start = \"resume\" # E1"),
 			want: []wantErr{{"# E1", "unikernel[0].start", "unknown start"}}},
-		{name: "snapshot with warm", text: unikernel("a", "2", "warm = true", "start = \"snapshot\" # E1"),
-			want: []wantErr{{"# E1", "unikernel[0].start", "warm is true"}}},
 		{name: "snapshot with save", text: unikernel("a", "2", "stop_mode = \"save\"", "start = \"snapshot\" # E1"),
 			want: []wantErr{{"# E1", "unikernel[0].start", "stop_mode is save"}}},
 		{name: "snapshot with console probe", text: unikernel("a", "2", "ready = \"console:ready\"", "start = \"snapshot\" # E1"),

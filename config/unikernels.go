@@ -354,7 +354,8 @@ const (
 	// StartBoot: every cold start boots the kernel (the default).
 	StartBoot = "boot"
 	// StartSnapshot: the first boot is saved to a file once ready; later
-	// cold starts restore it.
+	// cold starts restore it. With warm, the warm pool's domain is that
+	// file restored paused, so a summon resumes a guest past its boot.
 	StartSnapshot = "snapshot"
 )
 
@@ -370,8 +371,6 @@ func (d *decoder) startKey(t *table, u *Unikernel) {
 	case StartBoot:
 	case StartSnapshot:
 		switch {
-		case u.Warm:
-			t.errorf("start", "%q, but warm is true: a unikernel starts either from the warm pool or from a snapshot", s)
 		case u.StopMode == hypervisor.StopSuspend || u.StopMode == hypervisor.StopSave:
 			t.errorf("start", "%q, but stop_mode is %s: a snapshot unikernel is stopped with destroy or shutdown (its next start restores the snapshot)", s, u.StopMode)
 		case u.Ready.Kind == ReadyConsole:

@@ -77,7 +77,9 @@ type BootTimeline struct {
 	FirstReplay time.Time `json:"first_replay,omitzero"`
 	// Mode is how it started: boot, warm (a warm-pool domain resumed),
 	// resume (a suspended one), restore (from a managed save, stop mode
-	// save) or snapshot (from the save file of start = "snapshot").
+	// save), snapshot (from the save file of start = "snapshot") or
+	// warm-snapshot (a warm-pool domain restored paused from that file,
+	// resumed).
 	Mode string `json:"mode,omitempty"`
 }
 

@@ -50,8 +50,9 @@ type Spec struct {
 	// ConsoleLog is the file the serial console is written to; empty means
 	// the backend's default location.
 	ConsoleLog string
-	// Agent gives the domain a QEMU guest agent channel (a virtio-serial
-	// port named org.qemu.guest_agent.0) and a virtio-rng device fed from
+	// Agent gives the domain a guest agent channel (a virtio-serial port
+	// that jitsu itself talks the QEMU guest agent protocol on; the libvirt
+	// backend names it org.jitsu.agent.0) and a virtio-rng device fed from
 	// the host's /dev/urandom, so that SetGuestTime can correct the clock
 	// of a restored or resumed guest and the guest can re-seed its RNG.
 	// The guest must run an agent (the example unikernel's /init does).
@@ -216,6 +217,11 @@ type Hypervisor interface {
 	// unreadable or incompatible file gives another error (the caller
 	// discards the file and boots).
 	RestoreSnapshot(ctx context.Context, spec Spec, path string) error
+	// PrepareSnapshot is RestoreSnapshot with the domain left paused: a
+	// warm domain (StatePaused) whose guest continues from the save when
+	// Resume runs it. Its clock is behind by the time since the save
+	// until SetGuestTime.
+	PrepareSnapshot(ctx context.Context, spec Spec, path string) error
 	// SetGuestTime sets the running guest's clock to the host's current
 	// time through its guest agent, which also re-seeds the guest's RNG
 	// (see docs/boot.md): call it after a restore or a resume, before the

@@ -57,7 +57,7 @@ func (s *Summoner) doCount(u *unit, _ event, from State) (*event, error) {
 	now := s.clock.Now()
 	u.bootStart = now
 	u.consoleOff = consoleSize(cfg.Spec.ConsoleLog)
-	mode := startMode(from)
+	mode := startMode(cfg, from)
 	if mode == ModeBoot {
 		mode = s.planSnapshot(u, cfg) // takes u.mu
 	}
@@ -98,15 +98,20 @@ func (s *Summoner) doStart(u *unit, _ event, _ State) (*event, error) {
 }
 
 // doResume resumes the paused domain beside the actor, or starts it if
-// that fails.
-func (s *Summoner) doResume(u *unit, _ event, _ State) (*event, error) {
+// that fails. A warm domain restored from a snapshot gets its clock set
+// (and its RNG re-seeded) before the probe can release it.
+func (s *Summoner) doResume(u *unit, _ event, from State) (*event, error) {
+	fromSnapshot := from == StateWarm && u.cfg.Load().Snapshot
 	s.startAsync(u, "resume failed", func(ctx context.Context, spec hypervisor.Spec) error {
 		err := s.hv.Resume(ctx, u.domain)
 		if err != nil {
 			s.log.Warn("resume failed; starting instead", zap.String("unikernel", u.name), zap.Error(err))
-			err = s.hv.Start(ctx, spec)
+			return s.hv.Start(ctx, spec)
 		}
-		return err
+		if fromSnapshot {
+			s.setGuestTime(ctx, u)
+		}
+		return nil
 	})
 	return nil, nil
 }

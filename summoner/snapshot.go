@@ -219,8 +219,8 @@ func (s *Summoner) setGuestTime(ctx context.Context, u *unit) {
 	defer cancel()
 	t0 := time.Now()
 	err := s.hv.SetGuestTime(tctx, u.domain)
-	// Just after a restore libvirt may not have seen the guest's agent
-	// port open yet ("not connected"): retry that until the deadline.
+	// An agent that cannot be reached yet (its socket not there, no
+	// answer to the sync) is retried until the deadline.
 	for errors.Is(err, hypervisor.ErrAgentUnresponsive) {
 		select {
 		case <-tctx.Done():

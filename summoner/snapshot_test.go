@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jitsu-unikernel/jitsu/hypervisor"
 )
 
 // snapUK is uk with Snapshot and a guest agent.
@@ -240,19 +242,93 @@ func TestSnapshotBroken(t *testing.T) {
 	}
 }
 
-// TestSnapshotConfig: snapshot conflicts with warm and with the stop
-// modes that keep the domain, and needs a snapshot directory.
+// TestSnapshotConfig: snapshot conflicts with the stop modes that keep
+// the domain, not with warm, and needs a snapshot directory.
 func TestSnapshotConfig(t *testing.T) {
 	w := snapUK("a", "10.0.0.1")
 	w.Warm = true
-	s := snapUK("a", "10.0.0.1")
-	s.StopMode = "save"
-	for _, u := range []Unikernel{w, s} {
-		if _, err := normalize([]Unikernel{u}); err == nil {
-			t.Errorf("normalize accepted snapshot with warm %v, stop mode %s", u.Warm, u.StopMode)
+	if _, err := normalize([]Unikernel{w}); err != nil {
+		t.Errorf("normalize refused snapshot with warm: %v", err)
+	}
+	for _, mode := range []hypervisor.StopMode{hypervisor.StopSave, hypervisor.StopSuspend} {
+		s := snapUK("a", "10.0.0.1")
+		s.StopMode = mode
+		if _, err := normalize([]Unikernel{s}); err == nil {
+			t.Errorf("normalize accepted snapshot with stop mode %s", mode)
 		}
 	}
 	if _, err := New(Options{Hypervisor: newHarness(t, Options{}).f}, []Unikernel{snapUK("a", "10.0.0.1")}); err == nil {
 		t.Error("New accepted a snapshot unikernel without a snapshot directory")
+	}
+}
+
+// TestWarmSnapshot: a warm snapshot unikernel has no warm domain until
+// its first boot made the save file; from then on its warm domain is the
+// file restored paused, and a summon resumes it (mode warm-snapshot) and
+// sets the guest's clock before it is ready. The pool is refilled the
+// same way after each stop.
+func TestWarmSnapshot(t *testing.T) {
+	u := snapUK("a", "10.0.0.1")
+	u.Warm = true
+	h := newHarness(t, Options{SnapshotDir: t.TempDir(), SnapshotSalt: "test", WarmMax: 1}, u)
+	h.f.SetAutoReady(true)
+	h.run()
+	h.settle()
+	if st := h.status("a").State; st != StateStopped || h.countCalls("prepare a")+h.countCalls("prepare-snapshot a") != 0 {
+		t.Fatalf("before any save file: a is %s after %q, want stopped and nothing prepared", st, h.calls())
+	}
+	if mode := h.coldStart("a"); mode != ModeBoot {
+		t.Errorf("first start mode %q, want %q", mode, ModeBoot)
+	}
+	for i := 1; i <= 2; i++ {
+		h.clk.Advance(11 * time.Second) // idles out, and is refilled
+		h.tick()
+		h.waitState("a", StateWarm)
+		if st := h.f.StateOf("a"); st != hypervisor.StatePaused {
+			t.Fatalf("warm domain of a is %s, want paused", st)
+		}
+		if n := h.countCalls("prepare-snapshot a"); n != i {
+			t.Fatalf("%d paused restores after %d stops, want %d: %q", n, i, i, h.calls())
+		}
+		if mode := h.coldStart("a"); mode != ModeWarmSnapshot {
+			t.Errorf("start %d mode %q, want %q", i+1, mode, ModeWarmSnapshot)
+		}
+		calls := h.calls()
+		if got := calls[len(calls)-2:]; !slices.Equal(got, []string{"resume a", "set-time a"}) {
+			t.Errorf("start %d: last calls %q, want a resume then set-time", i+1, got)
+		}
+		if c, _ := h.f.GuestClock("a"); time.Since(c).Abs() > time.Second {
+			t.Errorf("start %d: guest's clock off by %v, want set to the host's", i+1, time.Since(c))
+		}
+	}
+	if n, p := h.countCalls("start a"), h.countCalls("prepare a"); n != 1 || p != 0 {
+		t.Errorf("%d boots and %d prepares of a paused-before-boot domain, want 1 and 0: %q", n, p, h.calls())
+	}
+}
+
+// TestWarmSnapshotBadFile: a save file that cannot be restored paused is
+// discarded; the next start boots and makes a new one.
+func TestWarmSnapshotBadFile(t *testing.T) {
+	u := snapUK("a", "10.0.0.1")
+	u.Warm = true
+	dir := t.TempDir()
+	h := newHarness(t, Options{SnapshotDir: dir, SnapshotSalt: "test", WarmMax: 1}, u)
+	h.f.SetAutoReady(true)
+	h.run()
+	h.coldStart("a")
+	h.f.FailRestore("a", errors.New("incompatible save file"))
+	h.idleOut("a")
+	h.settle()
+	if got := snapFiles(t, dir); len(got) != 0 {
+		t.Errorf("save files %q after a failed paused restore, want none", got)
+	}
+	if st := h.status("a").State; st != StateStopped {
+		t.Errorf("a is %s, want stopped", st)
+	}
+	if mode := h.coldStart("a"); mode != ModeBoot {
+		t.Errorf("start after the failure: mode %q, want %q", mode, ModeBoot)
+	}
+	if got := snapFiles(t, dir); len(got) != 1 {
+		t.Errorf("save files %q after the boot, want a new one", got)
 	}
 }

@@ -120,6 +120,10 @@ const (
 	// ModeSnapshot: restored from the save file made after its first
 	// boot (Unikernel.Snapshot); the file stays for the next start.
 	ModeSnapshot = "snapshot"
+	// ModeWarmSnapshot: a warm domain restored paused from the save file
+	// (Unikernel.Warm and Snapshot) resumed: its guest continues past its
+	// boot.
+	ModeWarmSnapshot = "warm-snapshot"
 )
 
 // ReadyKind is the kind of a readiness probe.
@@ -190,9 +194,10 @@ type Unikernel struct {
 	// Snapshot: after its first boot is ready, save it to a file in
 	// Options.SnapshotDir and restore that file on every later cold start
 	// (ModeSnapshot) while its spec and image files stay the same. Not
-	// with Warm, nor with StopMode suspend or save; its probe must work
-	// after a restore (tcp or delay). Spec.Agent lets the summoner set a
-	// restored guest's clock.
+	// with StopMode suspend or save; its probe must work after a restore
+	// (tcp or delay). Spec.Agent lets the summoner set a restored guest's
+	// clock. With Warm, the warm domain is the file restored paused
+	// (ModeWarmSnapshot), prepared once the file exists.
 	Snapshot bool
 }
 

@@ -277,8 +277,8 @@ func (c *Unikernel) check() error {
 	if c.Warm && (c.StopMode == hypervisor.StopSuspend || c.StopMode == hypervisor.StopSave) {
 		return fmt.Errorf("warm with stop mode %s (want destroy or shutdown)", c.StopMode)
 	}
-	if c.Snapshot && (c.Warm || c.StopMode == hypervisor.StopSuspend || c.StopMode == hypervisor.StopSave) {
-		return fmt.Errorf("snapshot with warm or stop mode %s (want no warm pool, destroy or shutdown)", c.StopMode)
+	if c.Snapshot && (c.StopMode == hypervisor.StopSuspend || c.StopMode == hypervisor.StopSave) {
+		return fmt.Errorf("snapshot with stop mode %s (want destroy or shutdown)", c.StopMode)
 	}
 	if len(c.Triggers) == 0 {
 		return fmt.Errorf("no trigger (want some of %q)", configurableTriggers)

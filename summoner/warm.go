@@ -3,6 +3,8 @@ package summoner
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"sort"
 	"time"
 
@@ -18,10 +20,13 @@ import (
 // most recently active unikernels first, within Options.WarmMax and
 // WarmMemory.
 
-// startMode is the BootTimeline.Mode of a boot out of state from.
-func startMode(from State) string {
+// startMode is the BootTimeline.Mode of a boot of c out of state from.
+func startMode(c *Unikernel, from State) string {
 	switch from {
 	case StateWarm:
+		if c.Snapshot {
+			return ModeWarmSnapshot
+		}
 		return ModeWarm
 	case StateSuspended:
 		return ModeResume
@@ -40,7 +45,7 @@ func (s *Summoner) refill() {
 	}
 	var cands []*unit
 	for _, u := range s.units.Load().all {
-		if u.cfg.Load().Warm && u.State() == StateStopped {
+		if c := u.cfg.Load(); c.Warm && u.State() == StateStopped && s.warmSource(c) {
 			cands = append(cands, u)
 		}
 	}
@@ -60,15 +65,48 @@ func (s *Summoner) refill() {
 	}
 }
 
-// doPrepare creates the warm domain, paused before its guest runs. It
-// runs in the actor, under the create deadline (Options.CreateTimeout): a
-// summon that comes meanwhile is held at the gate and resumes the domain
-// once it exists.
+// warmSource reports whether c's warm domain can be prepared: always for
+// a booting unikernel, only once its save file exists for a snapshot one
+// (its first start boots and makes the file).
+func (s *Summoner) warmSource(c *Unikernel) bool {
+	if !c.Snapshot {
+		return true
+	}
+	path, err := s.snapshotPath(c)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(path)
+	return err == nil
+}
+
+// prepare creates c's warm domain: paused before its guest runs, or, for
+// a snapshot unikernel, its save file restored paused. A save file that
+// cannot be restored is discarded: the next start boots and makes a new
+// one.
+func (s *Summoner) prepare(ctx context.Context, u *unit, c *Unikernel) error {
+	if !c.Snapshot {
+		return s.hv.Prepare(ctx, c.Spec)
+	}
+	path, err := s.snapshotPath(c)
+	if err != nil {
+		return fmt.Errorf("prepare from a snapshot: %w", err)
+	}
+	err = s.hv.PrepareSnapshot(ctx, c.Spec, path)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, hypervisor.ErrAlreadyRunning) && !errors.Is(err, hypervisor.ErrUnavailable) {
+		s.discardSnapshot(u, path, "restore paused for the warm pool", err)
+	}
+	return err
+}
+
+// doPrepare creates the warm domain (prepare). It runs in the actor,
+// under the create deadline (Options.CreateTimeout): a summon that comes
+// meanwhile is held at the gate and resumes the domain once it exists.
 func (s *Summoner) doPrepare(u *unit, _ event, _ State) (*event, error) {
 	cfg := u.cfg.Load()
 	ctx, cancel := context.WithTimeout(s.runCtx, s.opts.CreateTimeout)
 	t0 := time.Now()
-	err := s.hv.Prepare(ctx, cfg.Spec)
+	err := s.prepare(ctx, u, cfg)
 	cancel()
 	if errors.Is(err, hypervisor.ErrAlreadyRunning) {
 		// A domain exists already: the reconciler adopts it.
@@ -88,6 +126,7 @@ func (s *Summoner) doPrepare(u *unit, _ event, _ State) (*event, error) {
 		s.opts.Placer.Started(u.domain)
 	}
 	s.m.prepares.WithLabelValues(u.name, "ok").Inc()
-	s.log.Info("warm domain prepared", zap.String("unikernel", u.name), zap.Duration("took", time.Since(t0)))
+	s.log.Info("warm domain prepared", zap.String("unikernel", u.name), zap.Bool("from_snapshot", cfg.Snapshot),
+		zap.Duration("took", time.Since(t0)))
 	return nil, nil
 }

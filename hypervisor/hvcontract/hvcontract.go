@@ -56,7 +56,7 @@ var Cases = []string{
 	"StartStateList", "ExplicitMAC", "StopDestroy", "StopShutdown",
 	"SuspendResume", "SaveRestore", "NotFound", "BadStopMode", "Foreign",
 	"Crash", "ConcurrentStart", "Close", "DiscardSave", "Prepare",
-	"GuestTime", "Snapshot",
+	"GuestTime", "Snapshot", "PrepareSnapshot",
 }
 
 // Run runs every case of the contract against h, each as a subtest with a
@@ -82,6 +82,7 @@ func Run(t *testing.T, h Harness) {
 		"DiscardSave":     testDiscardSave,
 		"Prepare":         testPrepare,
 		"Snapshot":        testSnapshot,
+		"PrepareSnapshot": testPrepareSnapshot,
 		"GuestTime":       testGuestTime,
 	}
 	for _, name := range Cases {
@@ -523,6 +524,40 @@ func testSnapshot(t *testing.T, e *env) {
 	if err := e.hv.RestoreSnapshot(e.ctx, spec, bad); err == nil {
 		t.Errorf("RestoreSnapshot of a corrupt file: no error")
 		_ = e.hv.Stop(e.ctx, e.name, hypervisor.StopDestroy)
+	}
+}
+
+// testPrepareSnapshot: PrepareSnapshot restores a save file paused (a
+// warm domain: started, then suspended), refuses a domain that exists,
+// and Resume runs it.
+func testPrepareSnapshot(t *testing.T, e *env) {
+	path := filepath.Join(t.TempDir(), "snap.save")
+	spec := e.start(t, e.name)
+	e.waitEvents(t, e.name, hypervisor.EventStarted)
+	if err := e.hv.SaveSnapshot(e.ctx, e.name, path); err != nil {
+		t.Fatalf("SaveSnapshot: %v", err)
+	}
+	e.wantGone(t, e.name, hypervisor.StateShutoff)
+	t0 := time.Now()
+	if err := e.hv.PrepareSnapshot(e.ctx, spec, path); err != nil {
+		t.Fatalf("PrepareSnapshot: %v", err)
+	}
+	t.Logf("restore paused took %v", time.Since(t0))
+	e.wantState(t, e.name, hypervisor.StatePaused)
+	e.waitEvents(t, e.name, hypervisor.EventStarted, hypervisor.EventStopped, hypervisor.EventStarted, hypervisor.EventSuspended)
+	wantErr(t, "PrepareSnapshot of a paused domain", e.hv.PrepareSnapshot(e.ctx, spec, path), hypervisor.ErrAlreadyRunning)
+	t0 = time.Now()
+	if err := e.hv.Resume(e.ctx, e.name); err != nil {
+		t.Fatalf("Resume after PrepareSnapshot: %v", err)
+	}
+	t.Logf("resume took %v", time.Since(t0))
+	e.wantState(t, e.name, hypervisor.StateRunning)
+	if err := e.hv.Stop(e.ctx, e.name, hypervisor.StopDestroy); err != nil {
+		t.Fatalf("Stop(destroy) after PrepareSnapshot: %v", err)
+	}
+	e.wantGone(t, e.name, hypervisor.StateShutoff)
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("save file gone after PrepareSnapshot: %v", err)
 	}
 }
 

@@ -70,7 +70,7 @@ func (f *Fake) saveSnapshot(ctx context.Context, name, path string) error {
 // "restored"), its guest's clock going on from the time of the save (see
 // GuestClock); its guest is ready per SetAutoReady. The file stays.
 func (f *Fake) RestoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
-	err := f.restoreSnapshot(ctx, spec, path)
+	err := f.restoreSnapshot(ctx, spec, path, false)
 	f.record(Call{Op: "restore-snapshot", Name: spec.Name, Err: err})
 	if err != nil {
 		return fmt.Errorf("restore %q from %s: %w", spec.Name, path, err)
@@ -78,7 +78,20 @@ func (f *Fake) RestoreSnapshot(ctx context.Context, spec hypervisor.Spec, path s
 	return nil
 }
 
-func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
+// PrepareSnapshot implements hypervisor.Hypervisor: RestoreSnapshot with
+// the domain left paused (EventStarted "restored", then EventSuspended
+// "paused", as Prepare), its guest's clock stopped until Resume; recorded
+// as Op "prepare-snapshot".
+func (f *Fake) PrepareSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
+	err := f.restoreSnapshot(ctx, spec, path, true)
+	f.record(Call{Op: "prepare-snapshot", Name: spec.Name, Err: err})
+	if err != nil {
+		return fmt.Errorf("restore %q paused from %s: %w", spec.Name, path, err)
+	}
+	return nil
+}
+
+func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string, paused bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -123,6 +136,11 @@ func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path s
 	d.restores++
 	d.ready = f.autoReady
 	f.emitLocked(spec.Name, hypervisor.EventStarted, "restored")
+	if paused {
+		d.state = hypervisor.StatePaused
+		d.stopClock(now)
+		f.emitLocked(spec.Name, hypervisor.EventSuspended, "paused")
+	}
 	f.changedLocked()
 	return nil
 }

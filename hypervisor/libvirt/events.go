@@ -96,6 +96,9 @@ func classify(e *lv.DomainEventLifecycle, requested bool) (kind hypervisor.Event
 		switch lv.DomainEventSuspendedDetailType(e.Detail) {
 		case lv.DOMAIN_EVENT_SUSPENDED_PAUSED:
 			return hypervisor.EventSuspended, "paused", true
+		case lv.DOMAIN_EVENT_SUSPENDED_RESTORED:
+			// A restore that leaves the domain paused (PrepareSnapshot).
+			return hypervisor.EventSuspended, "paused", true
 		case lv.DOMAIN_EVENT_SUSPENDED_IOERROR:
 			return hypervisor.EventSuspended, "io-error", true
 		case lv.DOMAIN_EVENT_SUSPENDED_WATCHDOG:

@@ -969,55 +969,15 @@ func (h *Hypervisor) resume(ctx context.Context, name string) error {
 }
 
 // SetGuestTime sets the guest's clock to the host's current time through
-// the guest agent (virDomainSetTime), under ctx's deadline. See
+// jitsu's agent channel (see agent.go), under ctx's deadline. See
 // hypervisor.Hypervisor.
 func (h *Hypervisor) SetGuestTime(ctx context.Context, name string) error {
-	return h.call(ctx, "set guest time of", name, func() error { return h.setGuestTime(ctx, name) })
-}
-
-// setGuestTime is SetGuestTime without its deadline.
-func (h *Hypervisor) setGuestTime(ctx context.Context, name string) error {
-	_, d, st, done, err := h.openDomain(ctx, "set guest time of", name)
+	path, err := h.agentPath(ctx, name)
 	if err != nil {
 		return err
 	}
-	defer done()
-	switch st {
-	case lv.DOMAIN_RUNNING, lv.DOMAIN_BLOCKED:
-	default:
-		// A paused guest cannot answer: libvirt would wait for the
-		// agent's timeout.
-		return fmt.Errorf("set guest time of %q: %w", name, hypervisor.ErrNotRunning)
-	}
-	// The time is taken as late as possible: the agent steps the guest's
-	// clock to it when the command arrives.
-	now := time.Now()
-	if err := d.SetTime(now.Unix(), uint(now.Nanosecond()), 0); err != nil {
-		if typed := agentErr(err); typed != nil {
-			return fmt.Errorf("set guest time of %q: %w: %w", name, typed, err)
-		}
-		return h.wrap("set guest time of", name, err)
-	}
-	return nil
-}
-
-// agentErr classifies a libvirt error of a guest agent command, or nil.
-func agentErr(err error) error {
-	var le lv.Error
-	if !errors.As(err, &le) {
-		return nil
-	}
-	switch le.Code {
-	case lv.ERR_ARGUMENT_UNSUPPORTED, lv.ERR_NO_SUPPORT:
-		// "QEMU guest agent is not configured" (no channel in the
-		// domain XML); the test driver has no agents at all.
-		return hypervisor.ErrNoAgent
-	case lv.ERR_AGENT_UNRESPONSIVE, lv.ERR_AGENT_UNSYNCED:
-		// Not connected (the guest has not opened its port), or no
-		// answer to guest-sync in time.
-		return hypervisor.ErrAgentUnresponsive
-	case lv.ERR_OPERATION_INVALID:
-		return hypervisor.ErrNotRunning
+	if err := setGuestTimeAt(ctx, path, time.Now); err != nil {
+		return fmt.Errorf("set guest time of %q: %w", name, err)
 	}
 	return nil
 }

@@ -44,10 +44,19 @@ func (h *Hypervisor) saveSnapshot(ctx context.Context, name, path string) error 
 // (virDomainRestoreFlags, with the configuration saved in the file),
 // keeping the file. See hypervisor.Hypervisor.
 func (h *Hypervisor) RestoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
-	return h.call(ctx, "restore", spec.Name, func() error { return h.restoreSnapshot(ctx, spec, path) })
+	return h.call(ctx, "restore", spec.Name, func() error { return h.restoreSnapshot(ctx, spec, path, 0) })
 }
 
-func (h *Hypervisor) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
+// PrepareSnapshot restores spec's domain from the save file at path
+// paused (VIR_DOMAIN_SAVE_PAUSED): a warm domain. See
+// hypervisor.Hypervisor.
+func (h *Hypervisor) PrepareSnapshot(ctx context.Context, spec hypervisor.Spec, path string) error {
+	return h.call(ctx, "restore paused", spec.Name, func() error {
+		return h.restoreSnapshot(ctx, spec, path, lv.DOMAIN_SAVE_PAUSED)
+	})
+}
+
+func (h *Hypervisor) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path string, flags lv.DomainSaveRestoreFlags) error {
 	unlock, err := h.lockName(ctx, spec.Name)
 	if err != nil {
 		return fmt.Errorf("restore %q: %w", spec.Name, err)
@@ -77,11 +86,11 @@ func (h *Hypervisor) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, 
 	}
 	h.remember(spec.Name, metadata{Name: spec.Name, MAC: spec.NIC().String(), Instance: h.opts.Instance})
 	t0 := time.Now()
-	if err := conn.DomainRestoreFlags(path, "", 0); err != nil {
+	if err := conn.DomainRestoreFlags(path, "", flags); err != nil {
 		return h.wrap("restore from "+path+":", spec.Name, err)
 	}
 	h.settleConsole(h.consolePath(spec))
 	h.log.Info("domain restored from a file", zap.String("domain", spec.Name), zap.String("path", path),
-		zap.Duration("took", time.Since(t0)))
+		zap.Bool("paused", flags&lv.DOMAIN_SAVE_PAUSED != 0), zap.Duration("took", time.Since(t0)))
 	return nil
 }

@@ -23,9 +23,12 @@ const metadataPrefix = "jitsu"
 // DefaultMemoryBytes is the guest memory used when a Spec leaves it at 0.
 const DefaultMemoryBytes = 128 << 20
 
-// AgentChannel is the name of the QEMU guest agent's virtio-serial port;
-// libvirt talks to the agent on the channel with this name.
-const AgentChannel = "org.qemu.guest_agent.0"
+// AgentChannel is the name of the virtio-serial port on which jitsu talks
+// to the guest's agent (QGA protocol) itself. It is not libvirt's agent
+// name (org.qemu.guest_agent.0): libvirt leaves this channel alone, and
+// jitsu reaches a restored guest's agent at once instead of waiting for
+// libvirt to see the port open again (agent.go).
+const AgentChannel = "org.jitsu.agent.0"
 
 // AgentPort is the virtio-serial port number of the agent channel. The
 // example unikernel has no sysfs to read port names from: it opens the
@@ -204,7 +207,7 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 
 // addAgent adds the guest agent's devices: a virtio-serial controller with
 // the agent channel at port AgentPort (a UNIX socket whose path libvirt
-// chooses), and a rate-limited virtio-rng fed from the host's
+// chooses, in the live XML), and a rate-limited virtio-rng fed from the host's
 // /dev/urandom.
 func addAgent(devs *libvirtxml.DomainDeviceList) {
 	zero, port, ports := uint(0), uint(AgentPort), uint(AgentPort+1)

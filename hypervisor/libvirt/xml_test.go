@@ -223,6 +223,7 @@ func TestClassify(t *testing.T) {
 		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_BOOTED), false, hypervisor.EventStarted, "booted", true},
 		{lv.DOMAIN_EVENT_STARTED, int(lv.DOMAIN_EVENT_STARTED_RESTORED), false, hypervisor.EventStarted, "restored", true},
 		{lv.DOMAIN_EVENT_SUSPENDED, int(lv.DOMAIN_EVENT_SUSPENDED_PAUSED), false, hypervisor.EventSuspended, "paused", true},
+		{lv.DOMAIN_EVENT_SUSPENDED, int(lv.DOMAIN_EVENT_SUSPENDED_RESTORED), false, hypervisor.EventSuspended, "paused", true},
 		{lv.DOMAIN_EVENT_SUSPENDED, int(lv.DOMAIN_EVENT_SUSPENDED_MIGRATED), false, 0, "", false},
 		{lv.DOMAIN_EVENT_RESUMED, int(lv.DOMAIN_EVENT_RESUMED_UNPAUSED), false, hypervisor.EventResumed, "unpaused", true},
 		{lv.DOMAIN_EVENT_RESUMED, int(lv.DOMAIN_EVENT_RESUMED_MIGRATED), false, 0, "", false},

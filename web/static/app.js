@@ -127,7 +127,7 @@ function renderTimeline() {
     const when = el("time", "", new Date(t0(b)).toLocaleTimeString());
     label.append(when);
     if (b.trigger) label.append(el("span", "trigger", b.trigger));
-    label.append(el("span", "mode " + b.mode, b.mode));
+    label.append(el("span", "mode " + modeClass(b.mode), b.mode));
     const track = el("div", "track");
     const o = t0(b);
     const seg = (cls, from, to, what) => {
@@ -141,12 +141,21 @@ function renderTimeline() {
     const q = isFinite(b.queued) ? b.queued : b.start;
     seg("dns", b.query, q, (b.trigger || "query") + " → start");
     if (q < b.start) seg("queued", q, b.start, "queued (max_starting)");
-    const fast = b.mode === "warm" || b.mode === "snapshot";
-    seg(fast ? b.mode : "boot", b.start, b.ready, fast ? "start (" + b.mode + ") → ready" : "start → ready");
+    const cls = modeClass(b.mode);
+    seg(cls, b.start, b.ready, cls === "boot" ? "start → ready" : "start (" + b.mode + ") → ready");
     seg("hold", b.ready, b.replay, "ready → first replayed SYN");
     row.append(label, track, el("div", "total", human(tEnd(b) - o)));
     box.append(row);
   }
+}
+
+// modeClass is the colour class of a start mode: a resume from the warm
+// pool (warm, or warm-snapshot: a snapshot restored paused) is warm, a
+// restore of a snapshot is snapshot, anything else a boot.
+function modeClass(mode) {
+  if (mode === "warm" || mode === "warm-snapshot") return "warm";
+  if (mode === "snapshot") return "snapshot";
+  return "boot";
 }
 
 async function poll() {

@@ -18,22 +18,24 @@ import (
 
 // A minimal QEMU guest agent: it speaks the QGA protocol (one JSON
 // command per line in, one JSON reply per line out) on the virtio-serial
-// port org.qemu.guest_agent.0, which jitsu's domains have when their spec
-// asks for an agent (hypervisor Spec.Agent). It exists for one command,
-// guest-set-time, which libvirt sends (virDomainSetTime) after a restore
-// or a resume: it steps the clock to the host's, then re-seeds the kernel
+// port org.jitsu.agent.0, which jitsu's domains have when their spec asks
+// for an agent (hypervisor Spec.Agent). jitsu itself is the host side (not
+// libvirt, which only knows org.qemu.guest_agent.0 and, after a restore,
+// takes about a second to see the port open again). The agent exists for
+// one command, guest-set-time, which jitsu sends after a restore or a
+// resume: it steps the clock to the host's, then re-seeds the kernel
 // CRNG from the host (virtio-rng) and rotates the TLS session ticket keys,
 // because a restored guest's RNG state is the same on every restore.
 //
-// What libvirt 9.0 sends, from its src/qemu/qemu_agent.c: before the
-// first command on a (re)connection
+// What jitsu sends (hypervisor/libvirt agent.go) on each connection: a
+// 0xFF byte and
 //
-//	{"execute":"guest-sync", "arguments":{"id":N}}
+//	{"execute":"guest-sync-delimited", "arguments":{"id":N}}
 //
-// answered by {"return": N} (N as sent, a millisecond time stamp), then
+// answered by 0xFF {"return": N}, then
 // the command, e.g. {"execute":"guest-set-time","arguments":{"time":NS}}
 // with NS in nanoseconds since the epoch, answered by {"return": {}}.
-// guest-sync-delimited (the reply preceded by a 0xFF byte), guest-ping,
+// libvirt's guest-sync (the same reply without the 0xFF byte), guest-ping,
 // guest-info and guest-get-time are answered too; any other command gets
 // a CommandNotFound error object. A 0xFF byte from the host discards the
 // partial line (QGA's parser reset). Malformed lines and lines over
@@ -43,7 +45,7 @@ import (
 // host is connected (the port reads end-of-file then) it waits for the
 // SIGIO the kernel sends when the host side opens.
 const (
-	agentChannel = "org.qemu.guest_agent.0"
+	agentChannel = "org.jitsu.agent.0"
 	// agentPort is the port number of the agent channel in jitsu's domain
 	// XML (hypervisor/libvirt AgentPort): the minor of its device node.
 	// Without sysfs the port's name cannot be read, so the number is the

@@ -15,8 +15,8 @@
 // and only then looks at the command line. It mounts /proc (for
 // /proc/cmdline) and nothing else, and never exits.
 //
-// When the VM has a QEMU guest agent port (org.qemu.guest_agent.0), a
-// minimal agent (agent.go) answers libvirt on it: guest-set-time steps the
+// When the VM has jitsu's guest agent port (org.jitsu.agent.0), a minimal
+// QEMU guest agent (agent.go) answers jitsu on it: guest-set-time steps the
 // clock and re-seeds the kernel RNG, for restored and resumed guests.
 //
 // Parameters read from the kernel command line: ip= (checked against the
