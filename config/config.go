@@ -153,6 +153,11 @@ type DNSConfig struct {
 	RRLWindow time.Duration
 	// Cookies answers DNS cookies; a valid one exempts a client from RRL.
 	Cookies bool
+	// CookieSecretFile holds the cookies' shared server secret (32 hex
+	// digits); "" = a random secret per process. CookieSecret is what it
+	// holds (16 bytes), read when the config is parsed.
+	CookieSecretFile string
+	CookieSecret     []byte
 }
 
 // Zone is one [[zone]]: a zone jitsu is authoritative for.

@@ -76,7 +76,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown table", text: "[dsn] # E1\nlisten = [\"127.0.0.1:53\"]\n",
 			want: []wantErr{{"# E1", "dsn", "unknown key"}}},
 		{name: "unknown key", text: "[dns]\nlisten_addr = [\"127.0.0.1:53\"] # E1\n",
-			want: []wantErr{{"# E1", "dns.listen_addr", "known keys here: cookies, listen, response_delay, rrl_rate, rrl_slip, rrl_window, summon_ttl"}}},
+			want: []wantErr{{"# E1", "dns.listen_addr", "known keys here: cookie_secret_file, cookies, listen, response_delay, rrl_rate, rrl_slip, rrl_window, summon_ttl"}}},
 		{name: "unknown key in second unikernel", text: unikernel("a", "2") + unikernel("b", "3", "idle = \"5m\" # E1"),
 			want: []wantErr{{"# E1", "unikernel[1].idle", "unknown key"}}},
 		{name: "unknown dotted key", raw: true, text: "synproxy.enable = true # E1\n" + base,

@@ -1,6 +1,12 @@
 package config
 
-import "time"
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
 
 // Defaults and bounds of the hardening keys: response-rate limiting and
 // DNS cookies in [dns], authentication of [metrics].
@@ -47,9 +53,52 @@ func (d *decoder) dnsHardening(t *table, c *DNSConfig) {
 	if v, ok := t.boolean("cookies"); ok {
 		c.Cookies = v
 	}
+	if s, ok := t.str("cookie_secret_file"); ok && d.absPath(t, "cookie_secret_file", s) {
+		secret, err := readCookieSecret(s)
+		switch {
+		case err != nil:
+			t.errorf("cookie_secret_file", "%v", err)
+		case !c.Cookies:
+			t.errorf("cookie_secret_file", "set, but cookies = false")
+		default:
+			c.CookieSecret, c.CookieSecretFile = secret, s
+		}
+	}
 	if c.ResponseDelay > MaxResponseDelay {
 		t.errorf("response_delay", "%v is longer than the maximum %v (resolvers stop waiting long before)", c.ResponseDelay, MaxResponseDelay)
 	}
+}
+
+// cookieSecretLen is the length of dns.cookie_secret_file's secret in
+// bytes: 128 bits, the SipHash-2-4 key of RFC 9018 (as BIND's
+// cookie-secret).
+const cookieSecretLen = 16
+
+// readCookieSecret reads a DNS cookie secret: one line of 32 hex digits;
+// blank lines and lines starting with # are ignored.
+func readCookieSecret(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read cookie secret: %w", err)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	const hint = "(make one with: head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
+	if len(lines) != 1 {
+		return nil, fmt.Errorf("cookie secret file %s has %d secret lines, want one line of %d hex digits %s", path, len(lines), 2*cookieSecretLen, hint)
+	}
+	secret, err := hex.DecodeString(lines[0])
+	if err != nil {
+		return nil, fmt.Errorf("cookie secret in %s is not hex: %w", path, err)
+	}
+	if len(secret) != cookieSecretLen {
+		return nil, fmt.Errorf("cookie secret in %s is %d bits, want %d (%d hex digits) %s", path, 8*len(secret), 8*cookieSecretLen, 2*cookieSecretLen, hint)
+	}
+	return secret, nil
 }
 
 // metricsAuth decodes the authentication keys of [metrics].

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"net/netip"
 	"sync/atomic"
@@ -15,9 +16,27 @@ import (
 //	Hash = SipHash-2-4(secret, ClientCookie | Version | Reserved | Timestamp | Client-IP)
 //
 // A server cookie is accepted while its timestamp is at most cookieMaxAge
-// old (and at most cookieMaxSkew in the future). The secret rotates every
-// cookieRotate; the previous one is still accepted, so that a cookie stays
-// valid for its whole hour.
+// old (and at most cookieMaxSkew in the future).
+//
+// Without a shared secret (Options.CookieSecret) the SipHash key is random
+// per process and rotates every cookieRotate; the previous one is still
+// accepted, so that a cookie stays valid for its whole hour.
+//
+// With a shared secret S (128 bits, the same file on every jitsu of an
+// anycast set, or kept across restarts), the key of rotation epoch
+// e = floor(unix time / cookieRotate) is derived from S and e:
+//
+//	K(e) = SipHash-2-4(S, "jitsu-cookie-key" | e | 0) | SipHash-2-4(S, "jitsu-cookie-key" | e | 1)
+//
+// (e as 8 bytes big-endian, each half a little-endian uint64). A cookie is
+// made with K(epoch of now) and checked with K(epoch of its timestamp),
+// which the hash authenticates: daemons with the same secret agree on
+// every epoch's key without talking, and each accepts the others' cookies
+// for their whole hour, across a rotation and with clocks up to
+// cookieMaxSkew apart. This is RFC 9018's three-stage rollover done by the
+// clock: the next key is known to all before any uses it, every server
+// switches at the epoch boundary, and the previous key verifies until the
+// last cookie made with it has expired.
 const (
 	cookieVersion = 1
 	cookieMaxAge  = time.Hour
@@ -25,6 +44,9 @@ const (
 	cookieRotate  = time.Hour
 	clientCookie  = 8
 	serverCookie  = 16 // RFC 9018 length
+	// CookieSecretLen is the length of Options.CookieSecret: 128 bits.
+	CookieSecretLen = 16
+	cookieKeyLabel  = "jitsu-cookie-key"
 )
 
 // Cookie states, as counted in jitsu_dns_cookies_total.
@@ -42,19 +64,32 @@ var cookieStateNames = [numCookieStates]string{"none", "client_only", "valid", "
 // cookieSecrets are the current and previous SipHash keys.
 type cookieSecrets struct {
 	cur, prev [2]uint64
+	from      int64 // unix seconds: cur is valid from (shared secret: its epoch's start)
 	rotateAt  int64 // unix seconds
+	epoch     int64 // shared secret: cur is K(epoch), prev K(epoch-1)
 }
 
 // cookieJar makes and checks server cookies. It is safe for concurrent use;
 // rotation happens lazily on use.
 type cookieJar struct {
 	secrets atomic.Pointer[cookieSecrets]
+	shared  *[2]uint64 // the shared secret as a SipHash key; nil: random keys
 }
 
-func newCookieJar(now time.Time) *cookieJar {
+// newCookieJar returns a jar with random keys, or with keys derived from
+// secret (CookieSecretLen bytes) when it is not nil.
+func newCookieJar(now time.Time, secret []byte) (*cookieJar, error) {
 	j := &cookieJar{}
-	j.secrets.Store(&cookieSecrets{cur: randomKey(), prev: randomKey(), rotateAt: now.Add(cookieRotate).Unix()})
-	return j
+	if secret == nil {
+		j.secrets.Store(&cookieSecrets{cur: randomKey(), prev: randomKey(), rotateAt: now.Add(cookieRotate).Unix()})
+		return j, nil
+	}
+	if len(secret) != CookieSecretLen {
+		return nil, fmt.Errorf("cookie secret of %d bytes, want %d", len(secret), CookieSecretLen)
+	}
+	j.shared = &[2]uint64{binary.LittleEndian.Uint64(secret), binary.LittleEndian.Uint64(secret[8:])}
+	j.secrets.Store(j.epochSecrets(cookieEpoch(now.Unix())))
+	return j, nil
 }
 
 func randomKey() [2]uint64 {
@@ -63,18 +98,61 @@ func randomKey() [2]uint64 {
 	return [2]uint64{binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(b[8:])}
 }
 
+// cookieEpoch is the rotation epoch of unix time t.
+func cookieEpoch(t int64) int64 {
+	r := int64(cookieRotate / time.Second)
+	e := t / r
+	if t < 0 && t%r != 0 {
+		e--
+	}
+	return e
+}
+
+// epochKey derives the key of epoch e from the shared secret.
+func (j *cookieJar) epochKey(e int64) [2]uint64 {
+	var b [len(cookieKeyLabel) + 9]byte
+	n := copy(b[:], cookieKeyLabel)
+	binary.BigEndian.PutUint64(b[n:], uint64(e))
+	k0 := siphash24(j.shared[0], j.shared[1], b[:])
+	b[len(b)-1] = 1
+	return [2]uint64{k0, siphash24(j.shared[0], j.shared[1], b[:])}
+}
+
+// epochSecrets are the shared secret's keys of epoch e and the one before.
+func (j *cookieJar) epochSecrets(e int64) *cookieSecrets {
+	r := int64(cookieRotate / time.Second)
+	return &cookieSecrets{cur: j.epochKey(e), prev: j.epochKey(e - 1), from: e * r, rotateAt: (e + 1) * r, epoch: e}
+}
+
 // keys returns the secrets, rotating them if their time has come.
 func (j *cookieJar) keys(now int64) *cookieSecrets {
 	for {
 		s := j.secrets.Load()
-		if now < s.rotateAt {
+		if now < s.rotateAt && now >= s.from {
 			return s
 		}
-		n := &cookieSecrets{cur: randomKey(), prev: s.cur, rotateAt: now + int64(cookieRotate/time.Second)}
+		var n *cookieSecrets
+		if j.shared != nil {
+			n = j.epochSecrets(cookieEpoch(now))
+		} else {
+			n = &cookieSecrets{cur: randomKey(), prev: s.cur, rotateAt: now + int64(cookieRotate/time.Second)}
+		}
 		if j.secrets.CompareAndSwap(s, n) {
 			return n
 		}
 	}
+}
+
+// sharedKey returns the shared secret's key of epoch e, from s when it
+// has it.
+func (j *cookieJar) sharedKey(s *cookieSecrets, e int64) [2]uint64 {
+	switch e {
+	case s.epoch:
+		return s.cur
+	case s.epoch - 1:
+		return s.prev
+	}
+	return j.epochKey(e) // a peer whose clock runs a little ahead made it
 }
 
 // make returns the full cookie (client | server) for the client cookie cc
@@ -119,14 +197,24 @@ func (j *cookieJar) check(c []byte, malformed bool, client netip.Addr, now int64
 		return cookieInvalid
 	}
 	s := j.keys(now)
-	var buf [serverCookie]byte
-	for _, k := range [2][2]uint64{s.cur, s.prev} {
-		got := appendServerCookie(buf[:0], k, c[:clientCookie], client, ts)
-		if string(got) == string(c[clientCookie:]) {
-			return cookieValid
-		}
+	cc := c[:clientCookie]
+	var ok bool
+	if j.shared != nil { // the key of the epoch the cookie was made in
+		ok = matches(c, j.sharedKey(s, cookieEpoch(now-age)), cc, client, ts)
+	} else {
+		ok = matches(c, s.cur, cc, client, ts) || matches(c, s.prev, cc, client, ts)
+	}
+	if ok {
+		return cookieValid
 	}
 	return cookieInvalid
+}
+
+// matches reports whether the full cookie c carries the server cookie key
+// makes for the client cookie cc, client and ts.
+func matches(c []byte, key [2]uint64, cc []byte, client netip.Addr, ts uint32) bool {
+	var buf [serverCookie]byte
+	return string(appendServerCookie(buf[:0], key, cc, client, ts)) == string(c[clientCookie:])
 }
 
 // siphash24 is SipHash-2-4 (Aumasson and Bernstein) of p with the key

@@ -126,7 +126,11 @@ func (s *Server) initHardening(opts Options) error {
 		h.rrl = newRRLTable(opts.RRL)
 	}
 	if opts.Cookies {
-		h.cookies = newCookieJar(time.Now())
+		if h.cookies, err = newCookieJar(time.Now(), opts.CookieSecret); err != nil {
+			return fmt.Errorf("DNS cookies: %w", err)
+		}
+	} else if opts.CookieSecret != nil {
+		return errors.New("a cookie secret without cookies")
 	}
 	if opts.ResponseDelay < 0 {
 		return fmt.Errorf("negative response delay %s", opts.ResponseDelay)

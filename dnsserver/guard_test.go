@@ -47,7 +47,7 @@ func TestServerCookieRFC9018(t *testing.T) {
 
 func TestCookieCheck(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	j := newCookieJar(now)
+	j, _ := newCookieJar(now, nil)
 	client := netip.MustParseAddr("192.0.2.1")
 	cc := []byte("clientck")
 	valid := j.make(nil, cc, client, now.Unix())

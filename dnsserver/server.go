@@ -90,6 +90,12 @@ type Options struct {
 	// Cookies answers DNS cookies (RFC 7873, RFC 9018); a valid server
 	// cookie exempts its client from RRL.
 	Cookies bool
+	// CookieSecret, if not nil, is the shared server secret of the
+	// cookies (CookieSecretLen bytes): servers with the same secret
+	// accept each other's server cookies, and a restart keeps them valid
+	// (the keys rotate hourly, derived from the secret and the time; see
+	// cookie.go). nil: a random secret per process.
+	CookieSecret []byte
 	// ResponseDelay holds the answer for a booting unikernel until it is
 	// ready, up to this long, if the Summoner implements Waiter; 0 = never.
 	ResponseDelay time.Duration

@@ -94,15 +94,16 @@ type refusal struct {
 func (r refusal) Error() string { return r.reason + ": " + r.err.Error() }
 func (r refusal) Unwrap() error { return r.err }
 
-// connect summons the route's unikernel, waits for it within its boot
-// timeout and dials it. The guest connection is tracked: Run's shutdown
+// connect summons the route's unikernel, waits for it (as long as its
+// boot is in progress, at most MaxWait) and dials it, retrying refused
+// connects for its boot timeout from the moment it is ready. The guest connection is tracked: Run's shutdown
 // closes it.
 func (s *Server) connect(ctx context.Context, rt Route, um *unikernelMetrics, src netip.Addr, port uint16) (*net.TCPConn, error) {
 	if !s.acquireWaiting(rt.Unikernel) {
 		return nil, refusal{reasonBootQueueFull, errors.New("too many connections wait for a boot")}
 	}
 	start := time.Now()
-	bctx, cancel := context.WithTimeout(ctx, rt.BootTimeout)
+	bctx, cancel := context.WithTimeout(ctx, rt.MaxWait)
 	addr, err := s.cfg.Summoner.SummonWait(bctx, rt.Unikernel, src)
 	cancel()
 	s.releaseWaiting(rt.Unikernel)
@@ -111,7 +112,7 @@ func (s *Server) connect(ctx context.Context, rt Route, um *unikernelMetrics, sr
 		return nil, refusal{reasonSummonFailed, fmt.Errorf("summon %q: %w", rt.Unikernel, err)}
 	}
 	to := netip.AddrPortFrom(addr, port)
-	gc, err := s.dial(ctx, to, start.Add(rt.BootTimeout))
+	gc, err := s.dial(ctx, to, time.Now().Add(rt.BootTimeout))
 	if err != nil {
 		return nil, refusal{reasonDialFailed, fmt.Errorf("connect to %q at %s: %w", rt.Unikernel, to, err)}
 	}

@@ -33,8 +33,10 @@ import (
 // Summoner starts unikernels for the front door.
 type Summoner interface {
 	// SummonWait makes sure the unikernel called name runs and waits until
-	// it is ready to take connections, or until ctx is done (the front
-	// door bounds ctx by the unikernel's boot timeout). client is the
+	// it is ready to take connections, or its boot failed, or ctx is done
+	// (the front door bounds ctx by the route's MaxWait). A boot waiting
+	// in the summoner's start queue is in progress: SummonWait waits for
+	// it. client is the
 	// address of the connection's peer, for the summoner's admission
 	// accounting. It returns the unikernel's IPv4 address.
 	SummonWait(ctx context.Context, name string, client netip.Addr) (netip.Addr, error)
@@ -51,9 +53,16 @@ type Route struct {
 	// ProxyProtocol sends a PROXY protocol v2 header before the client's
 	// bytes, so that the guest learns the client's address.
 	ProxyProtocol bool
-	// BootTimeout bounds the wait for the unikernel to be ready (jitsu
-	// serve: the summoner's create deadline plus the unikernel's
-	// boot_timeout, which starts only once its domain is created).
+	// MaxWait bounds the wait for the unikernel to be ready, from the
+	// summon; it must be positive. It is an outer bound, not a deadline
+	// the boot must meet: the wait ends when SummonWait returns (ready or
+	// failed). jitsu serve sets the summoner's SettleBound: the worst case
+	// of a stop under way, the start queue, the create deadline and the
+	// boot timeout.
+	MaxWait time.Duration
+	// BootTimeout is the unikernel's boot timeout: once it is ready, a
+	// refused connect (a port other than the one its probe checks, not
+	// open yet) is retried for this long.
 	BootTimeout time.Duration
 }
 

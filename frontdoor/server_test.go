@@ -101,9 +101,9 @@ func startFixture(t testing.TB, httpBackend, tlsBackend net.Listener, edit func(
 			{Addr: mustAP("127.0.0.1:0"), TLS: true, GuestPort: port(tlsBackend)},
 		},
 		Routes: map[string]Route{
-			"www.example.test":  {Unikernel: "www", BootTimeout: 5 * time.Second},
-			"blog.example.test": {Unikernel: "blog", BootTimeout: 5 * time.Second},
-			"slow.example.test": {Unikernel: "slow", BootTimeout: 5 * time.Second},
+			"www.example.test":  {Unikernel: "www", MaxWait: 5 * time.Second, BootTimeout: time.Second},
+			"blog.example.test": {Unikernel: "blog", MaxWait: 5 * time.Second, BootTimeout: time.Second},
+			"slow.example.test": {Unikernel: "slow", MaxWait: 5 * time.Second, BootTimeout: time.Second},
 		},
 		NameTimeout: 2 * time.Second, MaxHeaderBytes: 8192,
 		MaxPending: 100, MaxPendingPerSource: 50,
@@ -361,7 +361,7 @@ func TestProxyProtocol(t *testing.T) {
 		got <- b
 	}()
 	f := startFixture(t, be, nil, func(c *Config) {
-		c.Routes["www.example.test"] = Route{Unikernel: "www", ProxyProtocol: true, BootTimeout: time.Second}
+		c.Routes["www.example.test"] = Route{Unikernel: "www", ProxyProtocol: true, MaxWait: time.Second, BootTimeout: time.Second}
 	})
 	c, err := net.Dial("tcp", f.httpAddr)
 	if err != nil {
@@ -379,13 +379,13 @@ func TestProxyProtocol(t *testing.T) {
 }
 
 // TestBounds: a silent client, a 64 KiB Host line, a full boot queue and
-// a boot timeout are refused and counted, and never stall another name.
+// a wait past MaxWait are refused and counted, and never stall another name.
 func TestBounds(t *testing.T) {
 	f := startFixture(t, httpBackend(t), nil, func(c *Config) {
 		c.NameTimeout = 300 * time.Millisecond
 		c.MaxWaitingPerUnikernel = 2
-		c.Routes["slow.example.test"] = Route{Unikernel: "slow", BootTimeout: 10 * time.Second}
-		c.Routes["late.example.test"] = Route{Unikernel: "late", BootTimeout: 200 * time.Millisecond}
+		c.Routes["slow.example.test"] = Route{Unikernel: "slow", MaxWait: 10 * time.Second, BootTimeout: time.Second}
+		c.Routes["late.example.test"] = Route{Unikernel: "late", MaxWait: 200 * time.Millisecond, BootTimeout: time.Second}
 	})
 	// A client that sends nothing is closed after NameTimeout.
 	silent, err := net.Dial("tcp", f.httpAddr)
@@ -442,7 +442,7 @@ func TestBounds(t *testing.T) {
 			t.Errorf("waiter after the boot: %d %q", r.status, r.body)
 		}
 	}
-	// A boot that outlasts the boot timeout: 503.
+	// A boot that outlasts the route's MaxWait: 503.
 	releaseLate := f.sum.block("late")
 	defer releaseLate()
 	if s, _ := get(t, f.httpAddr, "late.example.test"); s != 503 {
@@ -594,7 +594,7 @@ func TestDialRetry(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // refused until it listens again
 	f := startFixture(t, ln, nil, func(c *Config) {
-		c.Routes["late.example.test"] = Route{Unikernel: "late", BootTimeout: 300 * time.Millisecond}
+		c.Routes["late.example.test"] = Route{Unikernel: "late", MaxWait: 300 * time.Millisecond, BootTimeout: 300 * time.Millisecond}
 	})
 	if s, _ := get(t, f.httpAddr, "late.example.test"); s != 503 {
 		t.Errorf("guest that never listens: %d, want 503", s)
@@ -620,4 +620,47 @@ func TestDialRetry(t *testing.T) {
 		t.Errorf("guest that listens 150ms late: %d %q", s, b)
 	}
 	<-opened
+}
+
+// TestQueuedBoot: a boot that waits in the summoner's start queue longer
+// than its boot timeout (and the front door's old bound, the create
+// deadline plus the boot timeout) is still in progress: the front door waits for it, up to the route's
+// MaxWait, and gets the connection once it is ready, retrying a port the
+// guest opens a moment after ready (the retries count from ready, not
+// from the summon).
+func TestQueuedBoot(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused until the guest listens
+	const bootTimeout, queued = 500 * time.Millisecond, time.Second
+	f := startFixture(t, ln, nil, func(c *Config) {
+		c.Routes["queued.example.test"] = Route{Unikernel: "queued", MaxWait: 20 * time.Second, BootTimeout: bootTimeout}
+	})
+	release := f.sum.block("queued")
+	defer release()
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		time.Sleep(queued) // queued, then ready
+		release()
+		time.Sleep(50 * time.Millisecond) // the guest opens the port a moment later
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("listen again on %s: %v", addr, err)
+			return
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "queued") })}
+		t.Cleanup(func() { hs.Close() })
+		go hs.Serve(ln)
+	}()
+	if s, b := get(t, f.httpAddr, "queued.example.test"); s != 200 || b != "queued" {
+		t.Errorf("boot queued %v: %d %q, want 200 from the guest", queued, s, b)
+	}
+	<-opened
+	if got := f.refusals("queued", reasonSummonFailed) + f.refusals("queued", reasonDialFailed); got != 0 {
+		t.Errorf("%v refusals of the queued boot's connection", got)
+	}
 }

@@ -14,6 +14,9 @@ import (
 // arriving during the stop is held for the next boot. A stop that asks to
 // discard the saved state (reload of a changed spec, removal, operator
 // destroy) never suspends or saves, and discards a managed save image.
+// It runs in the actor, bounded by StopTimeout: a summon during the stop
+// waits in the actor's queue until it ends, since the domain cannot boot
+// before (docs/summoner.md).
 func (s *Summoner) doStop(u *unit, ev event, from State) (*event, error) {
 	cfg := u.cfg.Load()
 	mode := ev.mode

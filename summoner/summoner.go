@@ -296,8 +296,8 @@ type Options struct {
 }
 
 // DefaultCreateTimeout is Options.CreateTimeout's default: a boot may
-// take this plus its boot timeout from its summon to ready (the front
-// door waits that long).
+// take this plus its boot timeout from the moment it leaves the start
+// queue to ready (SettleBound bounds the whole wait).
 const DefaultCreateTimeout = time.Minute
 
 // Errors returned by Summon and friends; test with errors.Is.

@@ -27,12 +27,19 @@ func newAdmission(cfg *config.Config) (*admission.Controller, error) {
 	return c, nil
 }
 
-// sourceSummoner is what admissionDNS wraps: the summoner's DNS side.
+// sourceSummoner is what admissionDNS wraps: the summoner's DNS side, with
+// every optional interface the DNS server asserts on its Summoner
+// (TestDNSWrappersForward checks that admissionDNS forwards them all).
 type sourceSummoner interface {
 	dnsserver.Summoner
 	dnsserver.SourceSummoner
 	dnsserver.Waiter
 }
+
+var (
+	_ dnsserver.SourceSummoner = admissionDNS{}
+	_ dnsserver.Waiter         = admissionDNS{}
+)
 
 // admissionDNS is the DNS server's Summoner: it passes the query's source
 // on (SummonFrom), and with admission.on_refuse = "answer" answers the

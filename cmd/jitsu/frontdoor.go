@@ -40,7 +40,7 @@ func newFrontDoor(cfg *config.Config, sum *summoner.Summoner, log *zap.Logger, r
 		return f, nil
 	}
 	c := frontdoor.Config{
-		Routes:                 frontdoorRoutes(cfg),
+		Routes:                 frontdoorRoutes(cfg, sum.SettleBound),
 		NameTimeout:            fc.NameTimeout,
 		MaxHeaderBytes:         fc.MaxHeaderBytes,
 		MaxPending:             fc.MaxPending,
@@ -66,8 +66,10 @@ func newFrontDoor(cfg *config.Config, sum *summoner.Summoner, log *zap.Logger, r
 }
 
 // frontdoorRoutes maps the names of the frontdoor = true unikernels to
-// them.
-func frontdoorRoutes(cfg *config.Config) map[string]frontdoor.Route {
+// them. bound is the summoner's SettleBound: the front door waits for a
+// boot as long as the summoner says it is in progress (queued in the
+// start queue, or starting), at most that long.
+func frontdoorRoutes(cfg *config.Config, bound func(name string) time.Duration) map[string]frontdoor.Route {
 	routes := map[string]frontdoor.Route{}
 	for _, u := range cfg.Unikernels {
 		if !u.Frontdoor {
@@ -76,8 +78,7 @@ func frontdoorRoutes(cfg *config.Config) map[string]frontdoor.Route {
 		for _, n := range u.DNS {
 			routes[strings.TrimSuffix(n, ".")] = frontdoor.Route{
 				Unikernel: u.Name, ProxyProtocol: u.ProxyProtocol,
-				// the summoner's create deadline, then the boot timeout
-				BootTimeout: summoner.DefaultCreateTimeout + u.BootTimeout,
+				MaxWait: bound(u.Name), BootTimeout: u.BootTimeout,
 			}
 		}
 	}
@@ -98,7 +99,7 @@ func (f *frontDoor) update(cfg *config.Config) {
 	f.public.Store(&public)
 	f.guest.Store(&guest)
 	if f.srv != nil {
-		f.srv.SetRoutes(frontdoorRoutes(cfg))
+		f.srv.SetRoutes(frontdoorRoutes(cfg, f.sum.SettleBound))
 	}
 }
 
@@ -167,6 +168,13 @@ func (f *frontDoor) Active(name string) {
 func (f *frontDoor) dnsSummoner(inner dnsserver.Summoner) dnsserver.Summoner {
 	return frontdoorDNS{f: f, inner: inner}
 }
+
+// frontdoorDNS forwards every optional interface the DNS server asserts
+// on its Summoner (TestDNSWrappersForward checks them all).
+var (
+	_ dnsserver.SourceSummoner = frontdoorDNS{}
+	_ dnsserver.Waiter         = frontdoorDNS{}
+)
 
 type frontdoorDNS struct {
 	f     *frontDoor

@@ -11,6 +11,7 @@ import (
 	"github.com/jitsu-unikernel/jitsu/config"
 	"github.com/jitsu-unikernel/jitsu/dnsserver"
 	"github.com/jitsu-unikernel/jitsu/frontdoor"
+	"github.com/jitsu-unikernel/jitsu/hypervisor/hvtest"
 	"github.com/jitsu-unikernel/jitsu/summoner"
 )
 
@@ -55,12 +56,24 @@ func TestFrontdoorWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes := frontdoorRoutes(cfg)
-	want := frontdoor.Route{Unikernel: "blog", ProxyProtocol: true, BootTimeout: summoner.DefaultCreateTimeout + 7*time.Second}
+	hv := hvtest.New()
+	defer hv.Close()
+	sum, err := summoner.New(summoner.Options{Hypervisor: hv}, unikernels(cfg)) // not run: only the wiring is looked at
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := frontdoorRoutes(cfg, sum.SettleBound)
+	// The front door waits as long as the summoner's own worst case, its
+	// start queue included, and retries a ready guest's port for its boot
+	// timeout.
+	want := frontdoor.Route{Unikernel: "blog", ProxyProtocol: true, MaxWait: sum.SettleBound("blog"), BootTimeout: 7 * time.Second}
 	if len(routes) != 2 || routes["blog.example.test"] != want || routes["example.test"] != want {
 		t.Errorf("routes %v", routes)
 	}
-	fd, err := newFrontDoor(cfg, nil, nil, nil) // no summoner: only the wiring is looked at
+	if want.MaxWait <= summoner.DefaultCreateTimeout+7*time.Second {
+		t.Errorf("MaxWait %v: not above the create deadline and the boot timeout", want.MaxWait)
+	}
+	fd, err := newFrontDoor(cfg, sum, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

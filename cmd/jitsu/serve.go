@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -258,6 +259,7 @@ func (p *parts) buildServers(cfg *config.Config, log *zap.Logger, reg *prometheu
 		Registerer:    reg,
 		RRL:           dnsRRL(cfg),
 		Cookies:       cfg.DNS.Cookies,
+		CookieSecret:  cfg.DNS.CookieSecret,
 		ResponseDelay: responseDelay(cfg),
 	})
 	if err != nil {
@@ -503,8 +505,9 @@ func restartOnly(a, b *config.Config) []string {
 		out = append(out, "dns.listen")
 	}
 	if a.DNS.RRLRate != b.DNS.RRLRate || a.DNS.RRLSlip != b.DNS.RRLSlip || a.DNS.RRLWindow != b.DNS.RRLWindow ||
-		a.DNS.Cookies != b.DNS.Cookies || a.DNS.ResponseDelay != b.DNS.ResponseDelay {
-		out = append(out, "dns.rrl_*, dns.cookies, dns.response_delay")
+		a.DNS.Cookies != b.DNS.Cookies || a.DNS.ResponseDelay != b.DNS.ResponseDelay ||
+		!bytes.Equal(a.DNS.CookieSecret, b.DNS.CookieSecret) {
+		out = append(out, "dns.rrl_*, dns.cookies, dns.cookie_secret_file, dns.response_delay")
 	}
 	if a.Hypervisor != b.Hypervisor {
 		out = append(out, "hypervisor")

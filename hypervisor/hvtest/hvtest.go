@@ -110,7 +110,8 @@ type Fake struct {
 	failRestore map[string]error
 	agentLate   map[string]int           // SetGuestTime calls of name to fail as if the agent had not connected yet
 	hang        map[string]chan struct{} // Start of name blocks until closed
-	hanging     map[string]int           // Start/Prepare calls of name blocked on hang now
+	hangStop    map[string]chan struct{} // Stop of name blocks until closed
+	hanging     map[string]int           // Start/Prepare/Stop calls of name blocked on hang or hangStop now
 	unavailable bool
 	autoReady   bool
 	closed      bool
@@ -142,6 +143,7 @@ func New() *Fake {
 		failRestore: map[string]error{},
 		agentLate:   map[string]int{},
 		hang:        map[string]chan struct{}{},
+		hangStop:    map[string]chan struct{}{},
 		hanging:     map[string]int{},
 		changed:     make(chan struct{}),
 		wake:        make(chan struct{}, 1),
@@ -275,7 +277,7 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := f.waitHang(ctx, spec.Name); err != nil {
+	if err := f.waitHang(ctx, f.hang, spec.Name); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -326,11 +328,12 @@ func (f *Fake) start(ctx context.Context, spec hypervisor.Spec, paused bool) err
 	return nil
 }
 
-// waitHang blocks while HangStart holds the Starts of name, counted in
-// f.hanging, until released or ctx is done (then it returns ctx.Err()).
-func (f *Fake) waitHang(ctx context.Context, name string) error {
+// waitHang blocks while HangStart (hangs is f.hang) or HangStop
+// (f.hangStop) holds the calls of name, counted in f.hanging, until
+// released or ctx is done (then it returns ctx.Err()).
+func (f *Fake) waitHang(ctx context.Context, hangs map[string]chan struct{}, name string) error {
 	f.mu.Lock()
-	hang := f.hang[name]
+	hang := hangs[name]
 	if hang == nil {
 		f.mu.Unlock()
 		return nil
@@ -367,6 +370,9 @@ func (f *Fake) stop(ctx context.Context, name string, mode hypervisor.StopMode) 
 		return err
 	}
 	if _, err := hypervisor.ParseStopMode(string(mode)); err != nil {
+		return err
+	}
+	if err := f.waitHang(ctx, f.hangStop, name); err != nil {
 		return err
 	}
 	return f.withDomain(ctx, name, func(d *domain) error {
@@ -634,17 +640,26 @@ func (f *Fake) FailStop(name string, err error) {
 // HangStart makes every Start of name block until the returned function is
 // called or the call's context is done (then Start fails with ctx.Err()
 // and changes nothing), as a hung libvirt call would.
-func (f *Fake) HangStart(name string) (release func()) {
+func (f *Fake) HangStart(name string) (release func()) { return f.hangCalls(f.hang, name) }
+
+// HangStop makes every Stop of name block until the returned function is
+// called or the call's context is done (then Stop fails with ctx.Err()
+// and changes nothing: the domain runs on), as a libvirt destroy,
+// shutdown or save that hangs until its deadline would. WaitHanging
+// counts the held Stops.
+func (f *Fake) HangStop(name string) (release func()) { return f.hangCalls(f.hangStop, name) }
+
+func (f *Fake) hangCalls(hangs map[string]chan struct{}, name string) (release func()) {
 	ch := make(chan struct{})
 	f.mu.Lock()
-	f.hang[name] = ch
+	hangs[name] = ch
 	f.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			f.mu.Lock()
-			if f.hang[name] == ch {
-				delete(f.hang, name)
+			if hangs[name] == ch {
+				delete(hangs, name)
 			}
 			f.mu.Unlock()
 			close(ch)
@@ -805,7 +820,8 @@ func (f *Fake) WaitStarts(ctx context.Context, name string, n int) error {
 }
 
 // WaitHanging blocks until at least n Start (or Prepare) calls of name
-// are held by HangStart at once, or ctx is done: the calls are in flight.
+// are held by HangStart, or Stop calls by HangStop, at once, or ctx is
+// done: the calls are in flight.
 func (f *Fake) WaitHanging(ctx context.Context, name string, n int) error {
 	return f.wait(ctx, func() bool { return f.hanging[name] >= n },
 		func() error { return fmt.Errorf("wait for %d hung starts of %q: %w", n, name, ctx.Err()) })

@@ -237,3 +237,49 @@ func TestHangStart(t *testing.T) {
 		t.Fatal("WaitHanging reported a start that returned")
 	}
 }
+
+// TestHangStop: a Stop held by HangStop is in flight (WaitHanging) and
+// leaves the domain running until released; one whose context ends first
+// fails with its error and changes nothing.
+func TestHangStop(t *testing.T) {
+	f := newFake(t)
+	ctx := testCtx(t)
+	if err := f.Start(ctx, hypervisor.Spec{Name: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		expire  bool
+		wantErr error
+		want    hypervisor.State
+	}{
+		{"context ends first", true, context.Canceled, hypervisor.StateRunning},
+		{"released", false, nil, hypervisor.StateShutoff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := f.HangStop("w")
+			defer release()
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- f.Stop(sctx, "w", hypervisor.StopDestroy) }()
+			if err := f.WaitHanging(ctx, "w", 1); err != nil {
+				t.Fatal(err)
+			}
+			if st := f.StateOf("w"); st != hypervisor.StateRunning {
+				t.Fatalf("domain during a hung stop: %s, want running", st)
+			}
+			if tc.expire {
+				cancel()
+			} else {
+				release()
+			}
+			if err := <-errc; !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Stop: %v, want %v", err, tc.wantErr)
+			}
+			if st := f.StateOf("w"); st != tc.want {
+				t.Fatalf("domain after the stop: %s, want %s", st, tc.want)
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@ func (f *Fake) restoreSnapshot(ctx context.Context, spec hypervisor.Spec, path s
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := f.waitHang(ctx, spec.Name); err != nil {
+	if err := f.waitHang(ctx, f.hang, spec.Name); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(path)
