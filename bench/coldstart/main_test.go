@@ -41,7 +41,8 @@ func TestSelectCases(t *testing.T) {
 		want      []string
 		wantErr   bool
 	}{
-		{"", false, []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume", "snapshot"}, false},
+		{"", false, []string{"floor", "proxy", "noproxy", "delay", "cached", "warm", "resume", "snapshot", "warmsnap"}, false},
+		{"warmsnap", true, nil, true}, // a snapshot case too
 		{"floor,proxy,warm,resume,cached", false, []string{"floor", "proxy", "warm", "resume", "cached"}, false},
 		{"proxy,floor", false, []string{"proxy", "floor"}, false},
 		{"floor,bogus", false, nil, true},
