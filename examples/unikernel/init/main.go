@@ -39,23 +39,25 @@ import (
 )
 
 func main() {
-	// The default port needs nothing from the command line: bind it and
-	// serve before anything else. The handler picks up the boot
-	// configuration (name header, web root) once it has been parsed.
+	// Every address and every port is up before the default port: jitsu's
+	// readiness probe connects to port 80, and then replays the held SYNs
+	// to whatever port and address they were for (an HTTPS SYN to the
+	// IPv6 address replayed before 443 listens would be refused). The
+	// HTTPS port is only bound here; its certificate is read after.
+	bc, cmdErr := bootConfig()
+	if cmdErr != nil {
+		logf("%v (using defaults)", cmdErr)
+	}
+	setupIP6(bc)
+	seed, tlsLn := bindSeedTLS()
 	var cfg atomic.Pointer[BootConfig]
+	cfg.Store(&bc)
 	h := handler(&cfg)
 	ln, lnErr := net.Listen("tcp", ":80")
 	if lnErr == nil {
 		go serveForever(ln, 80, h)
 		fmt.Println("JITSU-READY")
 	}
-
-	bc, cmdErr := bootConfig()
-	cfg.Store(&bc)
-	if cmdErr != nil {
-		logf("%v (using defaults)", cmdErr)
-	}
-	setupIP6(bc)
 	if bc.Port != 80 || lnErr != nil {
 		if lnErr != nil {
 			logf("listen on port 80: %v", lnErr)
@@ -65,9 +67,9 @@ func main() {
 		fmt.Println("JITSU-READY")
 	}
 	// HTTPS on 443 with the certificate and key of the seed-file disk,
-	// when jitsu attached one (after port 80: the readiness probe waits
-	// for 80).
-	tlsCfg := serveSeedTLS(h)
+	// when jitsu attached one (read after port 80 is up: connections to
+	// 443 wait in its backlog meanwhile).
+	tlsCfg := serveSeedTLS(h, seed, tlsLn)
 	// The guest agent, when the domain has its port (hypervisor
 	// Spec.Agent): sets the clock and re-seeds the RNGs after a restore
 	// or resume, and then replaces the TLS session ticket keys.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -118,16 +119,31 @@ func seedTLS(files map[string][]byte) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// serveSeedTLS serves HTTPS on port 443 when the seed disk holds a
-// certificate and key, and returns the TLS configuration it serves with
-// (nil when there is nothing to do; it returns at once then).
-func serveSeedTLS(h http.Handler) *tls.Config {
+// bindSeedTLS opens the seed disk and, when there is one, binds port 443
+// for HTTPS already (serveSeedTLS reads the certificate later); nil, nil
+// without a seed disk.
+func bindSeedTLS() (*os.File, net.Listener) {
 	f, err := openSeed()
-	if errors.Is(err, errNoSeed) {
-		return nil
-	}
 	if err != nil {
-		logf("%v", err)
+		if !errors.Is(err, errNoSeed) {
+			logf("%v", err)
+		}
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", ":443")
+	if err != nil {
+		logf("listen on port 443: %v; retrying after the certificate is read", err)
+		return f, nil
+	}
+	return f, ln
+}
+
+// serveSeedTLS serves HTTPS on ln (port 443; nil: bind it) when the seed
+// disk f holds a certificate and key, and returns the TLS configuration
+// it serves with; without them it closes ln and returns nil. f nil: no
+// seed disk, nothing to do.
+func serveSeedTLS(h http.Handler, f *os.File, ln net.Listener) *tls.Config {
+	if f == nil {
 		return nil
 	}
 	files, err := readSeed(f)
@@ -136,12 +152,15 @@ func serveSeedTLS(h http.Handler) *tls.Config {
 		logf("%v", err)
 	}
 	cfg, err := seedTLS(files)
-	if err != nil {
-		logf("%v", err)
-		return nil
-	}
-	if cfg == nil {
-		logf("seed disk: %d files, no %s: HTTPS off", len(files), seedCert)
+	if cfg == nil || err != nil {
+		if err != nil {
+			logf("%v", err)
+		} else {
+			logf("seed disk: %d files, no %s: HTTPS off", len(files), seedCert)
+		}
+		if ln != nil {
+			ln.Close()
+		}
 		return nil
 	}
 	logf("seed disk: %d files; serving HTTPS on port 443", len(files))
@@ -150,7 +169,9 @@ func serveSeedTLS(h http.Handler) *tls.Config {
 	cfg.NextProtos = []string{"h2", "http/1.1"}
 	go func() {
 		for {
-			ln := listenForever(443)
+			if ln == nil {
+				ln = listenForever(443)
+			}
 			srv := &http.Server{
 				Handler:           h,
 				TLSConfig:         cfg.Clone(), // for HTTP/2's set-up only
@@ -159,6 +180,7 @@ func serveSeedTLS(h http.Handler) *tls.Config {
 			}
 			err := srv.Serve(tls.NewListener(ln, cfg))
 			logf("serve HTTPS: %v; listening again", err)
+			ln = nil
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
