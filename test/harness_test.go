@@ -201,7 +201,7 @@ func (w *world) spawnJitsu() *daemon {
 	}()
 	w.t.Cleanup(func() {
 		d.stop(w.t)
-		if w.t.Failed() {
+		if w.t.Failed() || os.Getenv("JITSU_TEST_LOG") == "1" {
 			w.t.Logf("jitsu log:\n%s", d.log)
 		}
 	})
