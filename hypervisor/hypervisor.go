@@ -52,11 +52,11 @@ type Spec struct {
 	ConsoleLog string
 	// Agent gives the domain a guest agent channel (a virtio-serial port
 	// that jitsu itself talks the QEMU guest agent protocol on; the libvirt
-	// backend names it org.jitsu.agent.0) and a virtio-rng device fed from
-	// the host's /dev/urandom, so that SetGuestTime can correct the clock
-	// of a restored or resumed guest and the guest can re-seed its RNG.
-	// The guest must run an agent (the example unikernel's /init does).
-	// False leaves the domain without either device.
+	// backend names it org.jitsu.agent.0), so that SetGuestTime can
+	// correct the clock of a restored or resumed guest, which then re-seeds
+	// its RNG from the virtio-rng every domain has. The guest must run an
+	// agent (the example unikernel's /init does). False leaves the domain
+	// without the channel.
 	Agent bool
 }
 

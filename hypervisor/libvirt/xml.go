@@ -105,8 +105,9 @@ func validateSpec(spec hypervisor.Spec) error {
 // domainXML renders spec as libvirt domain XML (uuid may be empty, for a
 // new domain): direct kernel boot, one
 // virtio NIC on spec.Bridge, the serial console written to consoleLog, a
-// pvpanic device, the guest agent's devices if spec.Agent, and none of the devices libvirt adds by default that a
-// unikernel does not need (balloon, USB, graphics).
+// pvpanic device, a rate-limited virtio-rng (addRNG), the guest agent's
+// channel if spec.Agent, and none of the devices libvirt adds by default
+// that a unikernel does not need (balloon, USB, graphics).
 func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string) (string, error) {
 	if err := validateSpec(spec); err != nil {
 		return "", fmt.Errorf("invalid spec: %w", err)
@@ -189,6 +190,7 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+len(d.Devices.Disks))), Bus: "virtio"},
 		})
 	}
+	addRNG(d.Devices)
 	if spec.Agent {
 		addAgent(d.Devices)
 	}
@@ -205,10 +207,23 @@ func domainXML(spec hypervisor.Spec, instance, uuid, consoleLog, machine string)
 	return out, nil
 }
 
+// addRNG adds a virtio-rng fed from the host's /dev/urandom, limited to
+// rngRateBytes per rngRatePeriodMS. Every domain has one: without an
+// entropy source a guest kernel's CRNG is not ready at boot, and the
+// first getrandom(2) (a TLS handshake's, Go's crypto/rand) blocked for
+// about 1 s under TCG while the kernel gathered timer jitter; with it,
+// 10 ms. It also re-seeds a restored guest (the agent reads it).
+func addRNG(devs *libvirtxml.DomainDeviceList) {
+	devs.RNGs = append(devs.RNGs, libvirtxml.DomainRNG{
+		Model:   "virtio",
+		Rate:    &libvirtxml.DomainRNGRate{Bytes: rngRateBytes, Period: rngRatePeriodMS},
+		Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
+	})
+}
+
 // addAgent adds the guest agent's devices: a virtio-serial controller with
 // the agent channel at port AgentPort (a UNIX socket whose path libvirt
-// chooses, in the live XML), and a rate-limited virtio-rng fed from the host's
-// /dev/urandom.
+// chooses, in the live XML).
 func addAgent(devs *libvirtxml.DomainDeviceList) {
 	zero, port, ports := uint(0), uint(AgentPort), uint(AgentPort+1)
 	// Only the ports used (QEMU's default is 31): the guest sets up two
@@ -223,11 +238,6 @@ func addAgent(devs *libvirtxml.DomainDeviceList) {
 		Address: &libvirtxml.DomainAddress{VirtioSerial: &libvirtxml.DomainAddressVirtioSerial{
 			Controller: &zero, Bus: &zero, Port: &port,
 		}},
-	})
-	devs.RNGs = append(devs.RNGs, libvirtxml.DomainRNG{
-		Model:   "virtio",
-		Rate:    &libvirtxml.DomainRNGRate{Bytes: rngRateBytes, Period: rngRatePeriodMS},
-		Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
 	})
 }
 

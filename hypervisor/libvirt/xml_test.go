@@ -114,9 +114,9 @@ func TestDomainXML(t *testing.T) {
 	}
 }
 
-// TestDomainXMLAgent: Agent adds a virtio-serial controller, the agent
-// channel at port AgentPort and a rate-limited virtio-rng on the host's
-// /dev/urandom; without it the XML has none of them.
+// TestDomainXMLAgent: Agent adds a virtio-serial controller and the agent
+// channel at port AgentPort; without it the XML has neither. Every domain
+// has one rate-limited virtio-rng on the host's /dev/urandom.
 func TestDomainXMLAgent(t *testing.T) {
 	for _, agent := range []bool{false, true} {
 		t.Run(fmt.Sprintf("agent=%v", agent), func(t *testing.T) {
@@ -138,9 +138,19 @@ func TestDomainXMLAgent(t *testing.T) {
 					}
 				}
 			}
+			if len(d.Devices.RNGs) != 1 {
+				t.Fatalf("rngs %+v, want 1", d.Devices.RNGs)
+			}
+			rng := d.Devices.RNGs[0]
+			if rng.Model != "virtio" || rng.Backend == nil || rng.Backend.Random == nil || rng.Backend.Random.Device != "/dev/urandom" {
+				t.Errorf("rng %+v, want virtio on /dev/urandom", rng)
+			}
+			if rng.Rate == nil || rng.Rate.Bytes == 0 {
+				t.Errorf("rng rate %+v, want a limit", rng.Rate)
+			}
 			if !agent {
-				if serialCtl != 0 || len(d.Devices.Channels) != 0 || len(d.Devices.RNGs) != 0 {
-					t.Fatalf("agent off: %d virtio-serial controllers, channels %+v, rngs %+v, want none", serialCtl, d.Devices.Channels, d.Devices.RNGs)
+				if serialCtl != 0 || len(d.Devices.Channels) != 0 {
+					t.Fatalf("agent off: %d virtio-serial controllers, channels %+v, want none", serialCtl, d.Devices.Channels)
 				}
 				if strings.Contains(x, AgentChannel) {
 					t.Errorf("agent off: XML mentions %s:\n%s", AgentChannel, x)
@@ -162,16 +172,6 @@ func TestDomainXMLAgent(t *testing.T) {
 			}
 			if a := ch.Address; a == nil || a.VirtioSerial == nil || a.VirtioSerial.Port == nil || *a.VirtioSerial.Port != AgentPort {
 				t.Errorf("channel address %+v, want virtio-serial port %d", ch.Address, AgentPort)
-			}
-			if len(d.Devices.RNGs) != 1 {
-				t.Fatalf("rngs %+v, want 1", d.Devices.RNGs)
-			}
-			rng := d.Devices.RNGs[0]
-			if rng.Model != "virtio" || rng.Backend == nil || rng.Backend.Random == nil || rng.Backend.Random.Device != "/dev/urandom" {
-				t.Errorf("rng %+v, want virtio on /dev/urandom", rng)
-			}
-			if rng.Rate == nil || rng.Rate.Bytes == 0 {
-				t.Errorf("rng rate %+v, want a limit", rng.Rate)
 			}
 		})
 	}
