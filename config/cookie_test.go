@@ -3,7 +3,6 @@ package config
 import (
 	"bytes"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -12,14 +11,7 @@ import (
 // parsed; a missing, malformed or short secret is a clear error at the
 // key's line.
 func TestCookieSecretFile(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := tempWriter(t)
 	const hexSecret = "e5e973e5a6b2a43f48e7dc849e37bfcf"
 	good := write("good", "# shared by ns1 and ns2\n"+hexSecret+"\n")
 	cfg, err := Parse("test.toml", []byte(base+"[dns]\ncookie_secret_file = \""+good+"\"\n"))
@@ -38,7 +30,7 @@ func TestCookieSecretFile(t *testing.T) {
 		name, text string
 		want       []wantErr
 	}{
-		{"missing file", "cookie_secret_file = \"" + filepath.Join(dir, "nope") + "\" # E1",
+		{"missing file", "cookie_secret_file = \"" + filepath.Join(filepath.Dir(good), "nope") + "\" # E1",
 			[]wantErr{{"# E1", "dns.cookie_secret_file", "no such file"}}},
 		{"relative path", "cookie_secret_file = \"cookie.secret\" # E1",
 			[]wantErr{{"# E1", "dns.cookie_secret_file", "not an absolute path"}}},

@@ -14,21 +14,14 @@ import (
 // decoded from a valid configuration, and each problem reported at its
 // file:line with its key; and wildcard CNAMEs that would summon.
 func TestZoneTransferKeys(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := tempWriter(t)
 	const secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg=="
 	good := write("good.key", secret+"\n")
 	knotFile := write("knot.key", "key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: "+secret+"\n")
 	notB64 := write("bad.key", "not base64 at all!\n")
 	short := write("short.key", "c2hvcnQ=\n")
 	empty := write("empty.key", "\n")
-	unreadable := filepath.Join(dir, "missing.key")
+	unreadable := filepath.Join(filepath.Dir(good), "missing.key")
 
 	cfg, err := Parse("test.toml", []byte(base+`secondaries = ["192.0.2.53", "[2001:db8::53]:5353", "2001:db8::54"]
 tsig = { name = "XFR.example.test", algorithm = "hmac-sha512", secret_file = "`+knotFile+`" }
@@ -112,5 +105,19 @@ tsig = { name = "XFR.example.test", algorithm = "hmac-sha512", secret_file = "`+
 			_, err := Parse("test.toml", []byte(text))
 			checkErrors(t, text, err, tc.want)
 		})
+	}
+}
+
+// tempWriter returns a function that writes content to a file called name
+// in a fresh temporary directory (mode 0600) and returns its path.
+func tempWriter(t *testing.T) func(name, content string) string {
+	dir := t.TempDir()
+	return func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }

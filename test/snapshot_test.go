@@ -71,18 +71,7 @@ func TestSnapshotStart(t *testing.T) {
 			ttfb.Round(time.Millisecond), logLine(w, "restored from snapshot"))
 		// The restored guest's clock is the host's (set through its
 		// agent), and its RNG is not the one of the save.
-		now, skew, ok := w.guestNow(w.resolve("snap.example.test"))
-		if !ok {
-			continue
-		}
-		if skew > time.Second || skew < -time.Second || now.ClockSets < 1 {
-			t.Errorf("restore %d: guest clock %v off the host's (clock sets %d), want within 1 s", i, skew, now.ClockSets)
-		}
-		if j, dup := randoms[now.Random]; dup {
-			t.Errorf("restores %d and %d gave the same random bytes %s", j, i, now.Random)
-		}
-		randoms[now.Random] = i
-		t.Logf("restore %d: guest clock off by %v, random %s", i, skew.Round(time.Microsecond), now.Random)
+		w.checkRestored("snap", "restore", i, randoms)
 	}
 	if got := files(); len(got) != 1 || got[0] != made[0] {
 		t.Errorf("save files after restores %q, want %q kept", got, made)
@@ -191,17 +180,26 @@ func TestWarmSnapshotStart(t *testing.T) {
 		}
 		t.Logf("query → first byte: boot (with save and restore) %v, warm snapshot %d %v; paused QEMU RSS %d KiB; %s",
 			bootTTFB.Round(time.Millisecond), i, ttfb.Round(time.Millisecond), rss, logLine(w, "warm domain prepared"))
-		now, skew, ok := w.guestNow(w.resolve("wsnap.example.test"))
-		if !ok {
-			continue
-		}
-		if skew > time.Second || skew < -time.Second || now.ClockSets < 1 {
-			t.Errorf("resume %d: guest clock %v off the host's (clock sets %d), want within 1 s", i, skew, now.ClockSets)
-		}
-		if j, dup := randoms[now.Random]; dup {
-			t.Errorf("resumes %d and %d gave the same random bytes %s", j, i, now.Random)
-		}
-		randoms[now.Random] = i
-		t.Logf("resume %d: guest clock off by %v, random %s", i, skew.Round(time.Microsecond), now.Random)
+		w.checkRestored("wsnap", "resume", i, randoms)
 	}
+}
+
+// checkRestored reads name's /.jitsu/now after its i-th restore or resume
+// (what): the guest's clock must be within 1 s of the host's and set by
+// the agent, and its random bytes must differ from those of every earlier
+// one (randoms, updated).
+func (w *world) checkRestored(name, what string, i int, randoms map[string]int) {
+	w.t.Helper()
+	now, skew, ok := w.guestNow(w.resolve(name + ".example.test"))
+	if !ok {
+		return
+	}
+	if skew > time.Second || skew < -time.Second || now.ClockSets < 1 {
+		w.t.Errorf("%s %d: guest clock %v off the host's (clock sets %d), want within 1 s", what, i, skew, now.ClockSets)
+	}
+	if j, dup := randoms[now.Random]; dup {
+		w.t.Errorf("%s %d and %d gave the same random bytes %s", what, j, i, now.Random)
+	}
+	randoms[now.Random] = i
+	w.t.Logf("%s %d: guest clock off by %v, random %s", what, i, skew.Round(time.Microsecond), now.Random)
 }
