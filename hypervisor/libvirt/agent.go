@@ -31,6 +31,11 @@ import (
 // agentMaxReply bounds one reply line from the guest.
 const agentMaxReply = 4 << 10
 
+// agentMaxStale bounds what the guest may send before the reply to the
+// sync (replies to an earlier connection's commands): the guest is not
+// trusted to stop.
+const agentMaxStale = 64 << 10
+
 // agentSocket returns the host-side UNIX socket of the agent channel in a
 // live domain XML, hypervisor.ErrNoAgent when the domain has none.
 func agentSocket(domXML string) (string, error) {
@@ -118,10 +123,19 @@ func (a *agentConn) sync() error {
 	if _, err := a.c.Write([]byte(cmd)); err != nil {
 		return fmt.Errorf("send guest-sync-delimited: %w", err)
 	}
-	for {
+	for stale := 0; ; {
 		// The reply is preceded by 0xFF; anything before it is stale.
-		if _, err := a.r.ReadBytes(0xff); err != nil {
-			return fmt.Errorf("wait for the reply to guest-sync-delimited: %w", err)
+		for {
+			b, err := a.r.ReadByte()
+			if err != nil {
+				return fmt.Errorf("wait for the reply to guest-sync-delimited: %w", err)
+			}
+			if b == 0xff {
+				break
+			}
+			if stale++; stale > agentMaxStale {
+				return fmt.Errorf("more than %d bytes before the reply to guest-sync-delimited", agentMaxStale)
+			}
 		}
 		line, err := a.line()
 		if err != nil {
@@ -133,6 +147,7 @@ func (a *agentConn) sync() error {
 		if json.Unmarshal(line, &rep) == nil && rep.Return != nil && *rep.Return == a.id {
 			return nil
 		}
+		stale += len(line) + 1
 	}
 }
 

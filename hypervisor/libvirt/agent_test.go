@@ -170,3 +170,33 @@ func TestAgentSocket(t *testing.T) {
 		t.Error("a channel without a path gave no error")
 	}
 }
+
+// TestSetGuestTimeFlood: a guest that sends data without end before its
+// sync reply is given up on, bounded, as unresponsive.
+func TestSetGuestTimeFlood(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		junk := []byte(strings.Repeat("x", 4096))
+		for {
+			if _, err := c.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = setGuestTimeAt(ctx, path, time.Now)
+	if !errors.Is(err, hypervisor.ErrAgentUnresponsive) || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("err = %v, want ErrAgentUnresponsive for too much data", err)
+	}
+}
