@@ -147,7 +147,9 @@ func (a *agentConn) sync() error {
 		if json.Unmarshal(line, &rep) == nil && rep.Return != nil && *rep.Return == a.id {
 			return nil
 		}
-		stale += len(line) + 1
+		if stale += len(line) + 1; stale > agentMaxStale {
+			return fmt.Errorf("more than %d bytes before the reply to guest-sync-delimited", agentMaxStale)
+		}
 	}
 }
 

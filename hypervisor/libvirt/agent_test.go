@@ -172,8 +172,15 @@ func TestAgentSocket(t *testing.T) {
 }
 
 // TestSetGuestTimeFlood: a guest that sends data without end before its
-// sync reply is given up on, bounded, as unresponsive.
+// sync reply (junk, or delimited replies with other ids) is given up on,
+// bounded, as unresponsive.
 func TestSetGuestTimeFlood(t *testing.T) {
+	for _, flood := range []string{"x", "\xff{\"return\": 7}\n"} {
+		t.Run(fmt.Sprintf("%q", flood), func(t *testing.T) { testFlood(t, flood) })
+	}
+}
+
+func testFlood(t *testing.T, flood string) {
 	path := filepath.Join(t.TempDir(), "agent.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -186,7 +193,7 @@ func TestSetGuestTimeFlood(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		junk := []byte(strings.Repeat("x", 4096))
+		junk := []byte(strings.Repeat(flood, 4096/len(flood)))
 		for {
 			if _, err := c.Write(junk); err != nil {
 				return
