@@ -18,12 +18,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -186,12 +188,14 @@ func (w *Weigher) SetDomains(names []string) {
 
 // Run places the QEMU of each domain Started names, and every interval
 // sweeps the domains of SetDomains (adopted, warm or missed ones), until
-// ctx is done.
+// ctx is done. Then it removes the guests' group if no process is left in
+// it (the guests jitsu leaves running for its next start keep it).
 func (w *Weigher) Run(ctx context.Context, interval time.Duration) error {
 	if w.mode == ModeOff || w.mode == ModeNone {
 		<-ctx.Done()
 		return nil
 	}
+	defer w.removeGroup()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -206,6 +210,21 @@ func (w *Weigher) Run(ctx context.Context, interval time.Duration) error {
 			w.domainsMu.Unlock()
 			w.placeDomains(ds, false)
 		}
+	}
+}
+
+// removeGroup removes the guests' group when it is empty; a group with
+// processes (EBUSY) stays.
+func (w *Weigher) removeGroup() {
+	dir := filepath.Join(w.mount, w.opts.Group)
+	err := os.Remove(dir)
+	switch {
+	case err == nil:
+		w.log.Debug("guests' cgroup removed", zap.String("cgroup", dir))
+	case errors.Is(err, syscall.EBUSY) || errors.Is(err, os.ErrNotExist):
+		w.log.Debug("guests' cgroup kept: guests still run in it", zap.String("cgroup", dir))
+	default:
+		w.log.Warn("removing the guests' cgroup", zap.String("cgroup", dir), zap.Error(err))
 	}
 }
 

@@ -5,12 +5,14 @@
 package roottest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jitsu-unikernel/jitsu/guestcpu"
 	"github.com/jitsu-unikernel/jitsu/internal/testenv"
@@ -130,4 +132,47 @@ func TestPlace(t *testing.T) {
 			t.Fatalf("%s of the partition = %q (%v), want %s", file, b, err, want)
 		}
 	})
+}
+
+// TestGroupRemoved: when Run ends, the guests' group is removed if no
+// process is left in it, and kept while one is.
+func TestGroupRemoved(t *testing.T) {
+	testenv.RequireRoot(t)
+	mode, mount := guestcpu.Detect("")
+	if mode == guestcpu.ModeNone {
+		if testenv.InCI() {
+			t.Fatal("no cgroup cpu controller on this host")
+		}
+		t.Skip("no cgroup cpu controller on this host: no group to remove")
+	}
+	for _, busy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("busy=%v", busy), func(t *testing.T) {
+			group := fmt.Sprintf("jitsu-guests-rm-%d-%v", os.Getpid(), busy)
+			dir := filepath.Join(mount, group)
+			w, err := guestcpu.New(guestcpu.Options{Weight: 10, Group: group})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rmdirAfter(t, dir)
+			if busy {
+				pid := sleeper(t)
+				if err := w.Place(pid); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = w.Move(pid, mount) })
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := w.Run(ctx, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			_, err = os.Stat(dir)
+			if busy && err != nil {
+				t.Errorf("group with a guest in it: %v, want kept", err)
+			}
+			if !busy && !os.IsNotExist(err) {
+				t.Errorf("empty group still there after Run (%v), want removed", err)
+			}
+		})
+	}
 }
