@@ -216,7 +216,7 @@ func (w *Weigher) Run(ctx context.Context, interval time.Duration) error {
 // removeGroup removes the guests' group when it is empty; a group with
 // processes (EBUSY) stays.
 func (w *Weigher) removeGroup() {
-	dir := filepath.Join(w.mount, w.opts.Group)
+	dir := w.Dir()
 	err := os.Remove(dir)
 	switch {
 	case err == nil:

@@ -146,7 +146,7 @@ func bootAndStop(ctx context.Context, b *bench) error {
 	if err := bootThenStop(ctx, b, "stopped"); err != nil {
 		return err
 	}
-	files, _ := filepath.Glob(filepath.Join(b.dir, "snapshot", "*", "*.save"))
+	files := saveFiles(b, "snapshot")
 	if len(files) != 1 {
 		return fmt.Errorf("save files %q, want one", files)
 	}
@@ -156,16 +156,17 @@ func bootAndStop(ctx context.Context, b *bench) error {
 	return nil
 }
 
-// warmSnapFiles lists the warmsnap case's save files.
-func warmSnapFiles(b *bench) []string {
-	files, _ := filepath.Glob(filepath.Join(b.dir, "warmsnap", "*", "*.save"))
+// saveFiles lists the save files of the case whose snapshot_dir is dir
+// under the bench directory (one subdirectory per daemon id).
+func saveFiles(b *bench, dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(b.dir, dir, "*", "*.save"))
 	return files
 }
 
 // warmSnapStart is the state of the warmsnap case's unikernel when jitsu
 // starts: warm once its save file exists, stopped before.
 func warmSnapStart(b *bench) string {
-	if len(warmSnapFiles(b)) == 0 {
+	if len(saveFiles(b, "warmsnap")) == 0 {
 		return "stopped"
 	}
 	return "warm"
@@ -175,13 +176,13 @@ func warmSnapStart(b *bench) string {
 // exist yet (a boot that saves, then a stop, after which jitsu restores
 // the file paused into the warm pool).
 func warmSnapPrepare(ctx context.Context, b *bench) error {
-	if len(warmSnapFiles(b)) != 0 {
+	if len(saveFiles(b, "warmsnap")) != 0 {
 		return nil
 	}
 	if err := bootThenStop(ctx, b, "warm"); err != nil {
 		return err
 	}
-	if files := warmSnapFiles(b); len(files) != 1 {
+	if files := saveFiles(b, "warmsnap"); len(files) != 1 {
 		return fmt.Errorf("warmsnap save files %q, want one", files)
 	}
 	return nil

@@ -69,17 +69,26 @@ func rmdirAfter(t *testing.T, dir string) {
 	})
 }
 
-// TestPlace: both ways guestcpu lowers a guest's CPU weight, on the
-// host's real cgroup cpu controller, with a sleep process for a QEMU.
-func TestPlace(t *testing.T) {
+// requireController needs root and the host's cgroup cpu controller,
+// and returns guestcpu's mode and the controller's mount point; without
+// it the test is skipped (failed in CI).
+func requireController(t *testing.T) (mode, mount string) {
+	t.Helper()
 	testenv.RequireRoot(t)
-	mode, mount := guestcpu.Detect("")
+	mode, mount = guestcpu.Detect("")
 	if mode == guestcpu.ModeNone {
 		if testenv.InCI() {
 			t.Fatal("no cgroup cpu controller on this host")
 		}
-		t.Skip("no cgroup cpu controller on this host: nothing to place")
+		t.Skip("no cgroup cpu controller on this host: nothing to place or remove")
 	}
+	return mode, mount
+}
+
+// TestPlace: both ways guestcpu lowers a guest's CPU weight, on the
+// host's real cgroup cpu controller, with a sleep process for a QEMU.
+func TestPlace(t *testing.T) {
+	mode, mount := requireController(t)
 	v2 := mode == guestcpu.ModeCgroupV2
 	file, want := weightFile(mode)
 	group := fmt.Sprintf("jitsu-guests-test-%d", os.Getpid())
@@ -137,14 +146,7 @@ func TestPlace(t *testing.T) {
 // TestGroupRemoved: when Run ends, the guests' group is removed if no
 // process is left in it, and kept while one is.
 func TestGroupRemoved(t *testing.T) {
-	testenv.RequireRoot(t)
-	mode, mount := guestcpu.Detect("")
-	if mode == guestcpu.ModeNone {
-		if testenv.InCI() {
-			t.Fatal("no cgroup cpu controller on this host")
-		}
-		t.Skip("no cgroup cpu controller on this host: no group to remove")
-	}
+	_, mount := requireController(t)
 	for _, busy := range []bool{true, false} {
 		t.Run(fmt.Sprintf("busy=%v", busy), func(t *testing.T) {
 			group := fmt.Sprintf("jitsu-guests-rm-%d-%v", os.Getpid(), busy)
